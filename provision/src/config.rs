@@ -1,0 +1,184 @@
+//! The `[vm]`, `[install]` and `[extensions.NAME]` sections.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::session::GuestOs;
+
+/// Which kind of machine harness drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// A VM that harness creates and runs with QEMU (no root, no libvirt).
+    #[default]
+    Qemu,
+    /// An existing libvirt domain.
+    Libvirt,
+    /// An existing host reached over SSH; no lifecycle.
+    Ssh,
+}
+
+/// Accelerator choice for QEMU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    /// KVM when a probe guest really runs under it, else TCG with a warning.
+    #[default]
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+/// The `[vm]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VmConfig {
+    /// `qemu` | `libvirt` | `ssh`.
+    pub backend: BackendKind,
+    /// `windows` | `linux`.
+    pub os: GuestOs,
+    /// Name of the VM (state lives under `<state>/vms/<name>`).
+    pub name: String,
+    /// SSH user in the guest.
+    pub user: String,
+    /// SSH private key; empty means `~/.ssh/id_ed25519`, else a harness key in state.
+    pub identity: Option<PathBuf>,
+    /// `ssh` backend: host to reach.
+    pub host: String,
+    /// `ssh` backend: port (qemu picks a free loopback port when 0).
+    pub port: u16,
+    /// Memory in MiB.
+    pub memory_mib: u32,
+    /// Virtual CPUs.
+    pub cpus: u32,
+    /// Disk size in GiB for a new Windows install.
+    pub disk_gib: u32,
+    /// `auto` | `kvm` | `tcg`.
+    pub accel: Accel,
+    /// Windows 11 ISO (en-US).
+    pub iso: Option<PathBuf>,
+    /// virtio-win ISO; downloaded (pinned, verified) when empty.
+    pub virtio_win_iso: Option<PathBuf>,
+    /// Add a swtpm TPM 2.0.
+    pub tpm: bool,
+    /// Linux profile: kernel image.
+    pub kernel: Option<PathBuf>,
+    /// Linux profile: initramfs.
+    pub initrd: Option<PathBuf>,
+    /// Linux profile: kernel command line.
+    pub append: String,
+    /// A ready disk image to boot instead of installing.
+    pub image: Option<PathBuf>,
+    /// Snapshot that `up` restores when present.
+    pub ready_snapshot: String,
+    /// Seconds allowed for the unattended Windows install.
+    pub install_timeout: u64,
+    /// Seconds allowed from QEMU start to the guest answering SSH.
+    pub boot_timeout: u64,
+    /// libvirt backend: domain name.
+    pub domain: String,
+    /// libvirt backend: connection URI.
+    pub libvirt_uri: String,
+}
+
+impl Default for VmConfig {
+    fn default() -> Self {
+        Self {
+            backend: BackendKind::Qemu,
+            os: GuestOs::Windows,
+            name: "efw".into(),
+            user: "harness".into(),
+            identity: None,
+            host: "127.0.0.1".into(),
+            port: 0,
+            memory_mib: 8192,
+            cpus: 4,
+            disk_gib: 64,
+            accel: Accel::Auto,
+            iso: None,
+            virtio_win_iso: None,
+            tpm: false,
+            kernel: None,
+            initrd: None,
+            append: "console=ttyS0 quiet".into(),
+            image: None,
+            ready_snapshot: "ready".into(),
+            install_timeout: 7200,
+            boot_timeout: 600,
+            domain: String::new(),
+            libvirt_uri: "qemu:///system".into(),
+        }
+    }
+}
+
+/// How the runtime is installed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum InstallMethod {
+    /// What the build supports: `install-psm1`, else `setup-ebpf`; `setup-sh` on Linux.
+    #[default]
+    Auto,
+    /// `setup-ebpf.ps1` (as ebpf-go's docs say).
+    SetupEbpf,
+    /// `install_ebpf.psm1` → `Install-eBPFComponents` (as ebpf-go's CI does).
+    InstallPsm1,
+    /// Linux guests: `sh setup.sh`.
+    SetupSh,
+}
+
+/// The `[install]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InstallConfig {
+    /// `auto` | `setup-ebpf` | `install-psm1` | `setup-sh`.
+    pub method: InstallMethod,
+    /// Guest directory builds are unpacked under (no spaces: install_ebpf.psm1 breaks on them).
+    pub guest_dir: String,
+    /// Host path of `PsExec64.exe`, placed next to the installer (the guest may have no internet).
+    pub psexec: Option<PathBuf>,
+    /// Linux guests: command that must succeed in a fresh session after install.
+    pub verify_command: String,
+    /// Seconds the install step may take.
+    pub timeout: u64,
+}
+
+impl Default for InstallConfig {
+    fn default() -> Self {
+        Self {
+            method: InstallMethod::Auto,
+            guest_dir: r"C:\harness\efw".into(),
+            psexec: None,
+            verify_command: String::new(),
+            timeout: 1800,
+        }
+    }
+}
+
+/// One `[extensions.NAME]` section (ntosebpfext in `config.toml`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExtensionConfig {
+    /// Driver file in the build.
+    pub driver: String,
+    /// Kernel service name.
+    pub service: String,
+    /// Service start type (`demand`, `auto`, `system`).
+    pub start: String,
+    /// Tool that registers the program types in the eBPF store.
+    pub export_tool: String,
+    /// Install this extension during `harness up`.
+    pub enabled: bool,
+}
+
+impl Default for ExtensionConfig {
+    fn default() -> Self {
+        Self {
+            driver: String::new(),
+            service: String::new(),
+            start: "demand".into(),
+            export_tool: String::new(),
+            enabled: true,
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! The `[suites.NAME]` sections: which Go tests to run and how.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Where test binaries are built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RunMode {
+    /// `host` when Go is on the host, else `guest`.
+    #[default]
+    Auto,
+    /// Cross-compile test binaries on the host, run them in the guest.
+    Host,
+    /// Sync the source tree and run `go test -json` with the guest's Go.
+    Guest,
+}
+
+/// One suite of Go tests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SuiteConfig {
+    /// The Go module on the host; `None` means the current directory when it is a Go module.
+    pub path: Option<PathBuf>,
+    /// Packages to test.
+    pub packages: Vec<String>,
+    /// Extra `go test` flags (`-short`, `-count=1`, `-run=…`, `-skip=…`, `-race`).
+    pub flags: Vec<String>,
+    /// Environment for the tests.
+    pub env: BTreeMap<String, String>,
+    /// Seconds one package may run before its process tree is killed.
+    pub package_timeout: u64,
+    /// How many times failed tests are rerun.
+    pub rerun_fails: u32,
+    /// Rerun failures with ebpf-go's `-trace-log` (Windows).
+    pub trace_log_on_rerun: bool,
+    /// Where test binaries are built.
+    pub mode: RunMode,
+}
+
+impl Default for SuiteConfig {
+    fn default() -> Self {
+        Self {
+            path: None,
+            packages: vec!["./...".into()],
+            flags: vec!["-short".into(), "-count=1".into()],
+            env: BTreeMap::new(),
+            package_timeout: 600,
+            rerun_fails: 0,
+            trace_log_on_rerun: false,
+            mode: RunMode::Auto,
+        }
+    }
+}

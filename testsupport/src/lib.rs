@@ -1,0 +1,6 @@
+//! Fixtures shared by harness's tests (a dev-dependency only).
+//!
+//! - `sshd`: a real OpenSSH server on loopback with its own host key and authorized key.
+//! - `github`: a local HTTP server speaking the GitHub REST subset harness uses, with failure injection.
+//! - `guest`: a small Linux guest (kernel + busybox + sshd initramfs) built from Debian's packages, cached under `target/`.
+//! - `gomod`: the fixture Go module used by the suites tests.
