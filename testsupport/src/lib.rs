@@ -4,3 +4,5 @@
 //! - `github`: a local HTTP server speaking the GitHub REST subset harness uses, with failure injection.
 //! - `guest`: a small Linux guest (kernel + busybox + sshd initramfs) built from Debian's packages, cached under `target/`.
 //! - `gomod`: the fixture Go module used by the suites tests.
+
+pub mod sshd;
