@@ -6,3 +6,4 @@
 //! - `gomod`: the fixture Go module used by the suites tests.
 
 pub mod sshd;
+pub mod guest;
