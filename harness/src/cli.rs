@@ -1,0 +1,62 @@
+//! The command line: global options and one variant per subcommand. Handlers live in `cmd/`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::cmd;
+
+/// harness: a test lab for ebpf-go on eBPF for Windows, from a Linux host.
+///
+/// `harness up` makes a test-ready VM with efW and its extensions installed; `harness run` goes
+/// from nothing to JUnit and an exit code; `harness repro` reruns a failure locally.
+#[derive(Debug, Parser)]
+#[command(
+    name = "harness",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Config file (default: ./harness.toml, then ~/.config/harness/config.toml).
+    #[arg(
+        short = 'c',
+        long = "config",
+        global = true,
+        env = "HARNESS_CONFIG",
+        value_name = "PATH"
+    )]
+    pub config: Option<PathBuf>,
+    /// Override one configuration key, e.g. `--set vm.memory_mib=4096` (repeatable).
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Print machine-readable JSON on stdout where the output is data.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More log output (-v info, -vv debug, -vvv trace). HARNESS_LOG takes a tracing filter.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Less output: errors only, no progress bars.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "verbose")]
+    pub quiet: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show or check the effective configuration.
+    #[command(subcommand)]
+    Config(cmd::config::ConfigCmd),
+    /// Check the host: QEMU, KVM, firmware, tools, keys, token, Go, disk.
+    Doctor(cmd::doctor::DoctorArgs),
+    /// Print a shell completion script.
+    Completions(cmd::completions::CompletionsArgs),
+}

@@ -1,0 +1,20 @@
+//! One module per area of the CLI. Each handler parses nothing itself: it calls a library and
+//! prints the result as text or `--json`.
+
+use std::process::ExitCode;
+
+use crate::cli::Command;
+use crate::context::Context;
+
+pub mod completions;
+pub mod config;
+pub mod doctor;
+
+/// Runs the chosen subcommand.
+pub fn dispatch(ctx: &Context, command: &Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Config(c) => config::run(ctx, c),
+        Command::Doctor(a) => doctor::run(ctx, a),
+        Command::Completions(a) => completions::run(a),
+    }
+}

@@ -1,0 +1,214 @@
+//! Checks across keys that types alone cannot express, each with a sentence a user understands.
+
+use provision::{BackendKind, GuestOs};
+
+use super::Config;
+
+/// How bad a problem is: errors stop `config check` and every command that needs the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One problem with the configuration as a whole.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    pub severity: Severity,
+    pub key: String,
+    pub message: String,
+}
+
+fn err(key: &str, message: impl Into<String>) -> Problem {
+    Problem {
+        severity: Severity::Error,
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+fn warn(key: &str, message: impl Into<String>) -> Problem {
+    Problem {
+        severity: Severity::Warning,
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// Every cross-key problem in a configuration.
+pub fn validate(cfg: &Config) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let vm = &cfg.vm;
+    match vm.backend {
+        BackendKind::Ssh => {
+            if vm.host.trim().is_empty() {
+                out.push(err("vm.host", "the ssh backend needs vm.host"));
+            }
+            if vm.port == 0 {
+                out.push(err(
+                    "vm.port",
+                    "the ssh backend needs vm.port (22 for a normal sshd)",
+                ));
+            }
+        }
+        BackendKind::Libvirt => {
+            if vm.domain.trim().is_empty() {
+                out.push(err(
+                    "vm.domain",
+                    "the libvirt backend needs vm.domain (see `virsh list --all`)",
+                ));
+            }
+        }
+        BackendKind::Qemu => match vm.os {
+            GuestOs::Linux => {
+                if vm.image.is_none() && (vm.kernel.is_none() || vm.initrd.is_none()) {
+                    out.push(err(
+                        "vm.kernel",
+                        "a Linux guest needs vm.kernel and vm.initrd, or vm.image",
+                    ));
+                }
+            }
+            GuestOs::Windows => {
+                if vm.iso.is_none() && vm.image.is_none() {
+                    out.push(warn(
+                        "vm.iso",
+                        "no Windows ISO configured: creating the VM needs vm.iso (or --iso); reusing an existing golden image does not",
+                    ));
+                }
+            }
+        },
+    }
+    if vm.memory_mib < 256 {
+        out.push(err(
+            "vm.memory_mib",
+            "at least 256 MiB; Windows 11 wants 4096 or more",
+        ));
+    } else if vm.os == GuestOs::Windows && vm.memory_mib < 4096 {
+        out.push(warn("vm.memory_mib", "Windows 11 wants at least 4096 MiB"));
+    }
+    if vm.cpus == 0 {
+        out.push(err("vm.cpus", "at least 1 CPU"));
+    }
+    if vm.os == GuestOs::Windows && cfg.install.guest_dir.contains(' ') {
+        out.push(err(
+            "install.guest_dir",
+            "must not contain spaces: efW's install_ebpf.psm1 breaks on them",
+        ));
+    }
+    for (name, source) in std::iter::once(("efw.source".to_string(), &cfg.efw.source)).chain(
+        cfg.extensions
+            .iter()
+            .map(|(n, e)| (format!("extensions.{n}.build.source"), &e.build.source)),
+    ) {
+        if let Some(msg) = source_problem(source) {
+            out.push(err(&name, msg));
+        }
+    }
+    for (name, suite) in &cfg.suites {
+        if suite.packages.is_empty() {
+            out.push(err(
+                &format!("suites.{name}.packages"),
+                "lists no packages (use [\"./...\"] for all)",
+            ));
+        }
+    }
+    out
+}
+
+/// Checks the form of a source spec; resolving it is the artifacts crate's job.
+fn source_problem(s: &str) -> Option<String> {
+    let ok = s == "main"
+        || s.strip_prefix("run:")
+            .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+        || s.strip_prefix("release:").is_some_and(|v| !v.is_empty())
+        || s.strip_prefix("file:").is_some_and(|p| !p.is_empty())
+        || s.strip_prefix("url:")
+            .is_some_and(|u| u.starts_with("https://") || u.starts_with("http://"));
+    (!ok).then(|| {
+        format!("`{s}` is not a build source; use main, run:<id>, release:<version>, file:<path> or url:<https://…>")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> Config {
+        toml::from_str(super::super::DEFAULTS_TOML).unwrap()
+    }
+
+    fn keys(p: &[Problem], sev: Severity) -> Vec<String> {
+        p.iter()
+            .filter(|p| p.severity == sev)
+            .map(|p| p.key.clone())
+            .collect()
+    }
+
+    #[test]
+    fn defaults_have_no_errors_only_the_missing_iso_warning() {
+        let p = validate(&defaults());
+        assert!(keys(&p, Severity::Error).is_empty(), "{p:?}");
+        assert_eq!(keys(&p, Severity::Warning), vec!["vm.iso"]);
+    }
+
+    #[test]
+    fn table_of_cross_key_rules() {
+        type Edit = fn(&mut Config);
+        let cases: &[(Edit, &str)] = &[
+            (
+                |c| {
+                    c.vm.backend = BackendKind::Ssh;
+                    c.vm.port = 0
+                },
+                "vm.port",
+            ),
+            (
+                |c| {
+                    c.vm.backend = BackendKind::Ssh;
+                    c.vm.port = 22;
+                    c.vm.host = " ".into()
+                },
+                "vm.host",
+            ),
+            (|c| c.vm.backend = BackendKind::Libvirt, "vm.domain"),
+            (|c| c.vm.os = GuestOs::Linux, "vm.kernel"),
+            (|c| c.vm.cpus = 0, "vm.cpus"),
+            (|c| c.vm.memory_mib = 100, "vm.memory_mib"),
+            (
+                |c| c.install.guest_dir = r"C:\Program Files\x".into(),
+                "install.guest_dir",
+            ),
+            (|c| c.efw.source = "latest".into(), "efw.source"),
+            (|c| c.efw.source = "run:abc".into(), "efw.source"),
+            (|c| c.efw.source = "url:ftp://x".into(), "efw.source"),
+            (
+                |c| c.extensions.get_mut("ntosebpfext").unwrap().build.source = "nightly".into(),
+                "extensions.ntosebpfext.build.source",
+            ),
+            (
+                |c| c.suites.get_mut("ebpf-go").unwrap().packages.clear(),
+                "suites.ebpf-go.packages",
+            ),
+        ];
+        for (edit, key) in cases {
+            let mut c = defaults();
+            edit(&mut c);
+            let errs = keys(&validate(&c), Severity::Error);
+            assert_eq!(errs, vec![key.to_string()], "editing for {key}");
+        }
+    }
+
+    #[test]
+    fn good_sources() {
+        for s in [
+            "main",
+            "run:123",
+            "release:1.0.0",
+            "file:/x.zip",
+            "url:https://h/x.zip",
+        ] {
+            assert_eq!(source_problem(s), None, "{s}");
+        }
+    }
+}

