@@ -1,3 +1,28 @@
 //! Find, download, verify, cache and unpack eBPF for Windows builds (and extension builds).
+//!
+//! [`Fetcher::fetch`] turns a [`SourceSpec`] (`main`, `run:<id>`, `release:<v>`, `file:<p>`,
+//! `url:<u>`) plus a [`BuildSourceConfig`] into a [`Build`]: an unpacked directory with the files at
+//! its root, its [`Layout`], and where it came from ([`BuildMeta`]). Downloads happen once per
+//! artifact id / asset id / content hash; the cache ([`Cache`]) serves repeats and offline runs.
+
+pub mod cache;
 pub mod config;
+pub mod error;
+pub mod fetch;
+pub mod github;
+mod http;
+pub mod layout;
+pub mod secret;
+pub mod select;
+pub mod source;
+pub mod unpack;
+
+pub use cache::{Build, BuildMeta, Cache};
 pub use config::BuildSourceConfig;
+pub use error::ArtifactError;
+pub use fetch::{DEFAULT_API_URL, FetchOptions, Fetcher};
+pub use http::{Downloaded, RetryPolicy, parse_digest};
+pub use layout::{Layout, check_build};
+pub use secret::{Secret, token_from_env};
+pub use source::SourceSpec;
+pub use unpack::{UnpackLimits, Unpacked, unpack_zip};
