@@ -1,11 +1,28 @@
 //! Guest sessions: everything harness does inside a VM goes through one [`Session`].
 //!
-//! INTERFACE CONTRACT (filled in by the guest-sessions work; other modules code against it):
-//! the public names and signatures below are what install, suites' executor and the CLI use.
+//! One concern per file: [`wrap`] turns a [`RemoteCommand`] into the exact string sshd runs
+//! (PowerShell `-EncodedCommand` on Windows, `sh -c` quoting on Linux); [`hostkey`] pins host keys
+//! in an OpenSSH-format `known_hosts` file in harness state; [`script`] holds the embedded
+//! one-step scripts and parses their JSON; `ssh` is the libssh2 connection (exec, streaming,
+//! timeouts, reconnects); `transfer` moves files (SFTP) and trees (one tar stream);
+//! [`endpoint`] derives an [`Endpoint`] from `[vm]`.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
+
+pub mod endpoint;
+mod error;
+pub mod hostkey;
+pub mod script;
+mod ssh;
+mod transfer;
+pub mod wrap;
+
+pub use error::SessionError;
+pub use script::Script;
+pub use ssh::{CancelHandle, Session};
+pub use transfer::TreeStats;
 
 /// The guest's operating system: decides how commands are wrapped and how trees are unpacked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -18,7 +35,7 @@ pub enum GuestOs {
 }
 
 /// Where and how to reach a guest over SSH.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     pub host: String,
     pub port: u16,
@@ -28,16 +45,47 @@ pub struct Endpoint {
     pub os: GuestOs,
 }
 
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}:{}", self.user, self.host, self.port)
+    }
+}
+
 /// Connection behaviour. Every wait is bounded.
 #[derive(Debug, Clone)]
 pub struct SessionOptions {
+    /// TCP connect + SSH handshake + auth, per attempt.
     pub connect_timeout: Duration,
+    /// Interval of SSH keepalives; a connection silent for three intervals is declared dead.
     pub keepalive: Duration,
-    /// File recording the pinned host key of each endpoint (`host:port` → key).
+    /// File recording the pinned host key of each endpoint, in OpenSSH `known_hosts` format
+    /// (so `harness ssh` can hand it to the system client as `UserKnownHostsFile`).
     pub known_hosts: PathBuf,
     /// Accept (and record) a host key that differs from the pinned one.
     pub accept_new_host_key: bool,
+    /// Timeout of commands that set none (and of scripts); `None` means no limit.
+    pub default_command_timeout: Option<Duration>,
+    /// Linux guests: how `restart_sshd` makes sshd restart or re-read its configuration.
+    pub linux_restart_command: String,
 }
+
+impl SessionOptions {
+    /// Defaults suited to a VM on loopback: 15 s connect, 15 s keepalive, 1 h command timeout.
+    pub fn new(known_hosts: impl Into<PathBuf>) -> Self {
+        SessionOptions {
+            connect_timeout: Duration::from_secs(15),
+            keepalive: Duration::from_secs(15),
+            known_hosts: known_hosts.into(),
+            accept_new_host_key: false,
+            default_command_timeout: Some(Duration::from_secs(3600)),
+            linux_restart_command: DEFAULT_LINUX_RESTART.into(),
+        }
+    }
+}
+
+/// Default Linux restart: SIGHUP makes sshd re-execute itself and re-read `sshd_config`.
+pub const DEFAULT_LINUX_RESTART: &str =
+    "kill -HUP \"$(cat /run/sshd.pid 2>/dev/null || cat /var/run/sshd.pid)\"";
 
 /// Which output stream a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,14 +96,52 @@ pub enum Stream {
 
 /// A command to run in the guest. For Windows the program is PowerShell source text;
 /// for Linux it is an argv that is quoted for `sh -c`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RemoteCommand {
-    /// Linux: argv. Windows: a single element holding PowerShell source.
+    /// Linux: argv. Windows: a single element holding PowerShell source (several elements are
+    /// joined with spaces).
     pub argv: Vec<String>,
     pub env: BTreeMap<String, String>,
     pub cwd: Option<String>,
     /// Kill the remote process tree after this long.
     pub timeout: Option<Duration>,
+}
+
+impl RemoteCommand {
+    /// A command from an argv (Linux) or PowerShell source (Windows, one element).
+    pub fn new<I, S>(argv: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        RemoteCommand {
+            argv: argv.into_iter().map(Into::into).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// PowerShell source (Windows) or a shell snippet run by `sh -c` (Linux).
+    pub fn script(source: impl Into<String>) -> Self {
+        Self::new([source.into()])
+    }
+
+    /// Adds an environment variable.
+    pub fn env(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
+        self.env.insert(k.into(), v.into());
+        self
+    }
+
+    /// Sets the working directory.
+    pub fn cwd(mut self, dir: impl Into<String>) -> Self {
+        self.cwd = Some(dir.into());
+        self
+    }
+
+    /// Sets the timeout after which the remote process tree is killed.
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = Some(t);
+        self
+    }
 }
 
 /// The outcome of a finished remote command.
@@ -64,21 +150,16 @@ pub struct ExitStatus {
     pub code: i32,
 }
 
-// Planned API of `Session` (implemented in session/ssh.rs by the guest-sessions work):
-//
-//   Session::connect(ep: &Endpoint, opts: &SessionOptions) -> Result<Session, SessionError>
-//   Session::connect_with_retry(ep, opts, deadline: Duration) -> Result<Session, SessionError>
-//   session.os() -> GuestOs
-//   session.exec(&RemoteCommand, on_line: &mut dyn FnMut(Stream, &str)) -> Result<ExitStatus, SessionError>
-//   session.exec_capture(&RemoteCommand) -> Result<Output{status, stdout, stderr}, SessionError>
-//   session.run_script(script: &Script, args: &[(&str, String)]) -> Result<serde_json::Value, SessionError>
-//        // Windows: an embedded .ps1 (scripts/windows/*.ps1) run via -EncodedCommand with named
-//        // parameters; Linux: an embedded .sh run with `sh -s -- args`. The last stdout line
-//        // that parses as JSON is the result; a non-zero exit is SessionError::ScriptFailed
-//        // carrying stdout/stderr tails and any JSON {"error": ...} the script printed.
-//   session.upload_file(local: &Path, remote: &str) / download_file(remote, local)   (SFTP, size-verified)
-//   session.upload_tree(local_dir: &Path, remote_dir: &str) / download_tree(remote_dir, local_dir)  (one tar stream)
-//   session.restart_sshd(check: &mut dyn FnMut(&mut Session) -> Result<bool, SessionError>, deadline) -> Result<(), SessionError>
-//   session.reboot(deadline) -> Result<(), SessionError>
-//   session.endpoint() -> &Endpoint
-//   session.cancel_handle() -> CancelHandle   (Send + Clone; .cancel() kills the running remote command tree)
+impl ExitStatus {
+    pub fn success(&self) -> bool {
+        self.code == 0
+    }
+}
+
+/// Captured output of a finished command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
