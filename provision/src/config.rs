@@ -141,6 +141,10 @@ pub struct InstallConfig {
     pub verify_command: String,
     /// Seconds the install step may take.
     pub timeout: u64,
+    /// Linux guests: directory builds are unpacked under, one folder per build.
+    pub linux_guest_dir: String,
+    /// Seconds allowed for sshd to restart and a fresh session to see the new environment.
+    pub restart_timeout: u64,
 }
 
 impl Default for InstallConfig {
@@ -151,6 +155,8 @@ impl Default for InstallConfig {
             psexec: None,
             verify_command: String::new(),
             timeout: 1800,
+            linux_guest_dir: "/var/tmp/harness/efw".into(),
+            restart_timeout: 180,
         }
     }
 }
@@ -169,6 +175,11 @@ pub struct ExtensionConfig {
     pub export_tool: String,
     /// Install this extension during `harness up`.
     pub enabled: bool,
+    /// Program types (GUIDs, or names) that must appear in the eBPF store after the export tool
+    /// ran; empty means "at least one program type is registered".
+    pub program_types: Vec<String>,
+    /// How many times to start the service and wait for Running before giving up.
+    pub start_attempts: u32,
 }
 
 impl Default for ExtensionConfig {
@@ -179,6 +190,8 @@ impl Default for ExtensionConfig {
             start: "demand".into(),
             export_tool: String::new(),
             enabled: true,
+            program_types: Vec::new(),
+            start_attempts: 10,
         }
     }
 }

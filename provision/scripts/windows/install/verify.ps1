@@ -1,0 +1,38 @@
+# Step: check, from a fresh session, that the runtime is usable the way ebpf-go uses it:
+# services running, ebpfapi.dll found through this session's PATH (the normal DLL search that
+# windows.NewLazyDLL relies on), and `netsh ebpf show programs` answering.
+# Prints {services{}, ebpfapi_dll, path, netsh_exit_code, netsh_output[]}.
+param()
+
+$services = [ordered]@{}
+foreach ($name in @('eBPFCore', 'NetEbpfExt')) {
+    $svc = Get-Service -Name $name -ErrorAction SilentlyContinue
+    if ($null -eq $svc) { $services[$name] = $null } else { $services[$name] = [string]$svc.Status }
+}
+
+$found = $null
+foreach ($entry in @($env:PATH -split ';' | Where-Object { $_ -ne '' })) {
+    $candidate = Join-Path $entry 'ebpfapi.dll'
+    if (Test-Path -LiteralPath $candidate) {
+        $found = $candidate
+        break
+    }
+}
+
+$old_pref = $ErrorActionPreference
+$ErrorActionPreference = 'Continue'
+try {
+    $netsh = netsh.exe ebpf show programs 2>&1 | ForEach-Object { "$_" }
+    $netsh_code = $LASTEXITCODE
+} finally {
+    $ErrorActionPreference = $old_pref
+}
+
+$result = [ordered]@{
+    services        = $services
+    ebpfapi_dll     = $found
+    path            = $env:PATH
+    netsh_exit_code = $netsh_code
+    netsh_output    = @(@($netsh) | Select-Object -First 20)
+}
+ConvertTo-Json -InputObject $result -Compress -Depth 5

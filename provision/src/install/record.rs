@@ -1,0 +1,76 @@
+//! What is installed: the input build, its provenance, and the record kept in the guest.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::InstallMethod;
+
+/// Where an installed build came from. The lead fills it from the artifacts crate's build
+/// metadata (provision does not depend on artifacts); suites read `version` to set
+/// `CI_EFW_VERSION`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct InstalledBuild {
+    /// Stable build key, used as the guest directory name (letters, digits, `.`, `_`, `-`).
+    pub key: String,
+    /// The source spec it was fetched by (`main`, `run:<id>`, `release:<v>`, `file:<path>`, …).
+    pub source: String,
+    /// `owner/name` of the repository, when it came from GitHub.
+    pub repo: Option<String>,
+    /// Workflow run id, for CI artifacts.
+    pub run_id: Option<u64>,
+    /// Commit the build was made from.
+    pub head_sha: Option<String>,
+    /// efW version, when known.
+    pub version: Option<String>,
+}
+
+/// A build on the host, unpacked, ready to be sent to the guest.
+#[derive(Debug, Clone)]
+pub struct BuildToInstall {
+    /// The unpacked build directory (installer files at its root).
+    pub local_dir: PathBuf,
+    /// Provenance, recorded in the guest on success.
+    pub provenance: InstalledBuild,
+}
+
+impl BuildToInstall {
+    /// The build key (guest directory name).
+    pub fn key(&self) -> &str {
+        &self.provenance.key
+    }
+}
+
+/// The record harness writes in the guest after a verified install, and reads back to decide
+/// whether an install is a no-op.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallRecord {
+    /// The build.
+    pub build: InstalledBuild,
+    /// The method that installed it (never `auto`).
+    pub method: InstallMethod,
+    /// The guest directory the build was unpacked in (its scripts uninstall it later).
+    pub guest_dir: String,
+    /// Seconds since the Unix epoch, guest-independent (taken on the host).
+    pub installed_at: u64,
+    /// harness version that installed it.
+    pub harness_version: String,
+}
+
+/// One extension as installed in the guest (for `ext list` and host state).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtensionState {
+    /// Config name (`ntosebpfext`).
+    pub name: String,
+    /// Kernel service name.
+    pub service: String,
+    /// Service status (`Running`, `Stopped`, …), `None` when the service does not exist.
+    pub status: Option<String>,
+    /// The service's binary path, when it exists.
+    pub binary_path: Option<String>,
+    /// Program types (GUIDs) from the config that are present in the eBPF store.
+    pub program_types_present: Vec<String>,
+    /// Program types (GUIDs) from the config that are missing from the eBPF store.
+    pub program_types_missing: Vec<String>,
+}

@@ -1,0 +1,115 @@
+//! The install step scripts, embedded at build time (one step each; JSON on stdout).
+
+use crate::session::Script;
+
+macro_rules! step_script {
+    ($ident:ident, "windows", $file:literal) => {
+        #[doc = concat!("`scripts/windows/install/", $file, "`.")]
+        pub const $ident: Script = Script::windows(
+            concat!("install/", $file),
+            include_str!(concat!("../../scripts/windows/install/", $file)),
+        );
+    };
+    ($ident:ident, "linux", $file:literal) => {
+        #[doc = concat!("`scripts/linux/install/", $file, "`.")]
+        pub const $ident: Script = Script::linux(
+            concat!("install/", $file),
+            include_str!(concat!("../../scripts/linux/install/", $file)),
+        );
+    };
+}
+
+step_script!(WIN_QUERY, "windows", "query.ps1");
+step_script!(WIN_PREPARE_DIR, "windows", "prepare_dir.ps1");
+step_script!(WIN_UNINSTALL, "windows", "uninstall.ps1");
+step_script!(WIN_INSTALL, "windows", "install.ps1");
+step_script!(WIN_ENSURE_PATH, "windows", "ensure_path.ps1");
+step_script!(WIN_VERIFY, "windows", "verify.ps1");
+step_script!(WIN_LIST_LOGS, "windows", "list_logs.ps1");
+step_script!(WIN_RECORD, "windows", "record.ps1");
+step_script!(WIN_FORGET, "windows", "forget.ps1");
+step_script!(WIN_EXT_QUERY, "windows", "ext_query.ps1");
+step_script!(WIN_EXT_REMOVE, "windows", "ext_remove.ps1");
+step_script!(WIN_EXT_CREATE, "windows", "ext_create.ps1");
+step_script!(WIN_EXT_START, "windows", "ext_start.ps1");
+step_script!(WIN_EXT_EXPORT, "windows", "ext_export.ps1");
+step_script!(WIN_EXT_PROGRAM_TYPES, "windows", "ext_program_types.ps1");
+
+step_script!(LINUX_QUERY, "linux", "query.sh");
+step_script!(LINUX_PREPARE_DIR, "linux", "prepare_dir.sh");
+step_script!(LINUX_RUN_SETUP, "linux", "run_setup.sh");
+step_script!(LINUX_RECORD, "linux", "record.sh");
+step_script!(LINUX_FORGET, "linux", "forget.sh");
+
+/// Every Windows step script (for the grammar check in tests).
+pub const WINDOWS_ALL: &[Script] = &[
+    WIN_QUERY,
+    WIN_PREPARE_DIR,
+    WIN_UNINSTALL,
+    WIN_INSTALL,
+    WIN_ENSURE_PATH,
+    WIN_VERIFY,
+    WIN_LIST_LOGS,
+    WIN_RECORD,
+    WIN_FORGET,
+    WIN_EXT_QUERY,
+    WIN_EXT_REMOVE,
+    WIN_EXT_CREATE,
+    WIN_EXT_START,
+    WIN_EXT_EXPORT,
+    WIN_EXT_PROGRAM_TYPES,
+];
+
+/// Every Linux step script.
+pub const LINUX_ALL: &[Script] = &[
+    LINUX_QUERY,
+    LINUX_PREPARE_DIR,
+    LINUX_RUN_SETUP,
+    LINUX_RECORD,
+    LINUX_FORGET,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_script_file_is_embedded_and_documents_its_output() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts");
+        for (os, all) in [("windows", WINDOWS_ALL), ("linux", LINUX_ALL)] {
+            let on_disk: std::collections::BTreeSet<String> =
+                std::fs::read_dir(format!("{dir}/{os}/install"))
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect();
+            let embedded: std::collections::BTreeSet<String> = all
+                .iter()
+                .map(|s| s.name.trim_start_matches("install/").to_string())
+                .collect();
+            assert_eq!(on_disk, embedded, "{os}: scripts on disk vs embedded");
+            for s in all {
+                assert!(
+                    s.source.contains("Prints"),
+                    "{} does not document its JSON output",
+                    s.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn shell_scripts_parse_under_sh_n() {
+        for s in LINUX_ALL {
+            let out = std::process::Command::new("sh")
+                .args(["-n", "-c", s.source])
+                .output()
+                .expect("run sh -n");
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                s.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
