@@ -38,6 +38,8 @@ pub struct SuiteConfig {
     pub trace_log_on_rerun: bool,
     /// Where test binaries are built.
     pub mode: RunMode,
+    /// The `go` command in the guest (guest mode), e.g. `C:\\Program Files\\Go\\bin\\go.exe`.
+    pub guest_go: String,
 }
 
 impl Default for SuiteConfig {
@@ -51,6 +53,26 @@ impl Default for SuiteConfig {
             rerun_fails: 0,
             trace_log_on_rerun: false,
             mode: RunMode::Auto,
+            guest_go: "go".into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_fill_missing_keys_and_unknown_keys_are_rejected() {
+        let s: SuiteConfig = toml::from_str("packages = [\"./btf\"]\nmode = \"guest\"").unwrap();
+        assert_eq!(s.packages, vec!["./btf".to_string()]);
+        assert_eq!(
+            (s.mode, s.package_timeout, s.guest_go.as_str()),
+            (RunMode::Guest, 600, "go")
+        );
+        let e = toml::from_str::<SuiteConfig>("pakages = []")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("pakages"), "{e}");
     }
 }

@@ -1,4 +1,34 @@
-//! Suite definitions, Go test execution through an executor, test2json parsing, results and reports.
-//! Knows nothing of VMs.
+//! Suite definitions, Go test execution through an executor, test2json parsing, results and
+//! reports. Knows nothing of VMs: everything that touches the test machine goes through
+//! [`Executor`], which `harness` backs with a guest session and the tests back with
+//! [`LocalExecutor`].
+//!
+//! Parse → model → render: [`event`] parses test2json lines, [`model`] folds them into
+//! per-package/per-test state with every attempt, and [`junit`], [`summary`] and [`results`]
+//! only read the model. [`runner`] drives a run; [`plan`] holds the pure decisions (shards,
+//! reruns, repro).
+#![deny(missing_docs)]
+
 pub mod config;
+pub mod event;
+pub mod exec;
+pub mod flags;
+pub mod gotool;
+pub mod junit;
+pub mod local;
+pub mod model;
+pub mod plan;
+pub mod results;
+pub mod runner;
+pub mod summary;
+
 pub use config::{RunMode, SuiteConfig};
+pub use exec::{ExecError, ExecOutcome, ExecRequest, Executor, Stream, TargetOs, UploadFilter};
+pub use local::LocalExecutor;
+pub use model::{Execution, Verdict};
+pub use plan::{ReproPlan, RerunTarget, Shard, repro_plan, rerun_targets, shard_packages};
+pub use results::{RunRecord, Written, merge, new_run_dir, read_failures, write};
+pub use runner::{
+    Observer, Quiet, RunEvent, RunOptions, SuiteError, resolve_mode, resolve_module_dir, run,
+};
+pub use summary::{Provenance, RunMeta, Summary, render_console, render_markdown};

@@ -6,4 +6,6 @@
 //! - `gomod`: the fixture Go module used by the suites tests.
 
 pub mod sshd;
+pub mod github;
 pub mod guest;
+pub mod gomod;

@@ -1,0 +1,273 @@
+//! The host's Go toolchain: listing packages, cross-compiling test binaries, and the test2json
+//! converter that turns a test binary's `-test.v=test2json` output into real test2json events.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::exec::{ExecRequest, Executor, Stream};
+use crate::local::LocalExecutor;
+
+/// A problem with the host's Go toolchain.
+#[derive(Debug, thiserror::Error)]
+pub enum GoError {
+    /// `go` is missing or failed.
+    #[error(
+        "`{cmd}` failed in {dir}: {detail}; check that Go is installed on the host and that the suite's path is a Go module"
+    )]
+    Command {
+        /// The command line.
+        cmd: String,
+        /// Where it ran.
+        dir: String,
+        /// Its output or error.
+        detail: String,
+    },
+}
+
+/// One package from `go list -json`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListedPackage {
+    /// Import path.
+    pub import_path: String,
+    /// Directory on the host.
+    pub dir: PathBuf,
+    /// Package name.
+    #[serde(default)]
+    pub name: String,
+    /// `_test.go` files of the package itself.
+    #[serde(default)]
+    pub test_go_files: Vec<String>,
+    /// `_test.go` files of the external test package.
+    #[serde(default)]
+    pub x_test_go_files: Vec<String>,
+}
+
+impl ListedPackage {
+    /// Whether `go test` would build a test binary for it.
+    pub fn has_tests(&self) -> bool {
+        !self.test_go_files.is_empty() || !self.x_test_go_files.is_empty()
+    }
+}
+
+/// The host's `go`, run through a local executor (own process group, timeout, cancel).
+#[derive(Debug, Clone)]
+pub struct HostGo {
+    /// The `go` program.
+    pub go: String,
+    /// The module directory commands run in.
+    pub dir: PathBuf,
+    /// Environment for every command (GOOS, GOARCH, CGO_ENABLED…).
+    pub env: Vec<(String, String)>,
+    /// Raised by Ctrl-C.
+    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+}
+
+/// Output and exit code of a host command.
+#[derive(Debug, Clone)]
+pub struct HostOutput {
+    /// Exit code (`None` when killed).
+    pub code: Option<i32>,
+    /// Standard output lines.
+    pub stdout: Vec<String>,
+    /// Standard error lines.
+    pub stderr: Vec<String>,
+    /// Killed by the timeout.
+    pub timed_out: bool,
+}
+
+impl HostGo {
+    /// Runs `go ARGS…`.
+    pub fn run(&self, args: &[String], timeout: Duration) -> Result<HostOutput, GoError> {
+        let mut argv = vec![self.go.clone()];
+        argv.extend(args.iter().cloned());
+        let req = ExecRequest {
+            argv: argv.clone(),
+            env: self.env.clone(),
+            cwd: Some(self.dir.display().to_string()),
+            timeout,
+            cancel: self.cancel.clone(),
+        };
+        let mut out = HostOutput {
+            code: None,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            timed_out: false,
+        };
+        let outcome = LocalExecutor::new(std::env::temp_dir())
+            .run(&req, &mut |s, l| {
+                let l = String::from_utf8_lossy(l).into_owned();
+                match s {
+                    Stream::Stdout => out.stdout.push(l),
+                    Stream::Stderr => out.stderr.push(l),
+                }
+            })
+            .map_err(|e| self.err(&argv, e.to_string()))?;
+        out.code = outcome.exit_code;
+        out.timed_out = outcome.timed_out;
+        Ok(out)
+    }
+
+    fn err(&self, argv: &[String], detail: String) -> GoError {
+        GoError::Command {
+            cmd: argv.join(" "),
+            dir: self.dir.display().to_string(),
+            detail,
+        }
+    }
+
+    fn run_ok(&self, args: &[String], timeout: Duration) -> Result<HostOutput, GoError> {
+        let out = self.run(args, timeout)?;
+        if out.code != Some(0) {
+            let mut argv = vec![self.go.clone()];
+            argv.extend(args.iter().cloned());
+            let detail = if out.timed_out {
+                format!("timed out after {}s", timeout.as_secs())
+            } else {
+                let tail: Vec<&String> = out.stderr.iter().rev().take(20).collect();
+                tail.into_iter()
+                    .rev()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            return Err(self.err(&argv, detail));
+        }
+        Ok(out)
+    }
+
+    /// Lists the packages matching `patterns` (with this `HostGo`'s GOOS/GOARCH build tags).
+    pub fn list(
+        &self,
+        patterns: &[String],
+        build_flags: &[String],
+    ) -> Result<Vec<ListedPackage>, GoError> {
+        let mut args = vec![
+            "list".to_string(),
+            "-e".into(),
+            "-json=ImportPath,Dir,Name,TestGoFiles,XTestGoFiles".into(),
+        ];
+        args.extend(
+            build_flags
+                .iter()
+                .filter(|f| f.starts_with("-tags") || f.starts_with("-mod"))
+                .cloned(),
+        );
+        args.extend(patterns.iter().cloned());
+        let out = self.run_ok(&args, Duration::from_secs(300))?;
+        let text = out.stdout.join("\n");
+        serde_json::Deserializer::from_str(&text)
+            .into_iter::<ListedPackage>()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(&args, format!("unexpected `go list` output: {e}")))
+    }
+
+    /// The path of the test2json tool (built on first use by `go tool`).
+    pub fn test2json_path(&self) -> Result<PathBuf, GoError> {
+        let args = vec!["tool".to_string(), "-n".into(), "test2json".into()];
+        let out = self.run_ok(&args, Duration::from_secs(300))?;
+        out.stdout
+            .iter()
+            .map(|l| l.trim())
+            .find(|l| !l.is_empty())
+            .map(PathBuf::from)
+            .ok_or_else(|| self.err(&args, "printed no path".into()))
+    }
+
+    /// `go version`, for provenance.
+    pub fn version(&self) -> Option<String> {
+        self.run(&["version".to_string()], Duration::from_secs(60))
+            .ok()?
+            .stdout
+            .first()
+            .cloned()
+    }
+}
+
+/// The git commit of the tree at `dir`, for provenance (`None` outside git).
+pub fn git_commit(dir: &Path) -> Option<String> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["rev-parse", "HEAD"])
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// A running `test2json -t -p PKG` child: feed it the test binary's lines, get events back.
+pub struct Converter {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    rx: mpsc::Receiver<String>,
+}
+
+impl Converter {
+    /// Starts the converter for package `pkg`.
+    pub fn start(test2json: &Path, pkg: &str) -> std::io::Result<Self> {
+        let mut child = Command::new(test2json)
+            .args(["-t", "-p", pkg])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Converter { child, stdin, rx })
+    }
+
+    /// Feeds one line of the test binary's output.
+    pub fn feed(&mut self, line: &[u8]) {
+        if let Some(w) = self.stdin.as_mut()
+            && (w.write_all(line).is_err() || w.write_all(b"\n").is_err())
+        {
+            self.stdin = None;
+        }
+    }
+
+    /// Events converted so far, without waiting.
+    pub fn ready(&mut self) -> Vec<String> {
+        self.rx.try_iter().collect()
+    }
+
+    /// Ends the input and returns the remaining events (waits at most 30 s).
+    pub fn finish(mut self) -> Vec<String> {
+        self.stdin = None;
+        let mut out = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.rx.recv_timeout(left) {
+                Ok(l) => out.push(l),
+                Err(_) => break,
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Converter {
+    fn drop(&mut self) {
+        self.stdin = None;
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,344 @@
+//! [`LocalExecutor`]: the local machine as the test target (tests, benchmark, Linux CI).
+
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::exec::{ExecError, ExecOutcome, ExecRequest, Executor, Stream, TargetOs, UploadFilter};
+
+/// How long to keep reading output after the process is gone, in case a stray grandchild that
+/// escaped the process group still holds the pipe.
+const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+
+/// Runs commands on this machine, each in its own process group, killed on timeout, on cancel
+/// and when dropped mid-run.
+#[derive(Debug)]
+pub struct LocalExecutor {
+    base: PathBuf,
+}
+
+impl LocalExecutor {
+    /// An executor whose scratch directories live under `base`.
+    pub fn new(base: impl Into<PathBuf>) -> Self {
+        Self { base: base.into() }
+    }
+}
+
+/// Kills the process group when dropped, so that a panic or an early return leaves no orphans.
+struct GroupGuard {
+    pgid: i32,
+    armed: bool,
+}
+
+impl GroupGuard {
+    fn kill(&mut self) {
+        if self.armed && self.pgid > 0 {
+            // SAFETY: kill(2) with a negative pid signals the process group we created.
+            unsafe {
+                libc::kill(-self.pgid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn spawn_reader<R: Read + Send + 'static>(
+    r: R,
+    stream: Stream,
+    tx: mpsc::Sender<(Stream, Vec<u8>)>,
+) {
+    std::thread::spawn(move || {
+        let mut r = BufReader::with_capacity(64 * 1024, r);
+        let mut buf = Vec::with_capacity(256);
+        loop {
+            buf.clear();
+            match r.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    if buf.last() == Some(&b'\n') {
+                        buf.pop();
+                    }
+                    if tx.send((stream, buf.clone())).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+}
+
+impl Executor for LocalExecutor {
+    fn os(&self) -> TargetOs {
+        TargetOs::Linux
+    }
+
+    fn arch(&self) -> String {
+        match std::env::consts::ARCH {
+            "x86_64" => "amd64".into(),
+            "aarch64" => "arm64".into(),
+            other => other.into(),
+        }
+    }
+
+    fn run(
+        &mut self,
+        req: &ExecRequest,
+        on_line: &mut dyn FnMut(Stream, &[u8]),
+    ) -> Result<ExecOutcome, ExecError> {
+        let Some((program, args)) = req.argv.split_first() else {
+            return Err(ExecError::Spawn {
+                program: String::new(),
+                detail: "empty command line".into(),
+            });
+        };
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .envs(req.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        if let Some(cwd) = &req.cwd {
+            cmd.current_dir(cwd);
+        }
+        tracing::debug!(argv = ?req.argv, cwd = ?req.cwd, "local exec");
+        let mut child: Child = cmd.spawn().map_err(|e| ExecError::Spawn {
+            program: program.clone(),
+            detail: e.to_string(),
+        })?;
+        let mut guard = GroupGuard {
+            pgid: child.id() as i32,
+            armed: true,
+        };
+        let (tx, rx) = mpsc::channel();
+        spawn_reader(
+            child.stdout.take().expect("piped stdout"),
+            Stream::Stdout,
+            tx.clone(),
+        );
+        spawn_reader(
+            child.stderr.take().expect("piped stderr"),
+            Stream::Stderr,
+            tx,
+        );
+
+        let deadline = Instant::now() + req.timeout;
+        let mut timed_out = false;
+        let mut cancelled = false;
+        let mut status = None;
+        let mut drain_until: Option<Instant> = None;
+        loop {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok((s, line)) => on_line(s, &line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    if status.is_some() {
+                        break;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            if status.is_none() {
+                if let Some(st) = child.try_wait().map_err(|e| ExecError::Io {
+                    what: format!("waiting for `{program}`"),
+                    source: e,
+                })? {
+                    status = Some(st);
+                    // The leader is gone: take its helpers with it, then drain what is buffered.
+                    guard.kill();
+                    guard.armed = false;
+                    drain_until = Some(Instant::now() + DRAIN_LIMIT);
+                } else {
+                    let cancel = req
+                        .cancel
+                        .as_ref()
+                        .is_some_and(|c| c.load(Ordering::SeqCst));
+                    if cancel || Instant::now() >= deadline {
+                        cancelled = cancel;
+                        timed_out = !cancel;
+                        tracing::warn!(argv = ?req.argv, timed_out, cancelled, "killing process group");
+                        guard.kill();
+                    }
+                }
+            }
+            if drain_until.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
+        }
+        let status = status.expect("loop ends only after the child was reaped");
+        Ok(ExecOutcome {
+            exit_code: if timed_out || cancelled {
+                None
+            } else {
+                status.code()
+            },
+            timed_out,
+            cancelled,
+        })
+    }
+
+    fn upload_tree(
+        &mut self,
+        local: &Path,
+        remote: &str,
+        skip: UploadFilter<'_>,
+    ) -> Result<(), ExecError> {
+        let err = |detail: String| ExecError::Upload {
+            local: local.display().to_string(),
+            remote: remote.to_string(),
+            detail,
+        };
+        copy_tree(local, Path::new(remote), Path::new(""), skip).map_err(|e| err(e.to_string()))
+    }
+
+    fn remote_dir(&self, name: &str) -> String {
+        self.base.join(name).display().to_string()
+    }
+}
+
+fn copy_tree(src: &Path, dst: &Path, rel: &Path, skip: UploadFilter<'_>) -> std::io::Result<()> {
+    std::fs::create_dir_all(dst)?;
+    for entry in std::fs::read_dir(src)? {
+        let entry = entry?;
+        let rel = rel.join(entry.file_name());
+        if skip(&rel) {
+            continue;
+        }
+        let ty = entry.file_type()?;
+        let to = dst.join(entry.file_name());
+        if ty.is_dir() {
+            copy_tree(&entry.path(), &to, &rel, skip)?;
+        } else if ty.is_symlink() {
+            let target = std::fs::read_link(entry.path())?;
+            let _ = std::fs::remove_file(&to);
+            std::os::unix::fs::symlink(target, &to)?;
+        } else {
+            std::fs::copy(entry.path(), &to)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(argv: &[&str], timeout_ms: u64) -> ExecRequest {
+        ExecRequest {
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+            env: vec![("HARNESS_T".into(), "v1".into())],
+            cwd: None,
+            timeout: Duration::from_millis(timeout_ms),
+            cancel: None,
+        }
+    }
+
+    #[test]
+    fn runs_and_collects_lines_in_order() {
+        let mut ex = LocalExecutor::new(std::env::temp_dir());
+        let mut lines = Vec::new();
+        let out = ex
+            .run(
+                &req(
+                    &[
+                        "sh",
+                        "-c",
+                        "echo a; echo \"$HARNESS_T\" >&2; printf 'no-newline'; exit 3",
+                    ],
+                    10_000,
+                ),
+                &mut |s, l| lines.push((s, String::from_utf8_lossy(l).into_owned())),
+            )
+            .unwrap();
+        assert_eq!(
+            out,
+            ExecOutcome {
+                exit_code: Some(3),
+                timed_out: false,
+                cancelled: false
+            }
+        );
+        let texts: Vec<_> = lines.iter().map(|(_, l)| l.as_str()).collect();
+        assert!(
+            texts.contains(&"a") && texts.contains(&"v1") && texts.contains(&"no-newline"),
+            "{lines:?}"
+        );
+    }
+
+    #[test]
+    fn timeout_kills_the_whole_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let script = format!("sleep 60 & echo $! > {}; wait", pidfile.display());
+        let mut ex = LocalExecutor::new(dir.path());
+        let t0 = Instant::now();
+        let out = ex
+            .run(&req(&["sh", "-c", &script], 300), &mut |_, _| {})
+            .unwrap();
+        assert!(out.timed_out && out.exit_code.is_none(), "{out:?}");
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // The grandchild must be gone (reaped by init, or a zombie at worst, never sleeping).
+        let mut gone = false;
+        for _ in 0..50 {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            if stat.is_empty() || stat.contains(") Z ") {
+                gone = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(gone, "grandchild {pid} survived the timeout");
+    }
+
+    #[test]
+    fn cancel_flag_stops_the_command() {
+        let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let mut r = req(&["sleep", "30"], 30_000);
+        r.cancel = Some(flag);
+        let out = LocalExecutor::new("/tmp").run(&r, &mut |_, _| {}).unwrap();
+        assert!(out.cancelled && !out.timed_out);
+    }
+
+    #[test]
+    fn missing_program_is_a_spawn_error() {
+        let e = LocalExecutor::new("/tmp")
+            .run(&req(&["/nonexistent/prog"], 1000), &mut |_, _| {})
+            .unwrap_err();
+        assert!(
+            matches!(e, ExecError::Spawn { .. }) && !e.is_target_lost(),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn upload_skips_filtered_entries() {
+        let src = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(src.path().join(".git")).unwrap();
+        std::fs::create_dir_all(src.path().join("a/testdata")).unwrap();
+        std::fs::write(src.path().join(".git/HEAD"), "x").unwrap();
+        std::fs::write(src.path().join("a/testdata/f"), "data").unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        let remote = dst.path().join("up").display().to_string();
+        LocalExecutor::new(dst.path())
+            .upload_tree(src.path(), &remote, &|p: &Path| p == Path::new(".git"))
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dst.path().join("up/a/testdata/f")).unwrap(),
+            "data"
+        );
+        assert!(!dst.path().join("up/.git").exists());
+    }
+}

@@ -1,0 +1,639 @@
+//! The model: a test2json stream folded into per-package, per-test state with every attempt.
+//!
+//! Renderers (JUnit, JSON, Markdown, console) only read this; the runner only feeds it. The fold
+//! is deterministic, so folding a saved `events.jsonl` again (e.g. when merging shards) gives the
+//! same result as the live run.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Action, ERROR_MARK, HARNESS_MARK, TestEvent};
+
+/// Output line that marks a package killed by the per-package timeout.
+pub const TIMEOUT_MARK: &str = "harness: timeout: ";
+
+/// The outcome of one attempt of a test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Passed.
+    Pass,
+    /// Failed (reported by Go, or synthesized by the harness).
+    Fail,
+    /// Skipped.
+    Skip,
+    /// Still running: no terminal event yet.
+    Running,
+}
+
+/// One run of one test.
+#[derive(Debug, Clone, Serialize)]
+pub struct Attempt {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Seconds, as Go reported them (0 for synthesized failures).
+    pub elapsed: f64,
+    /// Everything the test printed in this attempt.
+    pub output: String,
+    /// Why the harness declared this attempt failed, when Go never said (panic, timeout, crash).
+    pub synthesized: Option<String>,
+}
+
+/// One test (or subtest, `Parent/sub`) across all its attempts.
+#[derive(Debug, Clone, Serialize)]
+pub struct TestState {
+    /// The test name as Go prints it.
+    pub name: String,
+    /// Every attempt, in order.
+    pub attempts: Vec<Attempt>,
+}
+
+impl TestState {
+    /// The outcome that counts: the last attempt's.
+    pub fn outcome(&self) -> Outcome {
+        self.attempts.last().map_or(Outcome::Running, |a| a.outcome)
+    }
+
+    /// Failed at least once and passed in the end.
+    pub fn is_flaky(&self) -> bool {
+        self.outcome() == Outcome::Pass && self.attempts.iter().any(|a| a.outcome == Outcome::Fail)
+    }
+
+    /// The longest attempt, in seconds.
+    pub fn max_elapsed(&self) -> f64 {
+        self.attempts.iter().map(|a| a.elapsed).fold(0.0, f64::max)
+    }
+
+    /// The root test this (sub)test belongs to: what `-run` selects.
+    pub fn root(&self) -> &str {
+        self.name.split('/').next().unwrap_or(&self.name)
+    }
+}
+
+/// The status of a package as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PackageStatus {
+    /// Started, no terminal event yet.
+    Running,
+    /// Its last run passed.
+    Pass,
+    /// Its last run failed.
+    Fail,
+    /// No test files (or all skipped at package level).
+    Skip,
+}
+
+/// One package run that failed although none of its tests did (TestMain, init panic, build
+/// failure, infrastructure error): rendered as a `TestMain` test case, as gotestsum does.
+#[derive(Debug, Clone, Serialize)]
+pub struct PackageFailure {
+    /// The package output of that run.
+    pub output: String,
+    /// An infrastructure error rather than a test failure.
+    pub error: bool,
+}
+
+/// One package across its runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct PackageState {
+    /// The import path.
+    pub name: String,
+    /// Status of the last run.
+    pub status: PackageStatus,
+    /// Seconds of the first run, as Go reported them.
+    pub elapsed: f64,
+    /// How many times the package was started.
+    pub runs: u32,
+    /// Tests in order of first appearance.
+    pub tests: Vec<TestState>,
+    /// Package-level output of the current run (not attributed to a test).
+    #[serde(skip)]
+    pub output: String,
+    /// Runs that failed without a failing test.
+    pub package_failures: Vec<PackageFailure>,
+    /// The infrastructure error, if any (build failed, target lost, could not start).
+    pub error: Option<String>,
+    /// The package hit its timeout in some run.
+    pub timed_out: bool,
+    /// The build of this package failed.
+    pub build_failed: bool,
+    #[serde(skip)]
+    index: HashMap<String, usize>,
+    #[serde(skip)]
+    failed_tests_this_run: usize,
+    #[serde(skip)]
+    last_run_failed_without_test: bool,
+}
+
+impl PackageState {
+    fn new(name: &str) -> Self {
+        PackageState {
+            name: name.to_string(),
+            status: PackageStatus::Running,
+            elapsed: 0.0,
+            runs: 0,
+            tests: Vec::new(),
+            output: String::new(),
+            package_failures: Vec::new(),
+            error: None,
+            timed_out: false,
+            build_failed: false,
+            index: HashMap::new(),
+            failed_tests_this_run: 0,
+            last_run_failed_without_test: false,
+        }
+    }
+
+    fn test_mut(&mut self, name: &str) -> &mut TestState {
+        let i = *self.index.entry(name.to_string()).or_insert_with(|| {
+            self.tests.push(TestState {
+                name: name.to_string(),
+                attempts: Vec::new(),
+            });
+            self.tests.len() - 1
+        });
+        &mut self.tests[i]
+    }
+
+    /// Looks a test up by name.
+    pub fn test(&self, name: &str) -> Option<&TestState> {
+        self.index.get(name).map(|&i| &self.tests[i])
+    }
+
+    /// Whether the package's final state is a package-level failure (no failing test to blame).
+    pub fn failed_without_test(&self) -> bool {
+        self.last_run_failed_without_test
+    }
+
+    /// Whether anything in this package ends failed.
+    pub fn has_failures(&self) -> bool {
+        self.error.is_some()
+            || self.last_run_failed_without_test
+            || self.tests.iter().any(|t| t.outcome() == Outcome::Fail)
+    }
+
+    /// Names of tests currently running (no terminal event yet).
+    pub fn running_tests(&self) -> impl Iterator<Item = &str> {
+        self.tests
+            .iter()
+            .filter(|t| t.outcome() == Outcome::Running)
+            .map(|t| t.name.as_str())
+    }
+
+    /// Declares every still-running test failed, with its last output and `why`.
+    fn charge_running(&mut self, why: &str) {
+        for t in &mut self.tests {
+            if let Some(a) = t.attempts.last_mut()
+                && a.outcome == Outcome::Running
+            {
+                a.outcome = Outcome::Fail;
+                // The attempt keeps all its output (the last of it is what matters); the note says
+                // why the harness, not Go, declared the failure.
+                a.synthesized = Some(format!(
+                    "{HARNESS_MARK}{} did not report a result: {why}",
+                    t.name
+                ));
+                self.failed_tests_this_run += 1;
+            }
+        }
+    }
+
+    fn finish(&mut self, action: &Action, elapsed: Option<f64>, failed_build: bool) {
+        let why = if let Some(e) = &self.error {
+            format!("the run was aborted ({e})")
+        } else if self.timed_out {
+            "the package hit its timeout and its process tree was killed".to_string()
+        } else {
+            "the test binary exited before the test finished (panic, os.Exit, crash or timeout)"
+                .to_string()
+        };
+        self.charge_running(&why);
+        if self.runs <= 1 {
+            self.elapsed = elapsed.unwrap_or(0.0);
+        }
+        self.status = match action {
+            Action::Pass => PackageStatus::Pass,
+            Action::Skip => PackageStatus::Skip,
+            _ => PackageStatus::Fail,
+        };
+        if failed_build {
+            self.build_failed = true;
+        }
+        self.last_run_failed_without_test =
+            self.status == PackageStatus::Fail && self.failed_tests_this_run == 0;
+        if self.last_run_failed_without_test {
+            self.package_failures.push(PackageFailure {
+                output: std::mem::take(&mut self.output),
+                error: self.error.is_some() || self.build_failed,
+            });
+        }
+    }
+}
+
+/// Counts over the whole run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    /// Packages seen.
+    pub packages: usize,
+    /// Packages that end with something failed.
+    pub packages_failed: usize,
+    /// Packages with an infrastructure error.
+    pub packages_errored: usize,
+    /// Distinct tests (subtests included).
+    pub tests: usize,
+    /// Tests whose final attempt passed (flaky ones included).
+    pub passed: usize,
+    /// Tests whose final attempt failed.
+    pub failed: usize,
+    /// Tests skipped.
+    pub skipped: usize,
+    /// Tests that failed and then passed on a rerun.
+    pub flaky: usize,
+    /// Attempts over all tests (≥ tests when reruns happened).
+    pub attempts: usize,
+}
+
+/// What a run amounts to, as the process exit code says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Everything passed (flaky tests included): exit 0.
+    Passed,
+    /// Some test or package failed: exit 1.
+    Failed,
+    /// The harness or the infrastructure failed (target lost, build failed): exit 2.
+    Errored,
+}
+
+impl Verdict {
+    /// The documented exit code: 0 passed, 1 test failures, 2 harness/infrastructure failure.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Verdict::Passed => 0,
+            Verdict::Failed => 1,
+            Verdict::Errored => 2,
+        }
+    }
+}
+
+/// The folded state of a whole run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Execution {
+    /// Packages in order of first appearance.
+    pub packages: Vec<PackageState>,
+    /// Compiler output by import path (`build-output` events).
+    pub build_output: Vec<(String, String)>,
+    #[serde(skip)]
+    index: HashMap<String, usize>,
+}
+
+impl Execution {
+    /// An empty model.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Folds a whole stream (e.g. a saved `events.jsonl`) and finalizes it.
+    pub fn from_events<'a>(events: impl IntoIterator<Item = &'a TestEvent>) -> Self {
+        let mut ex = Self::new();
+        for e in events {
+            ex.apply(e);
+        }
+        ex.finalize("the event stream ended before the package finished");
+        ex
+    }
+
+    fn pkg_mut(&mut self, name: &str) -> &mut PackageState {
+        let i = *self.index.entry(name.to_string()).or_insert_with(|| {
+            self.packages.push(PackageState::new(name));
+            self.packages.len() - 1
+        });
+        &mut self.packages[i]
+    }
+
+    /// Looks a package up.
+    pub fn package(&self, name: &str) -> Option<&PackageState> {
+        self.index.get(name).map(|&i| &self.packages[i])
+    }
+
+    /// Applies one event.
+    pub fn apply(&mut self, e: &TestEvent) {
+        if matches!(e.action, Action::BuildOutput | Action::BuildFail) {
+            let ip = e.import_path.clone().unwrap_or_default();
+            if let Some(o) = &e.output {
+                match self.build_output.iter_mut().find(|(p, _)| *p == ip) {
+                    Some((_, s)) => s.push_str(o),
+                    None => self.build_output.push((ip, o.clone())),
+                }
+            }
+            return;
+        }
+        let Some(pkg_name) = e.package.as_deref() else {
+            return;
+        };
+        let pkg = self.pkg_mut(pkg_name);
+        match (&e.action, e.test.as_deref()) {
+            (Action::Start, _) => {
+                pkg.runs += 1;
+                pkg.status = PackageStatus::Running;
+                pkg.failed_tests_this_run = 0;
+                pkg.output.clear();
+            }
+            (Action::Run, Some(t)) => {
+                let t = pkg.test_mut(t);
+                if t.attempts
+                    .last()
+                    .is_none_or(|a| a.outcome != Outcome::Running)
+                {
+                    t.attempts.push(Attempt {
+                        outcome: Outcome::Running,
+                        elapsed: 0.0,
+                        output: String::new(),
+                        synthesized: None,
+                    });
+                }
+            }
+            (Action::Output, Some(t)) => {
+                let text = e.output.as_deref().unwrap_or("");
+                let ts = pkg.test_mut(t);
+                match ts.attempts.last_mut() {
+                    Some(a) => a.output.push_str(text),
+                    None => pkg.output.push_str(text),
+                }
+                if text.starts_with("panic: test timed out after") {
+                    pkg.timed_out = true;
+                }
+            }
+            (Action::Output, None) => {
+                let text = e.output.as_deref().unwrap_or("");
+                if let Some(msg) = text.strip_prefix(ERROR_MARK) {
+                    pkg.error.get_or_insert_with(|| msg.trim_end().to_string());
+                }
+                if text.starts_with(TIMEOUT_MARK) || text.starts_with("panic: test timed out after")
+                {
+                    pkg.timed_out = true;
+                }
+                pkg.output.push_str(text);
+            }
+            (action @ (Action::Pass | Action::Fail | Action::Skip), Some(t)) => {
+                let outcome = match action {
+                    Action::Pass => Outcome::Pass,
+                    Action::Fail => Outcome::Fail,
+                    _ => Outcome::Skip,
+                };
+                let ts = pkg.test_mut(t);
+                if ts
+                    .attempts
+                    .last()
+                    .is_none_or(|a| a.outcome != Outcome::Running)
+                {
+                    ts.attempts.push(Attempt {
+                        outcome: Outcome::Running,
+                        elapsed: 0.0,
+                        output: String::new(),
+                        synthesized: None,
+                    });
+                }
+                let a = ts.attempts.last_mut().expect("pushed above");
+                a.outcome = outcome;
+                a.elapsed = e.elapsed.unwrap_or(0.0);
+                if outcome == Outcome::Fail {
+                    pkg.failed_tests_this_run += 1;
+                }
+            }
+            (action @ (Action::Pass | Action::Fail | Action::Skip), None) => {
+                let action = action.clone();
+                pkg.finish(&action, e.elapsed, e.failed_build.is_some());
+            }
+            _ => {}
+        }
+    }
+
+    /// Closes packages that never got a terminal event (the stream was cut): they fail, and so
+    /// do their running tests.
+    pub fn finalize(&mut self, why: &str) {
+        for p in &mut self.packages {
+            if p.status == PackageStatus::Running {
+                p.output.push_str(&format!("{HARNESS_MARK}{why}\n"));
+                p.finish(&Action::Fail, None, false);
+            }
+        }
+    }
+
+    /// Counts.
+    pub fn totals(&self) -> Totals {
+        let mut t = Totals {
+            packages: self.packages.len(),
+            ..Default::default()
+        };
+        for p in &self.packages {
+            if p.has_failures() {
+                t.packages_failed += 1;
+            }
+            if p.error.is_some() || p.build_failed {
+                t.packages_errored += 1;
+            }
+            for test in &p.tests {
+                t.tests += 1;
+                t.attempts += test.attempts.len();
+                match test.outcome() {
+                    Outcome::Pass => t.passed += 1,
+                    Outcome::Fail | Outcome::Running => t.failed += 1,
+                    Outcome::Skip => t.skipped += 1,
+                }
+                if test.is_flaky() {
+                    t.flaky += 1;
+                }
+            }
+        }
+        t
+    }
+
+    /// The verdict, and so the exit code.
+    pub fn verdict(&self) -> Verdict {
+        let t = self.totals();
+        if t.packages_errored > 0 {
+            Verdict::Errored
+        } else if t.packages_failed > 0 || t.failed > 0 {
+            Verdict::Failed
+        } else {
+            Verdict::Passed
+        }
+    }
+
+    /// `(package, test)` pairs whose final attempt failed.
+    pub fn failed_tests(&self) -> Vec<(&PackageState, &TestState)> {
+        self.packages
+            .iter()
+            .flat_map(|p| {
+                p.tests
+                    .iter()
+                    .filter(|t| t.outcome() == Outcome::Fail)
+                    .map(move |t| (p, t))
+            })
+            .collect()
+    }
+
+    /// `(package, test)` pairs that failed and then passed.
+    pub fn flaky_tests(&self) -> Vec<(&PackageState, &TestState)> {
+        self.packages
+            .iter()
+            .flat_map(|p| p.tests.iter().filter(|t| t.is_flaky()).map(move |t| (p, t)))
+            .collect()
+    }
+
+    /// The `n` slowest tests, slowest first (ties by name, for stable output).
+    pub fn slowest(&self, n: usize) -> Vec<(&PackageState, &TestState)> {
+        let mut all: Vec<_> = self
+            .packages
+            .iter()
+            .flat_map(|p| p.tests.iter().map(move |t| (p, t)))
+            .collect();
+        all.sort_by(|a, b| {
+            b.1.max_elapsed()
+                .total_cmp(&a.1.max_elapsed())
+                .then_with(|| (&a.0.name, &a.1.name).cmp(&(&b.0.name, &b.1.name)))
+        });
+        all.truncate(n);
+        all
+    }
+
+    /// The test currently running, for the progress line.
+    pub fn running_test(&self) -> Option<(&str, &str)> {
+        self.packages
+            .iter()
+            .rev()
+            .filter(|p| p.status == PackageStatus::Running)
+            .find_map(|p| p.running_tests().last().map(|t| (p.name.as_str(), t)))
+    }
+
+    /// Packages with a terminal event.
+    pub fn packages_done(&self) -> usize {
+        self.packages
+            .iter()
+            .filter(|p| p.status != PackageStatus::Running)
+            .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::parse_line;
+
+    fn fold(lines: &[&str]) -> Execution {
+        let evs: Vec<TestEvent> = lines.iter().map(|l| parse_line(l).expect(l)).collect();
+        Execution::from_events(&evs)
+    }
+
+    #[test]
+    fn pass_fail_skip_and_counts() {
+        let ex = fold(&[
+            r#"{"Action":"start","Package":"p"}"#,
+            r#"{"Action":"run","Package":"p","Test":"TestA"}"#,
+            r#"{"Action":"pass","Package":"p","Test":"TestA","Elapsed":0.25}"#,
+            r#"{"Action":"run","Package":"p","Test":"TestB"}"#,
+            r#"{"Action":"output","Package":"p","Test":"TestB","Output":"boom\n"}"#,
+            r#"{"Action":"fail","Package":"p","Test":"TestB","Elapsed":1}"#,
+            r#"{"Action":"run","Package":"p","Test":"TestC"}"#,
+            r#"{"Action":"skip","Package":"p","Test":"TestC"}"#,
+            r#"{"Action":"fail","Package":"p","Elapsed":1.5}"#,
+        ]);
+        let t = ex.totals();
+        assert_eq!(
+            (t.tests, t.passed, t.failed, t.skipped, t.flaky),
+            (3, 1, 1, 1, 0)
+        );
+        assert_eq!(ex.verdict(), Verdict::Failed);
+        let p = ex.package("p").unwrap();
+        assert!(!p.failed_without_test());
+        assert_eq!(p.test("TestB").unwrap().attempts[0].output, "boom\n");
+        assert_eq!(p.elapsed, 1.5);
+    }
+
+    #[test]
+    fn unfinished_tests_are_charged_when_the_package_fails() {
+        let ex = fold(&[
+            r#"{"Action":"start","Package":"p"}"#,
+            r#"{"Action":"run","Package":"p","Test":"TestHang"}"#,
+            r#"{"Action":"output","Package":"p","Test":"TestHang","Output":"sleeping\n"}"#,
+            r#"{"Action":"output","Package":"p","Output":"harness: timeout: killed after 3s\n"}"#,
+            r#"{"Action":"fail","Package":"p"}"#,
+        ]);
+        let p = ex.package("p").unwrap();
+        let a = &p.test("TestHang").unwrap().attempts[0];
+        assert_eq!(a.outcome, Outcome::Fail);
+        let note = a.synthesized.as_deref().unwrap();
+        assert!(
+            note.contains("timeout") && note.contains("did not report"),
+            "{note}"
+        );
+        assert_eq!(a.output, "sleeping\n");
+        assert!(p.timed_out && !p.failed_without_test());
+        assert_eq!(ex.verdict(), Verdict::Failed);
+    }
+
+    #[test]
+    fn a_cut_stream_fails_running_packages() {
+        let ex = fold(&[
+            r#"{"Action":"start","Package":"p"}"#,
+            r#"{"Action":"run","Package":"p","Test":"TestX"}"#,
+        ]);
+        assert_eq!(ex.totals().failed, 1);
+        assert_eq!(ex.package("p").unwrap().status, PackageStatus::Fail);
+    }
+
+    #[test]
+    fn reruns_make_attempts_and_flaky() {
+        let ex = fold(&[
+            r#"{"Action":"start","Package":"p"}"#,
+            r#"{"Action":"run","Package":"p","Test":"TestF"}"#,
+            r#"{"Action":"fail","Package":"p","Test":"TestF"}"#,
+            r#"{"Action":"fail","Package":"p"}"#,
+            r#"{"Action":"start","Package":"p"}"#,
+            r#"{"Action":"run","Package":"p","Test":"TestF"}"#,
+            r#"{"Action":"pass","Package":"p","Test":"TestF"}"#,
+            r#"{"Action":"pass","Package":"p"}"#,
+        ]);
+        let t = ex.totals();
+        assert_eq!(
+            (t.tests, t.passed, t.failed, t.flaky, t.attempts),
+            (1, 1, 0, 1, 2)
+        );
+        assert_eq!(ex.verdict(), Verdict::Passed);
+    }
+
+    #[test]
+    fn package_failure_without_test_and_errors() {
+        let ex = fold(&[
+            r#"{"Action":"start","Package":"p"}"#,
+            r#"{"Action":"output","Package":"p","Output":"TestMain exploded\n"}"#,
+            r#"{"Action":"fail","Package":"p"}"#,
+            r#"{"Action":"start","Package":"q"}"#,
+            r#"{"Action":"output","Package":"q","Output":"harness: error: lost the test target\n"}"#,
+            r#"{"Action":"fail","Package":"q"}"#,
+        ]);
+        let p = ex.package("p").unwrap();
+        assert!(p.failed_without_test() && p.package_failures[0].output.contains("exploded"));
+        assert!(!p.package_failures[0].error);
+        let q = ex.package("q").unwrap();
+        assert_eq!(q.error.as_deref(), Some("lost the test target"));
+        assert_eq!(ex.verdict(), Verdict::Errored);
+        assert_eq!(ex.totals().packages_errored, 1);
+    }
+
+    #[test]
+    fn build_failures_are_errors() {
+        let ex = fold(&[
+            r#"{"ImportPath":"p","Action":"build-output","Output":"x.go:1: syntax error\n"}"#,
+            r#"{"ImportPath":"p","Action":"build-fail"}"#,
+            r#"{"Action":"start","Package":"p"}"#,
+            r#"{"Action":"fail","Package":"p","FailedBuild":"p"}"#,
+        ]);
+        assert!(ex.package("p").unwrap().build_failed);
+        assert_eq!(ex.verdict(), Verdict::Errored);
+        assert_eq!(ex.build_output[0].1, "x.go:1: syntax error\n");
+    }
+}

@@ -1,0 +1,299 @@
+//! The results folder: writing it, reading it back, and merging shard folders.
+//!
+//! Layout: `junit.xml`, `events.jsonl` (the test2json stream, harness-made events included, so
+//! that folding it again gives the same model), `summary.json`, `summary.md`, `failures/*.log`
+//! (output of each failed test), `harness-output.log` (lines that were not test2json).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::event::{TestEvent, parse_line};
+use crate::junit;
+use crate::model::Execution;
+use crate::plan::FailedTests;
+use crate::summary::{Provenance, RunMeta, Summary, render_markdown, summarize};
+
+/// A problem with a results folder.
+#[derive(Debug, thiserror::Error)]
+pub enum ResultsError {
+    /// Reading or writing a file failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file has unexpected content.
+    #[error("{path} is not a valid {what}: {detail}; point at a folder written by `harness test`")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What it should be.
+        what: &'static str,
+        /// Why it is not.
+        detail: String,
+    },
+    /// Nothing to merge.
+    #[error(
+        "no results folders to merge; pass the shard folders, e.g. `harness report merge out/shard-1 out/shard-2 --out merged`"
+    )]
+    NothingToMerge,
+}
+
+fn io<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> ResultsError + 'a {
+    move |source| ResultsError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Everything a run produced, ready to be written.
+#[derive(Debug, Clone)]
+pub struct RunRecord {
+    /// The folded model.
+    pub execution: Execution,
+    /// The event stream as JSON lines (raw as received, plus harness-made events).
+    pub events: Vec<String>,
+    /// Output lines that were not events (go diagnostics, stray stderr).
+    pub other_output: Vec<String>,
+    /// Run facts.
+    pub meta: RunMeta,
+}
+
+/// Paths of what [`write`] produced.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// The folder.
+    pub dir: PathBuf,
+    /// The summary as written to `summary.json`.
+    pub summary: Summary,
+}
+
+/// A fresh, uniquely named folder `base/<suite>-<UTC time>` and the `base/latest` link to it.
+pub fn new_run_dir(base: &Path, suite: &str) -> Result<PathBuf, ResultsError> {
+    std::fs::create_dir_all(base).map_err(io("creating", base))?;
+    let stamp = time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!(
+            "[year][month][day]-[hour][minute][second]"
+        ))
+        .unwrap_or_default();
+    let safe: String = suite
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    for n in 0..1000 {
+        let name = if n == 0 {
+            format!("{safe}-{stamp}")
+        } else {
+            format!("{safe}-{stamp}-{n}")
+        };
+        let dir = base.join(&name);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {
+                let link = base.join("latest");
+                let _ = std::fs::remove_file(&link);
+                std::os::unix::fs::symlink(&name, &link).map_err(io("linking", &link))?;
+                return Ok(dir);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io("creating", &dir)(e)),
+        }
+    }
+    Err(ResultsError::Invalid {
+        path: base.to_path_buf(),
+        what: "results base",
+        detail: "too many runs in one second".into(),
+    })
+}
+
+fn file_name_part(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    out.truncate(80);
+    out
+}
+
+/// Writes the results folder `dir` (created if needed).
+pub fn write(
+    dir: &Path,
+    rec: &RunRecord,
+    provenance: &Provenance,
+) -> Result<Written, ResultsError> {
+    std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
+    let ex = &rec.execution;
+
+    let mut files = BTreeMap::new();
+    let failed = ex.failed_tests();
+    if !failed.is_empty() {
+        let fdir = dir.join("failures");
+        std::fs::create_dir_all(&fdir).map_err(io("creating", &fdir))?;
+        for (i, (p, t)) in failed.iter().enumerate() {
+            let name = format!(
+                "{:03}-{}-{}.log",
+                i + 1,
+                file_name_part(&p.name),
+                file_name_part(&t.name)
+            );
+            let mut text = String::new();
+            for (n, a) in t.attempts.iter().enumerate() {
+                text.push_str(&format!(
+                    "=== attempt {} of {}: {:?}\n",
+                    n + 1,
+                    t.attempts.len(),
+                    a.outcome
+                ));
+                text.push_str(&a.output);
+                if let Some(s) = &a.synthesized {
+                    text.push_str(s);
+                    text.push('\n');
+                }
+            }
+            let path = fdir.join(&name);
+            std::fs::write(&path, text).map_err(io("writing", &path))?;
+            files.insert((p.name.clone(), t.name.clone()), format!("failures/{name}"));
+        }
+    }
+
+    let summary = summarize(ex, &rec.meta, provenance, &files);
+
+    let path = dir.join("events.jsonl");
+    let mut f =
+        std::io::BufWriter::new(std::fs::File::create(&path).map_err(io("creating", &path))?);
+    for l in &rec.events {
+        f.write_all(l.as_bytes())
+            .and_then(|_| f.write_all(b"\n"))
+            .map_err(io("writing", &path))?;
+    }
+    f.flush().map_err(io("writing", &path))?;
+
+    if !rec.other_output.is_empty() {
+        let path = dir.join("harness-output.log");
+        std::fs::write(&path, rec.other_output.join("\n") + "\n").map_err(io("writing", &path))?;
+    }
+
+    let path = dir.join("junit.xml");
+    let xml = junit::render(ex, &rec.meta.suite)
+        .to_string()
+        .map_err(|e| ResultsError::Invalid {
+            path: path.clone(),
+            what: "JUnit report",
+            detail: e.to_string(),
+        })?;
+    std::fs::write(&path, xml).map_err(io("writing", &path))?;
+
+    let path = dir.join("summary.json");
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&summary).expect("summary serializes") + "\n",
+    )
+    .map_err(io("writing", &path))?;
+    let path = dir.join("summary.md");
+    std::fs::write(&path, render_markdown(ex, &summary)).map_err(io("writing", &path))?;
+
+    Ok(Written {
+        dir: dir.to_path_buf(),
+        summary,
+    })
+}
+
+/// Reads `events.jsonl` of a results folder.
+pub fn read_events(dir: &Path) -> Result<Vec<(String, TestEvent)>, ResultsError> {
+    let path = dir.join("events.jsonl");
+    let text = std::fs::read_to_string(&path).map_err(io("reading", &path))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| parse_line(l).map(|e| (l.to_string(), e)))
+        .collect())
+}
+
+/// Reads `summary.json` of a results folder.
+pub fn read_summary(dir: &Path) -> Result<Summary, ResultsError> {
+    let path = dir.join("summary.json");
+    let text = std::fs::read_to_string(&path).map_err(io("reading", &path))?;
+    serde_json::from_str(&text).map_err(|e| ResultsError::Invalid {
+        path,
+        what: "summary.json",
+        detail: e.to_string(),
+    })
+}
+
+/// The failed tests recorded in a results folder or a `junit.xml` file, for `harness repro`,
+/// with the provenance when a `summary.json` sits next to it.
+pub fn read_failures(path: &Path) -> Result<(FailedTests, Option<Provenance>), ResultsError> {
+    let (xml_path, dir) = if path.is_dir() {
+        (path.join("junit.xml"), path.to_path_buf())
+    } else {
+        (
+            path.to_path_buf(),
+            path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        )
+    };
+    let xml = std::fs::read_to_string(&xml_path).map_err(io("reading", &xml_path))?;
+    let report = junit::read(&xml).map_err(|e| ResultsError::Invalid {
+        path: xml_path.clone(),
+        what: "JUnit report",
+        detail: e.to_string(),
+    })?;
+    let provenance = read_summary(&dir).ok().map(|s| s.provenance);
+    Ok((junit::failed_tests(&report), provenance))
+}
+
+/// Merges shard folders into one folder at `out`, equal to what an unsharded run would have
+/// written: the event streams are concatenated and folded again; the provenance and run facts
+/// come from the first shard, the duration is the longest shard's, errors are kept.
+pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Written, ResultsError> {
+    let first = dirs.first().ok_or(ResultsError::NothingToMerge)?;
+    let mut events = Vec::new();
+    let mut lines = Vec::new();
+    let mut other = Vec::new();
+    let base = read_summary(first)?;
+    let mut meta = base.run.clone();
+    meta.shard = None;
+    let mut errors = Vec::new();
+    for d in dirs {
+        let s = read_summary(d)?;
+        meta.duration_secs = meta.duration_secs.max(s.run.duration_secs);
+        if let Some(e) = s.run.error {
+            errors.push(e);
+        }
+        for (l, e) in read_events(d)? {
+            lines.push(l);
+            events.push(e);
+        }
+        if let Ok(t) = std::fs::read_to_string(d.join("harness-output.log")) {
+            other.extend(t.lines().map(str::to_string));
+        }
+    }
+    meta.error = (!errors.is_empty()).then(|| errors.join("; "));
+    let execution = Execution::from_events(&events);
+    let rec = RunRecord {
+        execution,
+        events: lines,
+        other_output: other,
+        meta,
+    };
+    write(out, &rec, &base.provenance)
+}

@@ -1,0 +1,944 @@
+//! Running a suite through an executor, in host mode (cross-compiled test binaries, test2json on
+//! the host) or guest mode (`go test -json` with the guest's Go), with reruns and shards.
+//!
+//! Failures of the machinery never vanish: a package killed by its timeout, a target that went
+//! away, a build that failed all become events in the stream (marked with `harness: `), so that
+//! `events.jsonl` alone reproduces the verdict.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::config::{RunMode, SuiteConfig};
+use crate::event::{Action, ERROR_MARK, HARNESS_MARK, TestEvent, now_rfc3339, parse_line};
+use crate::exec::{ExecError, ExecOutcome, ExecRequest, Executor};
+use crate::flags::{FlagError, GoTestFlags};
+use crate::gotool::{Converter, GoError, HostGo, ListedPackage};
+use crate::model::{Execution, PackageStatus, TIMEOUT_MARK};
+use crate::plan::{RerunTarget, Shard, rerun_targets, shard_packages};
+use crate::results::RunRecord;
+use crate::summary::RunMeta;
+
+/// How long building one test binary on the host may take.
+const BUILD_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+/// Allowance for `go test` compiling in the guest, on top of the package timeouts.
+const GUEST_BUILD_ALLOWANCE: Duration = Duration::from_secs(10 * 60);
+
+/// Everything a run needs besides the executor.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The suite's name (results folder, remote directory).
+    pub suite_name: String,
+    /// The suite's configuration.
+    pub suite: SuiteConfig,
+    /// The Go module on the host (see [`resolve_module_dir`]).
+    pub module_dir: PathBuf,
+    /// `--run REGEX`: replaces the suite's `-run`.
+    pub run: Option<String>,
+    /// `--count N`: replaces the suite's `-count`.
+    pub count: Option<u32>,
+    /// `--rerun-fails N`: replaces the suite's `rerun_fails`.
+    pub rerun_fails: Option<u32>,
+    /// `--shard I/N`.
+    pub shard: Option<Shard>,
+    /// Package durations of a previous run, to balance shards.
+    pub shard_durations: Option<BTreeMap<String, f64>>,
+    /// Extra `go test` arguments (after `--` on the command line).
+    pub extra_args: Vec<String>,
+    /// Extra environment for the tests (e.g. `CI_EFW_VERSION` from the installed build).
+    pub extra_env: Vec<(String, String)>,
+    /// Raised by Ctrl-C.
+    pub cancel: Option<Arc<AtomicBool>>,
+    /// The host's `go`.
+    pub host_go: String,
+    /// Parallel builds on the host.
+    pub build_jobs: usize,
+}
+
+impl RunOptions {
+    /// Options with defaults for everything but the suite.
+    pub fn new(
+        suite_name: impl Into<String>,
+        suite: SuiteConfig,
+        module_dir: impl Into<PathBuf>,
+    ) -> Self {
+        RunOptions {
+            suite_name: suite_name.into(),
+            suite,
+            module_dir: module_dir.into(),
+            run: None,
+            count: None,
+            rerun_fails: None,
+            shard: None,
+            shard_durations: None,
+            extra_args: Vec::new(),
+            extra_env: Vec::new(),
+            cancel: None,
+            host_go: "go".into(),
+            build_jobs: 2,
+        }
+    }
+}
+
+/// Why a run could not start at all (anything later is recorded in the results instead).
+#[derive(Debug, thiserror::Error)]
+pub enum SuiteError {
+    /// Bad `go test` flags.
+    #[error(transparent)]
+    Flags(#[from] FlagError),
+    /// The host's Go failed (listing, test2json).
+    #[error(transparent)]
+    Go(#[from] GoError),
+    /// No module to test.
+    #[error("{0}")]
+    Module(String),
+    /// Sharding needs the package list, which needs Go on the host.
+    #[error(
+        "sharding needs Go on the host to list the packages; install Go on the host or drop --shard"
+    )]
+    ShardNeedsGo,
+    /// Preparing the staging tree failed.
+    #[error("preparing the test binaries in {path}: {source}")]
+    Staging {
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What the runner reports while it works: a typed stream the CLI renders (progress line,
+/// `--verbose` output); the runner itself never prints.
+#[derive(Debug)]
+pub enum RunEvent<'a> {
+    /// A phase began (`listing`, `building`, `uploading`, `running`, `rerunning`).
+    Phase(&'a str),
+    /// The number of packages to run is known.
+    Planned {
+        /// Packages.
+        packages: usize,
+    },
+    /// One test binary was built (host mode).
+    Built {
+        /// Binaries built so far.
+        done: usize,
+        /// Binaries to build.
+        total: usize,
+        /// The package.
+        package: &'a str,
+        /// Whether the build succeeded.
+        ok: bool,
+    },
+    /// A test2json event was folded into the model.
+    Event(&'a TestEvent),
+    /// A line that was not test2json (go diagnostics, stray stderr).
+    Output(&'a str),
+    /// A rerun round begins.
+    Rerun {
+        /// 1-based round.
+        round: u32,
+        /// What it reruns.
+        targets: &'a [RerunTarget],
+    },
+}
+
+/// Receives [`RunEvent`]s together with the model as it stands.
+pub trait Observer {
+    /// Called for every event.
+    fn on_event(&mut self, event: &RunEvent<'_>, model: &Execution);
+}
+
+impl<F: FnMut(&RunEvent<'_>, &Execution)> Observer for F {
+    fn on_event(&mut self, event: &RunEvent<'_>, model: &Execution) {
+        self(event, model)
+    }
+}
+
+/// An observer that ignores everything.
+pub struct Quiet;
+
+impl Observer for Quiet {
+    fn on_event(&mut self, _: &RunEvent<'_>, _: &Execution) {}
+}
+
+/// The module to test: the configured path, or the current directory when it is a Go module.
+pub fn resolve_module_dir(configured: Option<&Path>) -> Result<PathBuf, SuiteError> {
+    let dir = match configured {
+        Some(p) => p.to_path_buf(),
+        None => std::env::current_dir()
+            .map_err(|e| SuiteError::Module(format!("reading the current directory: {e}")))?,
+    };
+    if !dir.join("go.mod").is_file() {
+        return Err(SuiteError::Module(format!(
+            "{} is not a Go module (no go.mod); set `path` in the suite's config or run from the library's checkout",
+            dir.display()
+        )));
+    }
+    Ok(dir)
+}
+
+/// `Auto` becomes `Host` when `go` runs on the host, else `Guest`.
+pub fn resolve_mode(mode: RunMode, host_go: &str) -> RunMode {
+    match mode {
+        RunMode::Auto => {
+            let ok = std::process::Command::new(host_go)
+                .arg("version")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok { RunMode::Host } else { RunMode::Guest }
+        }
+        m => m,
+    }
+}
+
+/// The fold in progress plus the raw stream, fed from both modes.
+struct State<'o> {
+    ex: Execution,
+    events: Vec<String>,
+    other: Vec<String>,
+    obs: &'o mut dyn Observer,
+    lost: Option<String>,
+    error: Option<String>,
+}
+
+impl State<'_> {
+    fn line(&mut self, raw: &str) {
+        match parse_line(raw) {
+            Some(ev) => {
+                self.ex.apply(&ev);
+                self.events.push(raw.trim_end().to_string());
+                self.obs.on_event(&RunEvent::Event(&ev), &self.ex);
+            }
+            None => {
+                if !raw.trim().is_empty() {
+                    self.other.push(raw.to_string());
+                    self.obs.on_event(&RunEvent::Output(raw), &self.ex);
+                }
+            }
+        }
+    }
+
+    fn emit(&mut self, ev: TestEvent) {
+        self.line(&ev.to_line());
+    }
+
+    fn phase(&mut self, p: &str) {
+        self.obs.on_event(&RunEvent::Phase(p), &self.ex);
+    }
+
+    fn is_running(&self, pkg: &str) -> bool {
+        self.ex
+            .package(pkg)
+            .is_some_and(|p| p.status == PackageStatus::Running)
+    }
+
+    /// Ends a package that got no terminal event, saying why.
+    fn close(&mut self, pkg: &str, mark: &str, why: &str) {
+        if !self.is_running(pkg) {
+            return;
+        }
+        self.emit(TestEvent::synth_output(pkg, None, &format!("{mark}{why}")));
+        self.emit(TestEvent::synth(Action::Fail, pkg, None));
+    }
+
+    /// Records a package that could not run because of the infrastructure.
+    fn errored(&mut self, pkg: &str, why: &str) {
+        if !self.is_running(pkg) {
+            self.emit(TestEvent::synth(Action::Start, pkg, None));
+        }
+        self.close(pkg, ERROR_MARK, why);
+    }
+
+    fn no_test_files(&mut self, pkg: &str) {
+        self.emit(TestEvent::synth(Action::Start, pkg, None));
+        self.emit(TestEvent::synth_output(
+            pkg,
+            None,
+            &format!("?   \t{pkg}\t[no test files]"),
+        ));
+        let mut e = TestEvent::synth(Action::Skip, pkg, None);
+        e.elapsed = Some(0.0);
+        self.emit(e);
+    }
+
+    fn build_failed(&mut self, pkg: &str, output: &[String]) {
+        for l in output {
+            let mut e = TestEvent {
+                time: Some(now_rfc3339()),
+                action: Action::BuildOutput,
+                ..Default::default()
+            };
+            e.import_path = Some(pkg.to_string());
+            e.output = Some(format!("{l}\n"));
+            self.emit(e);
+        }
+        let e = TestEvent {
+            time: Some(now_rfc3339()),
+            action: Action::BuildFail,
+            import_path: Some(pkg.to_string()),
+            ..Default::default()
+        };
+        self.emit(e);
+        self.emit(TestEvent::synth(Action::Start, pkg, None));
+        self.emit(TestEvent::synth_output(
+            pkg,
+            None,
+            &format!("FAIL\t{pkg} [build failed]"),
+        ));
+        let mut f = TestEvent::synth(Action::Fail, pkg, None);
+        f.failed_build = Some(pkg.to_string());
+        self.emit(f);
+    }
+
+    /// Applies the outcome of running one package's tests.
+    fn settle(&mut self, pkg: &str, res: Result<ExecOutcome, ExecError>, timeout: Duration) {
+        match res {
+            Err(e) if e.is_target_lost() => {
+                let msg = e.to_string();
+                self.errored(pkg, &msg);
+                self.lost = Some(msg);
+            }
+            Err(e) => self.errored(pkg, &e.to_string()),
+            Ok(o) if o.timed_out => self.close(
+                pkg,
+                TIMEOUT_MARK,
+                &format!(
+                    "the package ran longer than its timeout of {}s; its process tree was killed",
+                    timeout.as_secs()
+                ),
+            ),
+            Ok(o) if o.cancelled => {
+                self.errored(pkg, "cancelled by the user (Ctrl-C)");
+                self.error
+                    .get_or_insert_with(|| "cancelled by the user (Ctrl-C)".into());
+            }
+            Ok(o) => {
+                let code = o
+                    .exit_code
+                    .map_or("a signal".to_string(), |c| format!("code {c}"));
+                self.close(
+                    pkg,
+                    HARNESS_MARK,
+                    &format!(
+                        "the test process exited with {code} without reporting a package result"
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn cancelled(opts: &RunOptions) -> bool {
+    opts.cancel
+        .as_ref()
+        .is_some_and(|c| c.load(Ordering::SeqCst))
+}
+
+fn test_env(opts: &RunOptions) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = opts
+        .suite
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    env.extend(opts.extra_env.iter().cloned());
+    env
+}
+
+fn flags_for(opts: &RunOptions) -> Result<GoTestFlags, FlagError> {
+    let mut all = opts.suite.flags.clone();
+    all.extend(opts.extra_args.iter().cloned());
+    let mut f = GoTestFlags::parse(&all)?;
+    if let Some(r) = &opts.run {
+        f.set("run", r);
+    }
+    if let Some(c) = opts.count {
+        f.set("count", &c.to_string());
+    }
+    Ok(f)
+}
+
+fn rerun_flags(base: &GoTestFlags, t: &RerunTarget, trace_log: bool) -> GoTestFlags {
+    let mut f = base.clone();
+    match t.run_regex() {
+        Some(re) => f.set("run", &re),
+        None => f.unset("run"),
+    }
+    f.set("count", "1");
+    if trace_log && !f.passthrough.iter().any(|a| a == "-trace-log") {
+        f.passthrough.push("-trace-log".into());
+    }
+    f
+}
+
+/// Runs the suite and returns everything gathered, even when the target was lost midway.
+pub fn run(
+    exec: &mut dyn Executor,
+    opts: &RunOptions,
+    obs: &mut dyn Observer,
+) -> Result<RunRecord, SuiteError> {
+    let started = now_rfc3339();
+    let t0 = Instant::now();
+    let mode = resolve_mode(opts.suite.mode, &opts.host_go);
+    let flags = flags_for(opts)?;
+    let mut st = State {
+        ex: Execution::new(),
+        events: Vec::new(),
+        other: Vec::new(),
+        obs,
+        lost: None,
+        error: None,
+    };
+    match mode {
+        RunMode::Guest => run_guest(exec, opts, &flags, &mut st)?,
+        _ => run_host(exec, opts, &flags, &mut st)?,
+    }
+    st.ex.finalize("the run ended before the package finished");
+    let meta = RunMeta {
+        suite: opts.suite_name.clone(),
+        mode: if mode == RunMode::Guest {
+            "guest".into()
+        } else {
+            "host".into()
+        },
+        shard: opts.shard.map(|s| s.to_string()),
+        started,
+        duration_secs: t0.elapsed().as_secs_f64(),
+        flags: flags
+            .go_test_args()
+            .into_iter()
+            .chain(flags.go_test_trailer())
+            .collect(),
+        error: st.lost.clone().or(st.error.clone()),
+    };
+    Ok(RunRecord {
+        execution: st.ex,
+        events: st.events,
+        other_output: st.other,
+        meta,
+    })
+}
+
+fn host_go(opts: &RunOptions, env: Vec<(String, String)>) -> HostGo {
+    HostGo {
+        go: opts.host_go.clone(),
+        dir: opts.module_dir.clone(),
+        env,
+        cancel: opts.cancel.clone(),
+    }
+}
+
+fn select(opts: &RunOptions, listed: Vec<ListedPackage>) -> Vec<ListedPackage> {
+    match opts.shard {
+        None => listed,
+        Some(shard) => {
+            let names: Vec<String> = listed.iter().map(|p| p.import_path.clone()).collect();
+            let mine = shard_packages(&names, shard, opts.shard_durations.as_ref());
+            listed
+                .into_iter()
+                .filter(|p| mine.contains(&p.import_path))
+                .collect()
+        }
+    }
+}
+
+/// A built test binary, relative to the staging root.
+struct Built {
+    pkg: String,
+    rel_dir: String,
+    bin: String,
+}
+
+fn rel_dir(module: &Path, dir: &Path) -> String {
+    let module = module
+        .canonicalize()
+        .unwrap_or_else(|_| module.to_path_buf());
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    dir.strip_prefix(&module)
+        .map(|r| r.to_string_lossy().replace('\\', "/"))
+        .unwrap_or_default()
+}
+
+/// Copies every `testdata` directory of the module into the staging tree, at the same relative
+/// place, so that tests reading `testdata/…` or `../testdata/…` find their files.
+fn stage_testdata(module: &Path, staging: &Path) -> std::io::Result<()> {
+    fn walk(dir: &Path, module: &Path, staging: &Path) -> std::io::Result<()> {
+        for e in std::fs::read_dir(dir)? {
+            let e = e?;
+            if !e.file_type()?.is_dir() {
+                continue;
+            }
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') || name.starts_with('_') || name == "vendor" {
+                continue;
+            }
+            let rel = e
+                .path()
+                .strip_prefix(module)
+                .expect("under module")
+                .to_path_buf();
+            if name == "testdata" {
+                copy_dir(&e.path(), &staging.join(rel))?;
+            } else {
+                walk(&e.path(), module, staging)?;
+            }
+        }
+        Ok(())
+    }
+    walk(module, module, staging)
+}
+
+fn copy_dir(src: &Path, dst: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dst)?;
+    for e in std::fs::read_dir(src)? {
+        let e = e?;
+        let to = dst.join(e.file_name());
+        let meta = std::fs::metadata(e.path())?;
+        if meta.is_dir() {
+            copy_dir(&e.path(), &to)?;
+        } else if std::fs::hard_link(e.path(), &to).is_err() {
+            std::fs::copy(e.path(), &to)?;
+        }
+    }
+    Ok(())
+}
+
+fn run_host(
+    exec: &mut dyn Executor,
+    opts: &RunOptions,
+    flags: &GoTestFlags,
+    st: &mut State<'_>,
+) -> Result<(), SuiteError> {
+    if flags.has_build("race") {
+        return Err(FlagError::RaceInHostMode.into());
+    }
+    let os = exec.os();
+    let target_env = vec![
+        ("GOOS".to_string(), os.goos().to_string()),
+        ("GOARCH".to_string(), exec.arch()),
+        ("CGO_ENABLED".to_string(), "0".to_string()),
+    ];
+    let go = host_go(opts, target_env);
+    st.phase("listing");
+    let listed = select(opts, go.list(&opts.suite.packages, &flags.build_args())?);
+    st.obs.on_event(
+        &RunEvent::Planned {
+            packages: listed.len(),
+        },
+        &st.ex,
+    );
+    let test2json = host_go(opts, Vec::new()).test2json_path()?;
+
+    let staging = tempfile::Builder::new()
+        .prefix("harness-suite-")
+        .tempdir()
+        .map_err(|e| SuiteError::Staging {
+            path: std::env::temp_dir(),
+            source: e,
+        })?;
+    let (with_tests, without): (Vec<_>, Vec<_>) = listed.iter().partition(|p| p.has_tests());
+
+    st.phase("building");
+    let built = build_all(
+        &go,
+        opts,
+        flags,
+        &with_tests,
+        staging.path(),
+        os.exe_suffix(),
+        st,
+    )?;
+    stage_testdata(&opts.module_dir, staging.path()).map_err(|e| SuiteError::Staging {
+        path: staging.path().to_path_buf(),
+        source: e,
+    })?;
+
+    for p in &without {
+        st.no_test_files(&p.import_path);
+    }
+
+    st.phase("uploading");
+    let remote = exec.remote_dir(&format!("suite-{}", opts.suite_name));
+    if let Err(e) = exec.upload_tree(staging.path(), &remote, &|_| false) {
+        let msg = e.to_string();
+        for b in &built {
+            st.errored(&b.pkg, &msg);
+        }
+        st.error = Some(msg);
+        return Ok(());
+    }
+
+    st.phase("running");
+    let timeout = Duration::from_secs(opts.suite.package_timeout.max(1));
+    let env = test_env(opts);
+    let run_one = |exec: &mut dyn Executor, st: &mut State<'_>, b: &Built, f: &GoTestFlags| {
+        let mut argv = vec![
+            os.join(&remote, &format!("{}/{}", b.rel_dir, b.bin)),
+            "-test.v=test2json".to_string(),
+            "-test.paniconexit0".to_string(),
+        ];
+        argv.extend(f.binary_args());
+        let req = ExecRequest {
+            argv,
+            env: env.clone(),
+            cwd: Some(os.join(&remote, &b.rel_dir)),
+            timeout,
+            cancel: opts.cancel.clone(),
+        };
+        let mut conv = match Converter::start(&test2json, &b.pkg) {
+            Ok(c) => c,
+            Err(e) => {
+                st.errored(
+                    &b.pkg,
+                    &format!("could not start test2json ({}): {e}", test2json.display()),
+                );
+                return;
+            }
+        };
+        let res = exec.run(&req, &mut |_, line| {
+            conv.feed(line);
+            for l in conv.ready() {
+                st.line(&l);
+            }
+        });
+        for l in conv.finish() {
+            st.line(&l);
+        }
+        st.settle(&b.pkg, res, timeout);
+    };
+
+    for b in &built {
+        if let Some(why) = stop_reason(opts, st) {
+            st.errored(&b.pkg, &why);
+            continue;
+        }
+        run_one(exec, st, b, flags);
+    }
+
+    let rounds = opts.rerun_fails.unwrap_or(opts.suite.rerun_fails);
+    for round in 1..=rounds {
+        let targets = rerun_targets(&st.ex);
+        if targets.is_empty() || stop_reason(opts, st).is_some() {
+            break;
+        }
+        st.phase("rerunning");
+        st.obs.on_event(
+            &RunEvent::Rerun {
+                round,
+                targets: &targets,
+            },
+            &st.ex,
+        );
+        for t in &targets {
+            if stop_reason(opts, st).is_some() {
+                break;
+            }
+            if let Some(b) = built.iter().find(|b| b.pkg == t.package) {
+                run_one(
+                    exec,
+                    st,
+                    b,
+                    &rerun_flags(flags, t, opts.suite.trace_log_on_rerun),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn stop_reason(opts: &RunOptions, st: &mut State<'_>) -> Option<String> {
+    if let Some(l) = &st.lost {
+        return Some(format!("not run: {l}"));
+    }
+    if cancelled(opts) {
+        st.error
+            .get_or_insert_with(|| "cancelled by the user (Ctrl-C)".into());
+        return Some("not run: cancelled by the user (Ctrl-C)".into());
+    }
+    None
+}
+
+fn build_all(
+    go: &HostGo,
+    opts: &RunOptions,
+    flags: &GoTestFlags,
+    pkgs: &[&ListedPackage],
+    staging: &Path,
+    exe: &str,
+    st: &mut State<'_>,
+) -> Result<Vec<Built>, SuiteError> {
+    let jobs: Vec<(usize, String, String, String)> = pkgs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let rel = rel_dir(&opts.module_dir, &p.dir);
+            let base = p
+                .import_path
+                .rsplit('/')
+                .next()
+                .unwrap_or("pkg")
+                .to_string();
+            (i, p.import_path.clone(), rel, format!("{base}.test{exe}"))
+        })
+        .collect();
+    for (_, _, rel, _) in &jobs {
+        let d = staging.join(rel);
+        std::fs::create_dir_all(&d).map_err(|e| SuiteError::Staging { path: d, source: e })?;
+    }
+    let queue = std::sync::Mutex::new(jobs.iter());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let build_args = flags.build_args();
+    let mut results: Vec<Option<Result<(), Vec<String>>>> = vec![None; jobs.len()];
+    std::thread::scope(|s| {
+        for _ in 0..opts.build_jobs.max(1) {
+            let tx = tx.clone();
+            let queue = &queue;
+            let build_args = &build_args;
+            s.spawn(move || {
+                loop {
+                    let Some((i, pkg, rel, bin)) = queue.lock().expect("queue").next() else {
+                        break;
+                    };
+                    let out = staging.join(rel).join(bin);
+                    let mut args = vec![
+                        "test".to_string(),
+                        "-c".into(),
+                        "-o".into(),
+                        out.display().to_string(),
+                    ];
+                    args.extend(build_args.iter().cloned());
+                    args.push(pkg.clone());
+                    let r = match go.run(&args, BUILD_TIMEOUT) {
+                        Ok(o) if o.code == Some(0) && out.is_file() => Ok(()),
+                        Ok(o) => {
+                            let mut lines = o.stderr;
+                            lines.extend(o.stdout);
+                            if o.timed_out {
+                                lines.push(format!(
+                                    "{HARNESS_MARK}build timed out after {}s",
+                                    BUILD_TIMEOUT.as_secs()
+                                ));
+                            }
+                            Err(lines)
+                        }
+                        Err(e) => Err(vec![e.to_string()]),
+                    };
+                    if tx.send((*i, r)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        for (n, (i, r)) in rx.into_iter().enumerate() {
+            let done = n + 1;
+            let ok = r.is_ok();
+            st.obs.on_event(
+                &RunEvent::Built {
+                    done,
+                    total: jobs.len(),
+                    package: &jobs[i].1,
+                    ok,
+                },
+                &st.ex,
+            );
+            results[i] = Some(r);
+        }
+    });
+    let mut built = Vec::new();
+    for ((_, pkg, rel, bin), r) in jobs.into_iter().zip(results) {
+        match r {
+            Some(Ok(())) => built.push(Built {
+                pkg,
+                rel_dir: rel,
+                bin,
+            }),
+            Some(Err(lines)) => st.build_failed(&pkg, &lines),
+            None => st.build_failed(&pkg, &["build did not run".to_string()]),
+        }
+    }
+    Ok(built)
+}
+
+fn is_git(p: &Path) -> bool {
+    p.components().any(|c| c.as_os_str() == ".git")
+}
+
+fn run_guest(
+    exec: &mut dyn Executor,
+    opts: &RunOptions,
+    flags: &GoTestFlags,
+    st: &mut State<'_>,
+) -> Result<(), SuiteError> {
+    let os = exec.os();
+    let mut f = flags.clone();
+    let timeout_s = opts.suite.package_timeout.max(1);
+    if f.get("timeout").is_none() {
+        f.set("timeout", &format!("{timeout_s}s"));
+    }
+    // Listing on the host (if it has Go) tells how many packages to expect, which a lost target
+    // needs to mark the rest errored; sharding cannot work without it.
+    let go = host_go(
+        opts,
+        vec![
+            ("GOOS".to_string(), os.goos().to_string()),
+            ("GOARCH".to_string(), exec.arch()),
+        ],
+    );
+    st.phase("listing");
+    let listed = match go.list(&opts.suite.packages, &flags.build_args()) {
+        Ok(l) => Some(select(opts, l)),
+        Err(_) if opts.shard.is_none() => None,
+        Err(_) => return Err(SuiteError::ShardNeedsGo),
+    };
+    let patterns: Vec<String> = match &listed {
+        Some(l) => l.iter().map(|p| p.import_path.clone()).collect(),
+        None => opts.suite.packages.clone(),
+    };
+    if let Some(l) = &listed {
+        st.obs
+            .on_event(&RunEvent::Planned { packages: l.len() }, &st.ex);
+    }
+    if patterns.is_empty() {
+        return Ok(());
+    }
+
+    st.phase("uploading");
+    let remote = exec.remote_dir(&format!("suite-{}-src", opts.suite_name));
+    if let Err(e) = exec.upload_tree(&opts.module_dir, &remote, &is_git) {
+        let msg = e.to_string();
+        for p in &patterns {
+            st.errored(p, &msg);
+        }
+        st.error = Some(msg);
+        return Ok(());
+    }
+
+    st.phase("running");
+    let env = test_env(opts);
+    let guest_go = opts.suite.guest_go.clone();
+    let run_go = |exec: &mut dyn Executor,
+                  st: &mut State<'_>,
+                  f: &GoTestFlags,
+                  pkgs: &[String],
+                  budget: Duration| {
+        let mut argv = vec![guest_go.clone(), "test".to_string(), "-json".to_string()];
+        argv.extend(f.go_test_args());
+        argv.extend(pkgs.iter().cloned());
+        argv.extend(f.go_test_trailer());
+        let req = ExecRequest {
+            argv,
+            env: env.clone(),
+            cwd: Some(remote.clone()),
+            timeout: budget,
+            cancel: opts.cancel.clone(),
+        };
+        let res = exec.run(&req, &mut |_, line| st.line(&String::from_utf8_lossy(line)));
+        let started: Vec<String> = st.ex.packages.iter().map(|p| p.name.clone()).collect();
+        let unfinished: Vec<String> = started
+            .iter()
+            .filter(|p| st.is_running(p))
+            .cloned()
+            .collect();
+        match &res {
+            Ok(o) if o.exit_code.is_some_and(|c| c != 0) => {
+                let failing = st.ex.packages.iter().any(|p| p.has_failures());
+                if !failing && unfinished.is_empty() {
+                    let tail: Vec<&String> = st.other.iter().rev().take(10).collect();
+                    let tail: Vec<String> = tail.into_iter().rev().cloned().collect();
+                    st.error.get_or_insert_with(|| {
+                        format!(
+                            "`go test` exited with code {} without a failing test: {}",
+                            o.exit_code.unwrap_or(-1),
+                            tail.join(" | ")
+                        )
+                    });
+                }
+            }
+            _ => {}
+        }
+        for p in &unfinished {
+            st.settle(
+                p,
+                res.as_ref().map(|o| *o).map_err(clone_exec_error),
+                Duration::from_secs(timeout_s),
+            );
+        }
+        if let Err(e) = &res {
+            let msg = e.to_string();
+            if e.is_target_lost() {
+                st.lost.get_or_insert(msg.clone());
+            } else {
+                st.error.get_or_insert(msg.clone());
+            }
+        }
+        let why = match &res {
+            Err(e) => Some(format!("not run: {e}")),
+            Ok(o) if o.timed_out => Some(format!(
+                "not run: `go test` exceeded its overall budget of {}s and was killed",
+                budget.as_secs()
+            )),
+            Ok(o) if o.cancelled => Some("not run: cancelled by the user (Ctrl-C)".into()),
+            _ => None,
+        };
+        if let Some(why) = why {
+            for p in pkgs {
+                if st.ex.package(p).is_none() && !p.contains("...") {
+                    st.errored(p, &why);
+                }
+            }
+        }
+    };
+
+    let budget =
+        Duration::from_secs(timeout_s) * (patterns.len().max(1) as u32) + GUEST_BUILD_ALLOWANCE;
+    run_go(exec, st, &f, &patterns, budget);
+
+    let rounds = opts.rerun_fails.unwrap_or(opts.suite.rerun_fails);
+    for round in 1..=rounds {
+        let targets = rerun_targets(&st.ex);
+        if targets.is_empty() || stop_reason(opts, st).is_some() {
+            break;
+        }
+        st.phase("rerunning");
+        st.obs.on_event(
+            &RunEvent::Rerun {
+                round,
+                targets: &targets,
+            },
+            &st.ex,
+        );
+        for t in &targets {
+            if stop_reason(opts, st).is_some() {
+                break;
+            }
+            let rf = rerun_flags(&f, t, opts.suite.trace_log_on_rerun);
+            run_go(
+                exec,
+                st,
+                &rf,
+                std::slice::from_ref(&t.package),
+                Duration::from_secs(timeout_s) + GUEST_BUILD_ALLOWANCE,
+            );
+        }
+    }
+    Ok(())
+}
+
+fn clone_exec_error(e: &ExecError) -> ExecError {
+    match e {
+        ExecError::TargetLost { detail } => ExecError::TargetLost {
+            detail: detail.clone(),
+        },
+        other => ExecError::Spawn {
+            program: "go test".into(),
+            detail: other.to_string(),
+        },
+    }
+}

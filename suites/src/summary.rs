@@ -1,0 +1,378 @@
+//! `summary.json`, `summary.md` and the console summary: three renderers of the same model.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Execution, PackageStatus, TestState, Totals, Verdict};
+
+/// Where the results came from. The caller (harness) fills it from the installed efW build and
+/// the guest; suites only records it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Provenance {
+    /// harness's version.
+    pub harness_version: String,
+    /// How the efW build was chosen (e.g. `scheduled-run`, `release`, `local`).
+    pub efw_source: Option<String>,
+    /// The GitHub Actions run id of the efW build.
+    pub efw_run_id: Option<String>,
+    /// The efW commit.
+    pub efw_sha: Option<String>,
+    /// The efW version (also given to the tests as `CI_EFW_VERSION`).
+    pub efw_version: Option<String>,
+    /// The guest OS (e.g. `Windows 11 Pro N`, `linux`).
+    pub guest_os: Option<String>,
+    /// The guest OS build (e.g. `26100.2605`).
+    pub guest_build: Option<String>,
+    /// The git commit of the library under test.
+    pub library_commit: Option<String>,
+    /// Anything else worth recording.
+    pub extra: BTreeMap<String, String>,
+}
+
+/// Facts about one run that are not in the event stream.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunMeta {
+    /// The suite's name.
+    pub suite: String,
+    /// `host` or `guest`.
+    pub mode: String,
+    /// `I/N` when sharded.
+    pub shard: Option<String>,
+    /// RFC 3339 start time.
+    pub started: String,
+    /// Wall-clock seconds.
+    pub duration_secs: f64,
+    /// The `go test` flags used.
+    pub flags: Vec<String>,
+    /// A harness-level error that stopped the run early (target lost, upload failed).
+    pub error: Option<String>,
+}
+
+/// A test in a summary list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TestRef {
+    /// Import path.
+    pub package: String,
+    /// Test name.
+    pub test: String,
+    /// Longest attempt, seconds.
+    pub elapsed: f64,
+    /// Number of attempts.
+    pub attempts: usize,
+    /// The output file in the results folder (failed tests).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub output_file: Option<String>,
+}
+
+/// One package in `summary.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PackageSummary {
+    /// Import path.
+    pub name: String,
+    /// Status of its last run.
+    pub status: PackageStatus,
+    /// Seconds (first run).
+    pub elapsed: f64,
+    /// Tests seen.
+    pub tests: usize,
+    /// Hit its timeout.
+    pub timed_out: bool,
+    /// Infrastructure error.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<String>,
+    /// Build failed.
+    pub build_failed: bool,
+}
+
+/// `summary.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Format version of this file.
+    pub schema: u32,
+    /// Run facts.
+    pub run: RunMeta,
+    /// What the run amounts to.
+    pub verdict: Verdict,
+    /// The process exit code (0 passed, 1 test failures, 2 infrastructure).
+    pub exit_code: u8,
+    /// Counts.
+    pub totals: Totals,
+    /// Where the results came from.
+    pub provenance: Provenance,
+    /// Per package.
+    pub packages: Vec<PackageSummary>,
+    /// Tests that failed in the end.
+    pub failed: Vec<TestRef>,
+    /// Tests that failed and then passed.
+    pub flaky: Vec<TestRef>,
+    /// The slowest tests.
+    pub slowest: Vec<TestRef>,
+}
+
+fn test_ref(pkg: &str, t: &TestState) -> TestRef {
+    TestRef {
+        package: pkg.to_string(),
+        test: t.name.clone(),
+        elapsed: t.max_elapsed(),
+        attempts: t.attempts.len(),
+        output_file: None,
+    }
+}
+
+/// Builds the summary. `files` maps `(package, test)` of failed tests to their output file.
+pub fn summarize(
+    ex: &Execution,
+    meta: &RunMeta,
+    provenance: &Provenance,
+    files: &BTreeMap<(String, String), String>,
+) -> Summary {
+    let mut verdict = ex.verdict();
+    if meta.error.is_some() {
+        verdict = Verdict::Errored;
+    }
+    let failed = ex
+        .failed_tests()
+        .into_iter()
+        .map(|(p, t)| {
+            let mut r = test_ref(&p.name, t);
+            r.output_file = files.get(&(p.name.clone(), t.name.clone())).cloned();
+            r
+        })
+        .collect();
+    Summary {
+        schema: 1,
+        run: meta.clone(),
+        verdict,
+        exit_code: verdict.exit_code(),
+        totals: ex.totals(),
+        provenance: provenance.clone(),
+        packages: ex
+            .packages
+            .iter()
+            .map(|p| PackageSummary {
+                name: p.name.clone(),
+                status: p.status,
+                elapsed: p.elapsed,
+                tests: p.tests.len(),
+                timed_out: p.timed_out,
+                error: p.error.clone(),
+                build_failed: p.build_failed,
+            })
+            .collect(),
+        failed,
+        flaky: ex
+            .flaky_tests()
+            .into_iter()
+            .map(|(p, t)| test_ref(&p.name, t))
+            .collect(),
+        slowest: ex
+            .slowest(10)
+            .into_iter()
+            .map(|(p, t)| test_ref(&p.name, t))
+            .collect(),
+    }
+}
+
+/// The last `n` lines of a test's final attempt (with the harness's note, if any).
+pub fn excerpt(t: &TestState, n: usize) -> String {
+    let Some(a) = t.attempts.last() else {
+        return String::new();
+    };
+    let mut text = a.output.clone();
+    if let Some(s) = &a.synthesized {
+        text.push_str(s);
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn totals_line(t: &Totals) -> String {
+    format!(
+        "{} tests in {} packages: {} passed, {} failed, {} skipped, {} flaky ({} attempts)",
+        t.tests, t.packages, t.passed, t.failed, t.skipped, t.flaky, t.attempts
+    )
+}
+
+fn verdict_word(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Passed => "PASSED",
+        Verdict::Failed => "FAILED",
+        Verdict::Errored => "ERRORED",
+    }
+}
+
+/// The console summary printed at the end of `harness test`.
+pub fn render_console(ex: &Execution, s: &Summary) -> String {
+    let mut o = String::new();
+    for (p, t) in ex.failed_tests() {
+        let _ = writeln!(o, "--- FAIL: {} ({})", t.name, p.name);
+        for l in excerpt(t, 10).lines() {
+            let _ = writeln!(o, "    {l}");
+        }
+    }
+    for p in ex.packages.iter().filter(|p| p.failed_without_test()) {
+        let why = p.error.clone().unwrap_or_else(|| {
+            if p.build_failed {
+                "build failed".into()
+            } else {
+                "package failed outside any test".into()
+            }
+        });
+        let _ = writeln!(o, "--- FAIL: package {}: {why}", p.name);
+    }
+    if !s.flaky.is_empty() {
+        let _ = writeln!(o, "Flaky (failed, then passed on rerun):");
+        for f in &s.flaky {
+            let _ = writeln!(
+                o,
+                "    {} ({}) after {} attempts",
+                f.test, f.package, f.attempts
+            );
+        }
+    }
+    let slow: Vec<_> = s
+        .slowest
+        .iter()
+        .filter(|t| t.elapsed > 0.0)
+        .take(5)
+        .collect();
+    if !slow.is_empty() {
+        let _ = writeln!(o, "Slowest:");
+        for t in slow {
+            let _ = writeln!(o, "    {:>8.2}s {} ({})", t.elapsed, t.test, t.package);
+        }
+    }
+    if let Some(e) = &s.run.error {
+        let _ = writeln!(o, "Error: {e}");
+    }
+    let _ = writeln!(
+        o,
+        "{}: {} in {:.1}s",
+        verdict_word(s.verdict),
+        totals_line(&s.totals),
+        s.run.duration_secs
+    );
+    o
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// `summary.md`, ready for `$GITHUB_STEP_SUMMARY`.
+pub fn render_markdown(ex: &Execution, s: &Summary) -> String {
+    let mut o = String::new();
+    let t = &s.totals;
+    let shard = s
+        .run
+        .shard
+        .as_deref()
+        .map(|x| format!(" (shard {x})"))
+        .unwrap_or_default();
+    let _ = writeln!(
+        o,
+        "## Go tests `{}`{shard}: {}\n",
+        s.run.suite,
+        verdict_word(s.verdict)
+    );
+    let _ = writeln!(
+        o,
+        "| packages | tests | passed | failed | skipped | flaky | duration |"
+    );
+    let _ = writeln!(o, "|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        o,
+        "| {} | {} | {} | {} | {} | {} | {:.1}s |\n",
+        t.packages, t.tests, t.passed, t.failed, t.skipped, t.flaky, s.run.duration_secs
+    );
+    if let Some(e) = &s.run.error {
+        let _ = writeln!(o, "**Error:** {}\n", html_escape(e));
+    }
+    let failed = ex.failed_tests();
+    if !failed.is_empty() {
+        let _ = writeln!(o, "### Failed\n");
+        for (p, t) in failed {
+            let _ = writeln!(
+                o,
+                "<details><summary><code>{}</code> ({})</summary>\n",
+                html_escape(&t.name),
+                html_escape(&p.name)
+            );
+            let _ = writeln!(
+                o,
+                "<pre>{}</pre>\n</details>\n",
+                html_escape(&excerpt(t, 30))
+            );
+        }
+    }
+    let pkg_fail: Vec<_> = ex
+        .packages
+        .iter()
+        .filter(|p| p.failed_without_test())
+        .collect();
+    if !pkg_fail.is_empty() {
+        let _ = writeln!(o, "### Package failures\n");
+        for p in pkg_fail {
+            let why = p.error.clone().unwrap_or_else(|| {
+                if p.build_failed {
+                    "build failed".into()
+                } else {
+                    "failed outside any test".into()
+                }
+            });
+            let _ = writeln!(o, "- `{}`: {}", p.name, html_escape(&why));
+        }
+        o.push('\n');
+    }
+    if !s.flaky.is_empty() {
+        let _ = writeln!(o, "### Flaky\n");
+        for f in &s.flaky {
+            let _ = writeln!(o, "- `{}` ({}), {} attempts", f.test, f.package, f.attempts);
+        }
+        o.push('\n');
+    }
+    let slow: Vec<_> = s
+        .slowest
+        .iter()
+        .filter(|t| t.elapsed > 0.0)
+        .take(10)
+        .collect();
+    if !slow.is_empty() {
+        let _ = writeln!(
+            o,
+            "### Slowest\n\n| test | package | seconds |\n|---|---|---:|"
+        );
+        for t in slow {
+            let _ = writeln!(o, "| `{}` | {} | {:.2} |", t.test, t.package, t.elapsed);
+        }
+        o.push('\n');
+    }
+    let pv = &s.provenance;
+    let _ = writeln!(o, "### Provenance\n");
+    let rows = [
+        ("harness", Some(pv.harness_version.clone())),
+        ("efW source", pv.efw_source.clone()),
+        ("efW run", pv.efw_run_id.clone()),
+        ("efW commit", pv.efw_sha.clone()),
+        ("efW version", pv.efw_version.clone()),
+        ("guest OS", pv.guest_os.clone()),
+        ("guest build", pv.guest_build.clone()),
+        ("library commit", pv.library_commit.clone()),
+        ("mode", Some(s.run.mode.clone())),
+    ];
+    for (k, v) in rows {
+        if let Some(v) = v.filter(|v| !v.is_empty()) {
+            let _ = writeln!(o, "- {k}: `{}`", html_escape(&v));
+        }
+    }
+    for (k, v) in &pv.extra {
+        let _ = writeln!(o, "- {}: `{}`", html_escape(k), html_escape(v));
+    }
+    o
+}

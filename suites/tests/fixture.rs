@@ -1,0 +1,464 @@
+//! The suites runner against the fixture Go module, through the local executor, in both modes.
+//! Counts are read back from the written junit.xml, not from the model.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use quick_junit::{NonSuccessKind, Report, TestCaseStatus};
+use suites::exec::{ExecError, ExecOutcome, ExecRequest, Executor, Stream, TargetOs, UploadFilter};
+use suites::{LocalExecutor, Provenance, Quiet, RunMode, RunOptions, Shard, SuiteConfig, Verdict};
+use testsupport::gomod;
+
+/// A finished run: its folder (kept alive by the tempdir) and summary.
+struct Done {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    summary: suites::Summary,
+    record: suites::RunRecord,
+}
+
+fn suite(mode: RunMode, packages: &[&str], reruns: u32, state: &Path) -> SuiteConfig {
+    SuiteConfig {
+        path: Some(gomod::path()),
+        packages: packages.iter().map(|s| s.to_string()).collect(),
+        flags: vec!["-count=1".into()],
+        env: BTreeMap::from([(gomod::STATE_ENV.to_string(), state.display().to_string())]),
+        package_timeout: 3,
+        rerun_fails: reruns,
+        mode,
+        ..SuiteConfig::default()
+    }
+}
+
+fn run_with(exec: &mut dyn Executor, opts: RunOptions, tmp: tempfile::TempDir) -> Done {
+    let record = suites::run(exec, &opts, &mut Quiet).expect("run starts");
+    let dir = tmp.path().join("results");
+    let prov = Provenance {
+        harness_version: "test".into(),
+        library_commit: Some("abc".into()),
+        ..Default::default()
+    };
+    let written = suites::write(&dir, &record, &prov).expect("results written");
+    Done {
+        _tmp: tmp,
+        dir,
+        summary: written.summary,
+        record,
+    }
+}
+
+fn run_fixture(
+    mode: RunMode,
+    packages: &[&str],
+    reruns: u32,
+    shard: Option<Shard>,
+    state: Option<&Path>,
+) -> Done {
+    let tmp = tempfile::tempdir().unwrap();
+    let own_state = tmp.path().join("state");
+    std::fs::create_dir_all(&own_state).unwrap();
+    let state = state.unwrap_or(&own_state);
+    let mut opts = RunOptions::new(
+        "fixture",
+        suite(mode, packages, reruns, state),
+        gomod::path(),
+    );
+    opts.shard = shard;
+    let mut exec = LocalExecutor::new(tmp.path().join("target"));
+    run_with(&mut exec, opts, tmp)
+}
+
+/// The full fixture, host mode, one rerun round: shared by the tests that inspect it.
+fn host_run() -> &'static Done {
+    static RUN: OnceLock<Done> = OnceLock::new();
+    RUN.get_or_init(|| run_fixture(RunMode::Host, &["./..."], 1, None, None))
+}
+
+fn junit(dir: &Path) -> Report {
+    let xml = std::fs::read_to_string(dir.join("junit.xml")).unwrap();
+    Report::deserialize_from_str(&xml).expect("junit.xml parses")
+}
+
+/// (package, test) → statuses of every attempt in order: 'P'ass, 'F'ail, 'E'rror, 'S'kip.
+fn cases(r: &Report) -> BTreeMap<(String, String), String> {
+    let mut m: BTreeMap<(String, String), String> = BTreeMap::new();
+    for s in &r.test_suites {
+        for c in &s.test_cases {
+            let ch = match &c.status {
+                TestCaseStatus::Success { .. } => 'P',
+                TestCaseStatus::NonSuccess {
+                    kind: NonSuccessKind::Failure,
+                    ..
+                } => 'F',
+                TestCaseStatus::NonSuccess {
+                    kind: NonSuccessKind::Error,
+                    ..
+                } => 'E',
+                TestCaseStatus::Skipped { .. } => 'S',
+            };
+            assert_eq!(
+                c.classname.as_ref().map(|x| x.as_str()),
+                Some(s.name.as_str()),
+                "classname = package"
+            );
+            m.entry((s.name.as_str().to_string(), c.name.as_str().to_string()))
+                .or_default()
+                .push(ch);
+        }
+    }
+    m
+}
+
+fn status(r: &Report, pkg: &str, test: &str) -> String {
+    cases(r)
+        .get(&(gomod::pkg(pkg), test.to_string()))
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn assert_full_fixture(d: &Done) {
+    let r = junit(&d.dir);
+    assert_eq!(r.test_suites.len(), 8, "one testsuite per package");
+    let (tests, failures, skipped, errors): (usize, usize, usize, usize) =
+        r.test_suites.iter().fold((0, 0, 0, 0), |a, s| {
+            (
+                a.0 + s.tests,
+                a.1 + s.failures,
+                a.2 + s.skipped,
+                a.3 + s.errors,
+            )
+        });
+    // 25 tests + 8 rerun attempts; 7 first-round failures + 6 that fail again.
+    assert_eq!((tests, failures, skipped, errors), (33, 13, 1, 0));
+    assert_eq!(status(&r, "flaky", "TestFlaky"), "FP");
+    assert_eq!(status(&r, "hang", "TestHangs"), "FF");
+    assert_eq!(status(&r, "hang", "TestQuick"), "P");
+    assert_eq!(status(&r, "panicky", "TestPanics"), "FF");
+    assert_eq!(status(&r, "panicky", "TestNeverRuns"), "");
+    assert_eq!(status(&r, "fail", "TestSub/good"), "PP");
+    assert_eq!(status(&r, "fail", "TestSub/bad"), "FF");
+    assert_eq!(status(&r, "skip", "TestSkipped"), "S");
+    assert_eq!(status(&r, "pass", "TestParallel/p2"), "P");
+    assert_eq!(
+        status(&r, "pass", "TestReadsTestdata"),
+        "P",
+        "testdata reached the target"
+    );
+
+    let t = &d.summary.totals;
+    assert_eq!(
+        (t.tests, t.passed, t.failed, t.skipped, t.flaky, t.attempts),
+        (25, 18, 6, 1, 1, 33)
+    );
+    assert_eq!(
+        (d.summary.verdict, d.summary.exit_code),
+        (Verdict::Failed, 1)
+    );
+    assert_eq!(d.summary.flaky.len(), 1);
+    assert_eq!(d.summary.flaky[0].test, "TestFlaky");
+
+    // The hanging test was declared failed by the harness, with its last output.
+    let hang = d.record.execution.package(&gomod::pkg("hang")).unwrap();
+    assert!(hang.timed_out);
+    let first = &hang.test("TestHangs").unwrap().attempts[0];
+    let note = first.synthesized.clone().expect("synthesized failure");
+    assert!(
+        note.contains("did not report a result") && note.contains("timeout"),
+        "{note}"
+    );
+    assert!(
+        first.output.contains("going to sleep"),
+        "the last output is kept"
+    );
+
+    // Hostile output survives as valid XML.
+    let xml = std::fs::read_to_string(d.dir.join("junit.xml")).unwrap();
+    assert!(xml.contains("cdata end: ]]&gt;"), "escaped markup");
+    assert!(!xml.contains('\u{0}') && !xml.contains('\u{1b}'));
+
+    // Every failed test has its output file; the summary points at it.
+    assert_eq!(d.summary.failed.len(), 6);
+    for f in &d.summary.failed {
+        let file = d.dir.join(f.output_file.as_ref().expect("output file"));
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(text.contains("=== attempt 2 of 2"), "{}", file.display());
+    }
+    let md = std::fs::read_to_string(d.dir.join("summary.md")).unwrap();
+    assert!(md.contains("FAILED") && md.contains("TestFlaky") && md.contains("&lt;tag"));
+
+    // events.jsonl alone gives the same verdict and counts.
+    let evs: Vec<_> = suites::results::read_events(&d.dir)
+        .unwrap()
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect();
+    let again = suites::Execution::from_events(&evs);
+    assert_eq!(again.totals(), *t);
+    assert_eq!(again.verdict(), d.summary.verdict);
+}
+
+#[test]
+fn host_mode_full_fixture() {
+    let d = host_run();
+    assert_eq!(d.summary.run.mode, "host");
+    assert_full_fixture(d);
+}
+
+#[test]
+fn guest_mode_full_fixture() {
+    let d = run_fixture(RunMode::Guest, &["./..."], 1, None, None);
+    assert_eq!(d.summary.run.mode, "guest");
+    assert_full_fixture(&d);
+}
+
+#[test]
+fn shards_merge_into_the_unsharded_result() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let shards: Vec<Done> = (1..=2)
+        .map(|i| {
+            run_fixture(
+                RunMode::Host,
+                &["./..."],
+                1,
+                Some(Shard { index: i, total: 2 }),
+                Some(&state),
+            )
+        })
+        .collect();
+    let n: Vec<usize> = shards
+        .iter()
+        .map(|s| junit(&s.dir).test_suites.len())
+        .collect();
+    assert_eq!(n.iter().sum::<usize>(), 8);
+    assert!(n.iter().all(|&k| k > 0), "both shards have packages: {n:?}");
+    let out = tmp.path().join("merged");
+    let dirs: Vec<PathBuf> = shards.iter().map(|s| s.dir.clone()).collect();
+    let merged = suites::merge(&dirs, &out).unwrap();
+    let whole = host_run();
+    assert_eq!(cases(&junit(&out)), cases(&junit(&whole.dir)));
+    assert_eq!(merged.summary.totals, whole.summary.totals);
+    assert_eq!(merged.summary.verdict, whole.summary.verdict);
+    assert!(merged.summary.run.shard.is_none());
+}
+
+#[test]
+fn repro_plan_from_results() {
+    let d = host_run();
+    let (failed, prov) = suites::read_failures(&d.dir).unwrap();
+    assert_eq!(prov.unwrap().library_commit.as_deref(), Some("abc"));
+    let plan = suites::repro_plan(&failed, None, 1, false);
+    let by_pkg: BTreeMap<String, Option<Vec<String>>> = plan
+        .targets
+        .iter()
+        .map(|t| (t.package.clone(), t.tests.clone()))
+        .collect();
+    assert_eq!(by_pkg.len(), 4, "{by_pkg:?}");
+    assert_eq!(
+        by_pkg[&gomod::pkg("fail")],
+        Some(vec!["TestBroken".to_string(), "TestSub".to_string()])
+    );
+    assert!(
+        !by_pkg.contains_key(&gomod::pkg("flaky")),
+        "flaky passed in the end"
+    );
+    let same = suites::read_failures(&d.dir.join("junit.xml")).unwrap().0;
+    assert_eq!(same, failed);
+}
+
+/// Runs on the local machine but loses the target after `ok_runs` commands.
+struct LosingExecutor {
+    inner: LocalExecutor,
+    ok_runs: usize,
+}
+
+impl Executor for LosingExecutor {
+    fn os(&self) -> TargetOs {
+        self.inner.os()
+    }
+    fn arch(&self) -> String {
+        self.inner.arch()
+    }
+    fn run(
+        &mut self,
+        req: &ExecRequest,
+        on_line: &mut dyn FnMut(Stream, &[u8]),
+    ) -> Result<ExecOutcome, ExecError> {
+        if self.ok_runs == 0 {
+            return Err(ExecError::TargetLost {
+                detail: "connection reset by peer".into(),
+            });
+        }
+        self.ok_runs -= 1;
+        self.inner.run(req, on_line)
+    }
+    fn upload_tree(
+        &mut self,
+        local: &Path,
+        remote: &str,
+        skip: UploadFilter<'_>,
+    ) -> Result<(), ExecError> {
+        self.inner.upload_tree(local, remote, skip)
+    }
+    fn remote_dir(&self, name: &str) -> String {
+        self.inner.remote_dir(name)
+    }
+}
+
+#[test]
+fn lost_target_errors_the_remaining_packages_and_keeps_results() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let opts = RunOptions::new(
+        "lost",
+        suite(RunMode::Host, &["./pass", "./skip", "./fail"], 1, &state),
+        gomod::path(),
+    );
+    let mut exec = LosingExecutor {
+        inner: LocalExecutor::new(tmp.path().join("target")),
+        ok_runs: 1,
+    };
+    let d = run_with(&mut exec, opts, tmp);
+    assert_eq!(
+        (d.summary.verdict, d.summary.exit_code),
+        (Verdict::Errored, 2)
+    );
+    assert!(
+        d.summary
+            .run
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("connection reset")
+    );
+    let r = junit(&d.dir);
+    let c = cases(&r);
+    // The first package ran; the two after it are errored with the cause.
+    let first_ran = c.iter().filter(|(_, v)| v.contains('P')).count();
+    assert!(first_ran >= 2, "{c:?}");
+    let errored: Vec<_> = c
+        .iter()
+        .filter(|(_, v)| v.as_str() == "E")
+        .map(|(k, _)| k.0.clone())
+        .collect();
+    assert_eq!(errored.len(), 2, "{c:?}");
+    assert!(errored.iter().all(|p| {
+        d.summary
+            .packages
+            .iter()
+            .any(|s| &s.name == p && s.error.is_some())
+    }));
+}
+
+/// Takes uploads into a local folder and reports a Windows target whose runs fail: enough to
+/// check what host mode would ship to Windows.
+struct WindowsInbox {
+    inner: LocalExecutor,
+}
+
+impl Executor for WindowsInbox {
+    fn os(&self) -> TargetOs {
+        TargetOs::Windows
+    }
+    fn run(
+        &mut self,
+        _: &ExecRequest,
+        _: &mut dyn FnMut(Stream, &[u8]),
+    ) -> Result<ExecOutcome, ExecError> {
+        Err(ExecError::TargetLost {
+            detail: "no Windows machine in this test".into(),
+        })
+    }
+    fn upload_tree(
+        &mut self,
+        local: &Path,
+        remote: &str,
+        skip: UploadFilter<'_>,
+    ) -> Result<(), ExecError> {
+        self.inner.upload_tree(local, remote, skip)
+    }
+    fn remote_dir(&self, name: &str) -> String {
+        self.inner.remote_dir(name)
+    }
+}
+
+#[test]
+fn host_mode_cross_compiles_for_windows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = RunOptions::new(
+        "win",
+        suite(
+            RunMode::Host,
+            &["./pass", "./notests", "./hang"],
+            0,
+            tmp.path(),
+        ),
+        gomod::path(),
+    );
+    let mut exec = WindowsInbox {
+        inner: LocalExecutor::new(tmp.path().join("inbox")),
+    };
+    let d = run_with(&mut exec, opts, tmp);
+    let up = d.dir.parent().unwrap().join("inbox/suite-win");
+    for bin in ["pass/pass.test.exe", "hang/hang.test.exe"] {
+        let bytes = std::fs::read(up.join(bin)).unwrap_or_else(|e| panic!("{bin}: {e}"));
+        assert_eq!(&bytes[..2], b"MZ", "{bin} is a PE executable");
+    }
+    assert!(up.join("pass/testdata/hello.txt").is_file());
+    assert!(!up.join("notests").join("notests.test.exe").exists());
+    assert_eq!(d.summary.exit_code, 2);
+    let t = &d.summary.totals;
+    assert_eq!(
+        (t.packages, t.packages_errored),
+        (3, 2),
+        "notests is skipped, the others errored"
+    );
+}
+
+#[test]
+fn build_failure_is_an_infrastructure_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let module = tmp.path().join("mod");
+    copy(&gomod::path(), &module);
+    std::fs::create_dir_all(module.join("broken")).unwrap();
+    std::fs::write(
+        module.join("broken/broken_test.go"),
+        "package broken\n\nfunc TestX(t *testing.T) { undefined() }\n",
+    )
+    .unwrap();
+    let mut s = suite(RunMode::Host, &["./broken", "./skip"], 1, tmp.path());
+    s.path = Some(module.clone());
+    let opts = RunOptions::new("broken", s, &module);
+    let mut exec = LocalExecutor::new(tmp.path().join("target"));
+    let d = run_with(&mut exec, opts, tmp);
+    assert_eq!(d.summary.exit_code, 2);
+    let broken = d
+        .summary
+        .packages
+        .iter()
+        .find(|p| p.name.ends_with("/broken"))
+        .unwrap();
+    assert!(broken.build_failed);
+    let r = junit(&d.dir);
+    assert_eq!(status(&r, "skip", "TestRuns"), "P");
+    let c = cases(&r);
+    let main = &c[&(format!("{}/broken", gomod::MODULE), "TestMain".to_string())];
+    assert_eq!(main, "E", "no rerun of a build failure");
+    let xml = std::fs::read_to_string(d.dir.join("junit.xml")).unwrap();
+    assert!(xml.contains("undefined"), "compiler output in the report");
+}
+
+fn copy(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy(&e.path(), &dst.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+        }
+    }
+}

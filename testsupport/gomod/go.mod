@@ -1,0 +1,3 @@
+module harness.test/fixture
+
+go 1.21

@@ -1,0 +1,2 @@
+// Package pass is a fixture package whose tests all pass.
+package pass

@@ -1,0 +1,35 @@
+//! The fixture Go module (`testsupport/gomod`, module `harness.test/fixture`) for the suites tests.
+//!
+//! Packages and what each test does (counts are asserted by the suites tests, keep them in sync):
+//! - `pass`: TestAlpha, TestBeta, TestTable (+3 subtests), TestParallel (+2 parallel subtests),
+//!   TestReadsTestdata (reads `testdata/hello.txt`): 10 tests, all pass.
+//! - `fail`: TestOK passes; TestBroken fails; TestSub fails through TestSub/bad (TestSub/good
+//!   passes): 5 tests, 3 fail.
+//! - `skip`: TestSkipped skips, TestRuns passes.
+//! - `panicky`: TestBefore passes, TestPanics panics (the binary dies; TestNeverRuns never runs).
+//! - `hang`: TestQuick passes, TestHangs sleeps for an hour (hits any package timeout).
+//! - `bigout`: TestLargeOutput prints 20,000 lines (~2 MB) and passes; TestHostile prints control
+//!   characters, `]]>`, markup and invalid UTF-8, then fails with them in its message.
+//! - `flaky`: TestFlaky fails on its first run and passes afterwards (state in the directory named
+//!   by `HARNESS_FIXTURE_STATE`; skips without it); TestStable passes.
+//! - `notests`: no test files.
+//!
+//! Builds with `CGO_ENABLED=0` for linux and windows.
+
+use std::path::{Path, PathBuf};
+
+/// The module path (`go list` shows `harness.test/fixture/...`).
+pub const MODULE: &str = "harness.test/fixture";
+
+/// The environment variable naming the flaky test's state directory.
+pub const STATE_ENV: &str = "HARNESS_FIXTURE_STATE";
+
+/// Where the fixture module lives.
+pub fn path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("gomod")
+}
+
+/// The import path of one fixture package, e.g. `pkg("pass")`.
+pub fn pkg(name: &str) -> String {
+    format!("{MODULE}/{name}")
+}
