@@ -89,7 +89,8 @@ impl Cache {
     }
 
     fn ensure(&self, dir: &Path) -> Result<()> {
-        fs::create_dir_all(dir).map_err(|e| ArtifactError::io("cannot create cache directory", dir, e))
+        fs::create_dir_all(dir)
+            .map_err(|e| ArtifactError::io("cannot create cache directory", dir, e))
     }
 
     /// Takes the cache lock (blocking) for the lifetime of the returned file.
@@ -102,7 +103,8 @@ impl Cache {
             .write(true)
             .open(&path)
             .map_err(|e| ArtifactError::io("cannot open cache lock", &path, e))?;
-        file.lock().map_err(|e| ArtifactError::io("cannot lock cache", &path, e))?;
+        file.lock()
+            .map_err(|e| ArtifactError::io("cannot lock cache", &path, e))?;
         Ok(file)
     }
 
@@ -125,7 +127,12 @@ impl Cache {
 
     /// Writes the sidecar into `staging` (whose `build/` holds the unpacked build) and renames it
     /// into place in one step.
-    pub(crate) fn commit(&self, staging: tempfile::TempDir, meta: BuildMeta, layout: Layout) -> Result<Build> {
+    pub(crate) fn commit(
+        &self,
+        staging: tempfile::TempDir,
+        meta: BuildMeta,
+        layout: Layout,
+    ) -> Result<Build> {
         let record = Record { meta, layout };
         let json = serde_json::to_vec_pretty(&record).expect("metadata serializes");
         let side = staging.path().join("meta.json");
@@ -133,9 +140,11 @@ impl Cache {
         self.ensure(&self.builds())?;
         let target = self.builds().join(&record.meta.key);
         if target.exists() {
-            fs::remove_dir_all(&target).map_err(|e| ArtifactError::io("cannot replace", &target, e))?;
+            fs::remove_dir_all(&target)
+                .map_err(|e| ArtifactError::io("cannot replace", &target, e))?;
         }
-        fs::rename(staging.path(), &target).map_err(|e| ArtifactError::io("cannot move build into", &target, e))?;
+        fs::rename(staging.path(), &target)
+            .map_err(|e| ArtifactError::io("cannot move build into", &target, e))?;
         let _ = staging.keep();
         Ok(Build {
             path: target.join("build"),
@@ -179,7 +188,12 @@ impl Cache {
                 b
             })
             .collect();
-        builds.sort_by(|a, b| b.meta.fetched.cmp(&a.meta.fetched).then_with(|| b.meta.key.cmp(&a.meta.key)));
+        builds.sort_by(|a, b| {
+            b.meta
+                .fetched
+                .cmp(&a.meta.fetched)
+                .then_with(|| b.meta.key.cmp(&a.meta.key))
+        });
         Ok(builds)
     }
 
@@ -190,10 +204,13 @@ impl Cache {
         let _lock = self.lock()?;
         let builds = self.list()?;
         let mut by_created = builds.clone();
-        by_created.sort_by(|a, b| newest_first(a, b));
+        by_created.sort_by(newest_first);
         let mut seen = HashSet::new();
-        let last_good: HashSet<String> =
-            by_created.iter().filter(|b| seen.insert(group(&b.meta))).map(|b| b.meta.key.clone()).collect();
+        let last_good: HashSet<String> = by_created
+            .iter()
+            .filter(|b| seen.insert(group(&b.meta)))
+            .map(|b| b.meta.key.clone())
+            .collect();
         let mut removed = Vec::new();
         for b in builds.iter().skip(keep) {
             if last_good.contains(&b.meta.key) {
@@ -214,28 +231,47 @@ impl Cache {
 
     /// The newest cached build that answers `spec` under `cfg` (for `--offline` and fallbacks).
     pub fn newest_for(&self, cfg: &BuildSourceConfig, spec: &SourceSpec) -> Result<Option<Build>> {
-        let mut builds: Vec<Build> = self.list()?.into_iter().filter(|b| answers(&b.meta, cfg, spec)).collect();
+        let mut builds: Vec<Build> = self
+            .list()?
+            .into_iter()
+            .filter(|b| answers(&b.meta, cfg, spec))
+            .collect();
         builds.sort_by(newest_first);
         Ok(builds.into_iter().next())
     }
 }
 
 fn newest_first(a: &Build, b: &Build) -> std::cmp::Ordering {
-    b.meta.created.cmp(&a.meta.created).then_with(|| b.meta.fetched.cmp(&a.meta.fetched))
+    b.meta
+        .created
+        .cmp(&a.meta.created)
+        .then_with(|| b.meta.fetched.cmp(&a.meta.fetched))
 }
 
 fn group(m: &BuildMeta) -> String {
-    format!("{}|{}", m.repo.as_deref().unwrap_or(""), m.artifact.as_deref().unwrap_or(&m.source))
+    format!(
+        "{}|{}",
+        m.repo.as_deref().unwrap_or(""),
+        m.artifact.as_deref().unwrap_or(&m.source)
+    )
 }
 
 /// Whether a cached build is an acceptable answer to `spec` (pure).
 pub(crate) fn answers(m: &BuildMeta, cfg: &BuildSourceConfig, spec: &SourceSpec) -> bool {
     let same_repo = m.repo.as_deref() == Some(cfg.repo.as_str());
     match spec {
-        SourceSpec::Main => same_repo && m.run_id.is_some() && m.artifact.as_deref() == Some(cfg.artifact.as_str()),
-        SourceSpec::Run(id) => same_repo && m.run_id == Some(*id) && m.artifact.as_deref() == Some(cfg.artifact.as_str()),
+        SourceSpec::Main => {
+            same_repo && m.run_id.is_some() && m.artifact.as_deref() == Some(cfg.artifact.as_str())
+        }
+        SourceSpec::Run(id) => {
+            same_repo
+                && m.run_id == Some(*id)
+                && m.artifact.as_deref() == Some(cfg.artifact.as_str())
+        }
         SourceSpec::Release(v) => {
-            same_repo && m.version.as_deref() == Some(v.as_str()) && m.artifact == Some(cfg.release_asset_name())
+            same_repo
+                && m.version.as_deref() == Some(v.as_str())
+                && m.artifact == Some(cfg.release_asset_name())
         }
         SourceSpec::Url(u) => m.url.as_deref() == Some(u.as_str()) && m.source.starts_with("url:"),
         SourceSpec::File(_) => false,
@@ -274,9 +310,17 @@ mod tests {
         assert!(answers(&m, &cfg, &SourceSpec::Run(7)));
         assert!(!answers(&m, &cfg, &SourceSpec::Run(8)));
         assert!(!answers(&m, &cfg, &SourceSpec::Release("1.0.0".into())));
-        let other = BuildSourceConfig { repo: "microsoft/ntosebpfext".into(), ..cfg.clone() };
+        let other = BuildSourceConfig {
+            repo: "microsoft/ntosebpfext".into(),
+            ..cfg.clone()
+        };
         assert!(!answers(&m, &other, &SourceSpec::Main));
-        let rel = BuildMeta { version: Some("1.4.0".into()), artifact: Some("Build.Debug.x64.zip".into()), run_id: None, ..m.clone() };
+        let rel = BuildMeta {
+            version: Some("1.4.0".into()),
+            artifact: Some("Build.Debug.x64.zip".into()),
+            run_id: None,
+            ..m.clone()
+        };
         assert!(answers(&rel, &cfg, &SourceSpec::Release("1.4.0".into())));
         assert!(!answers(&rel, &cfg, &SourceSpec::Main));
     }
@@ -296,13 +340,27 @@ mod tests {
         put(&cache, meta("a3", "o/efw", "Build", Some(3), "2026-01-03"));
         put(&cache, meta("x1", "o/ext", "Build", Some(9), "2025-12-01"));
         fs::create_dir_all(t.path().join("tmp/leftover")).unwrap();
-        let keys: Vec<String> = cache.list().unwrap().into_iter().map(|b| b.meta.key).collect();
+        let keys: Vec<String> = cache
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|b| b.meta.key)
+            .collect();
         assert_eq!(keys, vec!["a3", "a2", "a1", "x1"]);
         let mut removed = cache.prune(1).unwrap();
         removed.sort();
         assert_eq!(removed, vec!["a1", "a2"]);
-        let keys: Vec<String> = cache.list().unwrap().into_iter().map(|b| b.meta.key).collect();
-        assert_eq!(keys, vec!["a3", "x1"], "the extension's last good build survives");
+        let keys: Vec<String> = cache
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|b| b.meta.key)
+            .collect();
+        assert_eq!(
+            keys,
+            vec!["a3", "x1"],
+            "the extension's last good build survives"
+        );
         assert!(!t.path().join("tmp").exists());
         assert!(cache.prune(0).unwrap().is_empty());
     }

@@ -55,12 +55,14 @@ impl Default for BuildSourceConfig {
 impl BuildSourceConfig {
     /// The build-job pattern with `{configuration}` filled in.
     pub fn build_job_pattern(&self) -> String {
-        self.build_job.replace("{configuration}", &self.configuration)
+        self.build_job
+            .replace("{configuration}", &self.configuration)
     }
 
     /// The release asset name with `{configuration}` filled in.
     pub fn release_asset_name(&self) -> String {
-        self.release_asset.replace("{configuration}", &self.configuration)
+        self.release_asset
+            .replace("{configuration}", &self.configuration)
     }
 
     /// `owner`, `name` of [`Self::repo`], or `None` when it is not of that form.
@@ -76,11 +78,17 @@ mod tests {
 
     #[test]
     fn templates_and_repo() {
-        let c = BuildSourceConfig { configuration: "Release".into(), ..Default::default() };
+        let c = BuildSourceConfig {
+            configuration: "Release".into(),
+            ..Default::default()
+        };
         assert_eq!(c.build_job_pattern(), "regular*build*(Release)");
         assert_eq!(c.release_asset_name(), "Build.Release.x64.zip");
         assert_eq!(c.owner_name(), Some(("microsoft", "ebpf-for-windows")));
-        let bad = BuildSourceConfig { repo: "a/b/c".into(), ..Default::default() };
+        let bad = BuildSourceConfig {
+            repo: "a/b/c".into(),
+            ..Default::default()
+        };
         assert_eq!(bad.owner_name(), None);
     }
 
@@ -91,6 +99,8 @@ mod tests {
     }
 
     fn toml_like(json: &str) -> String {
-        serde_json::from_str::<BuildSourceConfig>(json).unwrap_err().to_string()
+        serde_json::from_str::<BuildSourceConfig>(json)
+            .unwrap_err()
+            .to_string()
     }
 }

@@ -21,17 +21,31 @@ pub enum ArtifactError {
     #[error(
         "GitHub refused {what} (HTTP {status}: {message}). Check that the token is valid and has \"Actions: read\" access to {repo}"
     )]
-    Unauthorized { status: u16, what: String, message: String, repo: String },
+    Unauthorized {
+        status: u16,
+        what: String,
+        message: String,
+        repo: String,
+    },
 
     /// The API rate limit is exhausted; says when it resets.
     #[error(
         "GitHub API rate limit reached (HTTP {status}) while {what}; it resets at {reset} (in {wait_secs} s). Retry after that, or set GITHUB_TOKEN for a higher limit"
     )]
-    RateLimited { status: u16, what: String, reset: String, wait_secs: u64 },
+    RateLimited {
+        status: u16,
+        what: String,
+        reset: String,
+        wait_secs: u64,
+    },
 
     /// A run, artifact, release or asset does not exist.
     #[error("{what} not found ({url}). {hint}")]
-    NotFound { what: String, url: String, hint: String },
+    NotFound {
+        what: String,
+        url: String,
+        hint: String,
+    },
 
     /// The artifact exists but GitHub has deleted its content.
     #[error(
@@ -45,23 +59,40 @@ pub enum ArtifactError {
 
     /// An HTTP status that is neither success nor one of the cases above.
     #[error("HTTP {status} from {url} while {what}: {message}")]
-    Http { status: u16, url: String, what: String, message: String },
+    Http {
+        status: u16,
+        url: String,
+        what: String,
+        message: String,
+    },
 
     /// The server could not be reached (DNS, refused, timeout) even after retries.
     #[error(
         "cannot reach {url} while {what}: {message}. Check the network, or use --offline to take the newest cached build"
     )]
-    Network { url: String, what: String, message: String },
+    Network {
+        url: String,
+        what: String,
+        message: String,
+    },
 
     /// A response did not have the expected shape.
     #[error("unexpected response from {url} while {what}: {why}")]
-    Protocol { url: String, what: String, why: String },
+    Protocol {
+        url: String,
+        what: String,
+        why: String,
+    },
 
     /// The downloaded bytes do not match the digest GitHub published.
     #[error(
         "digest mismatch for {what}: GitHub says sha256 {expected}, the download is {actual}. The file was deleted; retry, and if it persists the upload is corrupt"
     )]
-    DigestMismatch { what: String, expected: String, actual: String },
+    DigestMismatch {
+        what: String,
+        expected: String,
+        actual: String,
+    },
 
     /// A zip that is corrupt, truncated, or hostile (path traversal, symlinks, bombs).
     #[error("refusing to unpack {path}: {why}. Nothing was extracted")]
@@ -69,7 +100,12 @@ pub enum ArtifactError {
 
     /// The unpacked content is not the kind of build the caller expects.
     #[error("{what} is not {kind}: expected {expected} at its root, found {found}")]
-    NotABuild { what: String, kind: String, expected: String, found: String },
+    NotABuild {
+        what: String,
+        kind: String,
+        expected: String,
+        found: String,
+    },
 
     /// `--offline` (or GitHub unreachable) and nothing suitable in the cache.
     #[error(
@@ -94,7 +130,11 @@ pub enum ArtifactError {
 impl ArtifactError {
     /// Wraps an I/O error with the operation and path it concerns.
     pub fn io(what: impl Into<String>, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        ArtifactError::Io { what: what.into(), path: path.into(), source }
+        ArtifactError::Io {
+            what: what.into(),
+            path: path.into(),
+            source,
+        }
     }
 
     /// Whether this failure means GitHub could not be reached at all (so a cached build may stand in).

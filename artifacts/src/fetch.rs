@@ -79,7 +79,13 @@ fn short_hash(text: &[u8]) -> String {
 impl Fetcher {
     /// Checks the options (the API URL must parse); does not touch the network.
     pub fn new(opts: FetchOptions) -> Result<Fetcher> {
-        let http = Http::new(&opts.api_url, opts.token.clone(), opts.retry.clone(), opts.cancel.clone(), opts.progress)?;
+        let http = Http::new(
+            &opts.api_url,
+            opts.token.clone(),
+            opts.retry.clone(),
+            opts.cancel.clone(),
+            opts.progress,
+        )?;
         let cache = Cache::new(&opts.cache_dir);
         Ok(Fetcher { opts, http, cache })
     }
@@ -93,12 +99,12 @@ impl Fetcher {
     pub fn fetch(&self, cfg: &BuildSourceConfig, spec: &SourceSpec) -> Result<Build> {
         let _lock = self.cache.lock()?;
         let mut build = match spec {
-            SourceSpec::File(path) => self.from_file(cfg, spec, path),
-            _ if self.opts.offline => self.from_cache(cfg, spec, "offline mode".into()),
+            SourceSpec::File(path) => self.local_file(cfg, spec, path),
+            _ if self.opts.offline => self.cached_for(cfg, spec, "offline mode".into()),
             _ => match self.online(cfg, spec) {
-                Err(e) if e.is_unreachable() => {
-                    self.from_cache(cfg, spec, format!("GitHub is unreachable ({e})")).map_err(|_| e)
-                }
+                Err(e) if e.is_unreachable() => self
+                    .cached_for(cfg, spec, format!("GitHub is unreachable ({e})"))
+                    .map_err(|_| e),
                 other => other,
             },
         }?;
@@ -109,11 +115,14 @@ impl Fetcher {
         Ok(build)
     }
 
-    fn from_cache(&self, cfg: &BuildSourceConfig, spec: &SourceSpec, why: String) -> Result<Build> {
-        let mut build = self.cache.newest_for(cfg, spec)?.ok_or_else(|| ArtifactError::NotCached {
-            what: format!("{spec} ({} {})", cfg.repo, cfg.artifact),
-            cache: self.cache.root().to_path_buf(),
-        })?;
+    fn cached_for(&self, cfg: &BuildSourceConfig, spec: &SourceSpec, why: String) -> Result<Build> {
+        let mut build =
+            self.cache
+                .newest_for(cfg, spec)?
+                .ok_or_else(|| ArtifactError::NotCached {
+                    what: format!("{spec} ({} {})", cfg.repo, cfg.artifact),
+                    cache: self.cache.root().to_path_buf(),
+                })?;
         build.warnings.push(format!(
             "{why}: using cached build {} (run {}, created {})",
             build.meta.key,
@@ -135,7 +144,7 @@ impl Fetcher {
             }
             SourceSpec::Release(version) => self.release_build(cfg, spec, version),
             SourceSpec::Url(url) => self.url_build(cfg, spec, url),
-            SourceSpec::File(path) => self.from_file(cfg, spec, path),
+            SourceSpec::File(path) => self.local_file(cfg, spec, path),
         }
     }
 
@@ -149,10 +158,17 @@ impl Fetcher {
             self.http.check_cancel()?;
             let artifact = best_artifact(api.artifacts(run.id, &cfg.artifact)?);
             let jobs = match &artifact {
-                Some(a) if !a.expired && run.conclusion.as_deref() != Some("success") => Some(api.jobs(run.id)?),
+                Some(a) if !a.expired && run.conclusion.as_deref() != Some("success") => {
+                    Some(api.jobs(run.id)?)
+                }
                 _ => None,
             };
-            let verdict = judge_run(run.conclusion.as_deref(), artifact.as_ref(), jobs.as_deref(), &pattern);
+            let verdict = judge_run(
+                run.conclusion.as_deref(),
+                artifact.as_ref(),
+                jobs.as_deref(),
+                &pattern,
+            );
             tracing::debug!(run = run.id, ?verdict, "judged run");
             let good = verdict == RunVerdict::Good;
             verdicts.push(verdict);
@@ -170,7 +186,9 @@ impl Fetcher {
         let ids: Vec<u64> = runs.iter().map(|r| r.id).collect();
         match pick(&ids[..verdicts.len()], &verdicts, &cfg.artifact) {
             Pick::Chosen { index, warning } => {
-                let artifact = artifacts[index].clone().expect("a chosen run has an artifact");
+                let artifact = artifacts[index]
+                    .clone()
+                    .expect("a chosen run has an artifact");
                 tracing::info!(run = runs[index].id, sha = %runs[index].head_sha, "using {} of run {}", artifact.name, runs[index].id);
                 Ok((runs[index].clone(), artifact, warning.into_iter().collect()))
             }
@@ -178,22 +196,39 @@ impl Fetcher {
         }
     }
 
-    fn resolve_run(&self, cfg: &BuildSourceConfig, id: u64) -> Result<(Run, Artifact, Vec<String>)> {
+    fn resolve_run(
+        &self,
+        cfg: &BuildSourceConfig,
+        id: u64,
+    ) -> Result<(Run, Artifact, Vec<String>)> {
         let api = Api::new(&self.http, cfg)?;
         let run = api.run(id)?;
-        let artifact = best_artifact(api.artifacts(id, &cfg.artifact)?).ok_or_else(|| ArtifactError::NotFound {
-            what: format!("artifact {} in run {id}", cfg.artifact),
-            url: format!("https://github.com/{}/actions/runs/{id}", cfg.repo),
-            hint: "The run may have failed before uploading it; check [efw] artifact".into(),
+        let artifact = best_artifact(api.artifacts(id, &cfg.artifact)?).ok_or_else(|| {
+            ArtifactError::NotFound {
+                what: format!("artifact {} in run {id}", cfg.artifact),
+                url: format!("https://github.com/{}/actions/runs/{id}", cfg.repo),
+                hint: "The run may have failed before uploading it; check [efw] artifact".into(),
+            }
         })?;
         if artifact.expired {
-            return Err(ArtifactError::Expired { name: artifact.name, id: artifact.id, run_id: id });
+            return Err(ArtifactError::Expired {
+                name: artifact.name,
+                id: artifact.id,
+                run_id: id,
+            });
         }
-        let jobs = if run.conclusion.as_deref() == Some("success") { None } else { Some(api.jobs(id)?) };
+        let jobs = if run.conclusion.as_deref() == Some("success") {
+            None
+        } else {
+            Some(api.jobs(id)?)
+        };
         let mut warnings = Vec::new();
-        if let RunVerdict::Partial(why) =
-            judge_run(run.conclusion.as_deref(), Some(&artifact), jobs.as_deref(), &cfg.build_job_pattern())
-        {
+        if let RunVerdict::Partial(why) = judge_run(
+            run.conclusion.as_deref(),
+            Some(&artifact),
+            jobs.as_deref(),
+            &cfg.build_job_pattern(),
+        ) {
             warnings.push(format!("run {id}: {why}; the build may be partial"));
         }
         Ok((run, artifact, warnings))
@@ -221,7 +256,10 @@ impl Fetcher {
             artifact_id: Some(artifact.id),
             asset_id: None,
             head_sha: Some(run.head_sha.clone()).filter(|s| !s.is_empty()),
-            created: artifact.created_at.clone().or_else(|| Some(run.created_at.clone())),
+            created: artifact
+                .created_at
+                .clone()
+                .or_else(|| Some(run.created_at.clone())),
             fetched: String::new(),
             size: 0,
             sha256: String::new(),
@@ -233,23 +271,36 @@ impl Fetcher {
             return Ok(hit);
         }
         if !self.http.has_token() {
-            return Err(ArtifactError::MissingToken { repo: cfg.repo.clone() });
+            return Err(ArtifactError::MissingToken {
+                repo: cfg.repo.clone(),
+            });
         }
-        let url = parse_url(&artifact.archive_download_url, "the artifact's download URL")?;
+        let url = parse_url(
+            &artifact.archive_download_url,
+            "the artifact's download URL",
+        )?;
         let what = format!("{} (run {})", artifact.name, run.id);
         let expected = artifact.digest.as_deref().and_then(parse_digest);
-        let result = self.download_and_install(cfg, meta, &url, ACCEPT_JSON, &what, expected.as_deref());
+        let result =
+            self.download_and_install(cfg, meta, &url, ACCEPT_JSON, &what, expected.as_deref());
         let mut build = result.map_err(|e| match e {
-            ArtifactError::Http { status: 410, .. } => {
-                ArtifactError::Expired { name: artifact.name.clone(), id: artifact.id, run_id: run.id }
-            }
+            ArtifactError::Http { status: 410, .. } => ArtifactError::Expired {
+                name: artifact.name.clone(),
+                id: artifact.id,
+                run_id: run.id,
+            },
             other => other,
         })?;
         build.warnings = warnings;
         Ok(build)
     }
 
-    fn release_build(&self, cfg: &BuildSourceConfig, spec: &SourceSpec, version: &str) -> Result<Build> {
+    fn release_build(
+        &self,
+        cfg: &BuildSourceConfig,
+        spec: &SourceSpec,
+        version: &str,
+    ) -> Result<Build> {
         let api = Api::new(&self.http, cfg)?;
         let tags = [format!("v{version}"), format!("Release-v{version}")];
         let mut release = None;
@@ -260,25 +311,44 @@ impl Fetcher {
             }
         }
         let release = release.ok_or_else(|| ArtifactError::NotFound {
-            what: format!("release {version} of {} (tags {} and {})", cfg.repo, tags[0], tags[1]),
+            what: format!(
+                "release {version} of {} (tags {} and {})",
+                cfg.repo, tags[0], tags[1]
+            ),
             url: format!("https://github.com/{}/releases", cfg.repo),
             hint: "Check the version against the releases page".into(),
         })?;
         let name = cfg.release_asset_name();
-        let asset = release.assets.iter().find(|a| a.name == name).ok_or_else(|| ArtifactError::NotFound {
-            what: format!("asset {name} in release {}", release.tag_name),
-            url: format!("https://github.com/{}/releases/tag/{}", cfg.repo, release.tag_name),
-            hint: format!(
-                "It has: {}. Set release_asset or configuration",
-                release.assets.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", ")
-            ),
-        })?;
+        let asset = release
+            .assets
+            .iter()
+            .find(|a| a.name == name)
+            .ok_or_else(|| ArtifactError::NotFound {
+                what: format!("asset {name} in release {}", release.tag_name),
+                url: format!(
+                    "https://github.com/{}/releases/tag/{}",
+                    cfg.repo, release.tag_name
+                ),
+                hint: format!(
+                    "It has: {}. Set release_asset or configuration",
+                    release
+                        .assets
+                        .iter()
+                        .map(|a| a.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })?;
         let key = format!("gh-asset-{}", asset.id);
         if let Some(hit) = self.cache.get(&key) {
             return Ok(hit);
         }
         // With a token, the API URL (works for private repositories); without, the public one.
-        let from = if self.http.has_token() { &asset.url } else { &asset.browser_download_url };
+        let from = if self.http.has_token() {
+            &asset.url
+        } else {
+            &asset.browser_download_url
+        };
         let url = parse_url(from, "the release asset's URL")?;
         let meta = BuildMeta {
             key,
@@ -302,14 +372,23 @@ impl Fetcher {
         self.download_and_install(cfg, meta, &url, ACCEPT_BYTES, &what, expected.as_deref())
     }
 
-    fn url_build(&self, cfg: &BuildSourceConfig, spec: &SourceSpec, url_text: &str) -> Result<Build> {
+    fn url_build(
+        &self,
+        cfg: &BuildSourceConfig,
+        spec: &SourceSpec,
+        url_text: &str,
+    ) -> Result<Build> {
         if let Some(mut hit) = self.cache.newest_for(cfg, spec)? {
             hit.cached = true;
             return Ok(hit);
         }
         let url = parse_url(url_text, "the url: source")?;
-        let part = self.cache.part_path(&format!("url-{}", short_hash(url_text.as_bytes())))?;
-        let got = self.http.download(&url, ACCEPT_BYTES, &part, url_text, "", None)?;
+        let part = self
+            .cache
+            .part_path(&format!("url-{}", short_hash(url_text.as_bytes())))?;
+        let got = self
+            .http
+            .download(&url, ACCEPT_BYTES, &part, url_text, "", None)?;
         let key = format!("sha256-{}", &got.sha256[..16]);
         if let Some(mut hit) = self.cache.get(&key) {
             let _ = std::fs::remove_file(&part);
@@ -336,7 +415,7 @@ impl Fetcher {
         self.install_zip(cfg, meta, &part, true)
     }
 
-    fn from_file(&self, cfg: &BuildSourceConfig, spec: &SourceSpec, path: &Path) -> Result<Build> {
+    fn local_file(&self, cfg: &BuildSourceConfig, spec: &SourceSpec, path: &Path) -> Result<Build> {
         let meta_for = |key: String, size: u64, sha256: String| BuildMeta {
             key,
             source: spec.to_string(),
@@ -354,16 +433,27 @@ impl Fetcher {
             version: None,
             url: None,
         };
-        let md = std::fs::metadata(path).map_err(|e| ArtifactError::io("cannot read the file: source", path, e))?;
+        let md = std::fs::metadata(path)
+            .map_err(|e| ArtifactError::io("cannot read the file: source", path, e))?;
         if md.is_dir() {
             let what = spec.to_string();
-            let root = find_build_root(path, &cfg.configuration, &cfg.expect)
-                .map_or_else(|| check_build(path, &cfg.expect, &what).map(|_| path.to_path_buf()), Ok)?;
+            let root = find_build_root(path, &cfg.configuration, &cfg.expect).map_or_else(
+                || check_build(path, &cfg.expect, &what).map(|_| path.to_path_buf()),
+                Ok,
+            )?;
             let layout = check_build(&root, &cfg.expect, &what)?;
-            let root = root.canonicalize().map_err(|e| ArtifactError::io("cannot resolve", &root, e))?;
+            let root = root
+                .canonicalize()
+                .map_err(|e| ArtifactError::io("cannot resolve", &root, e))?;
             let (size, sha256) = manifest_hash(&root)?;
             let key = format!("dir-{}", short_hash(root.to_string_lossy().as_bytes()));
-            return Ok(Build { path: root, layout, meta: meta_for(key, size, sha256), cached: false, warnings: Vec::new() });
+            return Ok(Build {
+                path: root,
+                layout,
+                meta: meta_for(key, size, sha256),
+                cached: false,
+                warnings: Vec::new(),
+            });
         }
         let sha256 = hash_file(path)?;
         let key = format!("sha256-{}", &sha256[..16]);
@@ -383,7 +473,9 @@ impl Fetcher {
         expected_sha256: Option<&str>,
     ) -> Result<Build> {
         let part = self.cache.part_path(&meta.key)?;
-        let got = self.http.download(url, accept, &part, what, &cfg.repo, expected_sha256)?;
+        let got = self
+            .http
+            .download(url, accept, &part, what, &cfg.repo, expected_sha256)?;
         tracing::info!(bytes = got.transferred, sha256 = %got.sha256, "downloaded {what}");
         meta.size = got.size;
         meta.sha256 = got.sha256;
@@ -392,7 +484,13 @@ impl Fetcher {
 
     /// Unpacks `zip` into a staging directory inside the cache, checks the layout, and moves it
     /// into place. `owned` zips (our downloads) are deleted afterwards, whatever the outcome.
-    fn install_zip(&self, cfg: &BuildSourceConfig, mut meta: BuildMeta, zip: &Path, owned: bool) -> Result<Build> {
+    fn install_zip(
+        &self,
+        cfg: &BuildSourceConfig,
+        mut meta: BuildMeta,
+        zip: &Path,
+        owned: bool,
+    ) -> Result<Build> {
         let staging = self.cache.staging(&meta.key)?;
         let dest = staging.path().join("build");
         let result = unpack_zip(zip, &dest, &self.opts.limits)
@@ -413,15 +511,21 @@ fn best_artifact(mut found: Vec<Artifact>) -> Option<Artifact> {
 }
 
 fn parse_url(text: &str, what: &str) -> Result<Url> {
-    Url::parse(text).map_err(|e| ArtifactError::Protocol { url: text.to_string(), what: what.to_string(), why: e.to_string() })
+    Url::parse(text).map_err(|e| ArtifactError::Protocol {
+        url: text.to_string(),
+        what: what.to_string(),
+        why: e.to_string(),
+    })
 }
 
 fn hash_file(path: &Path) -> Result<String> {
-    let mut file = std::fs::File::open(path).map_err(|e| ArtifactError::io("cannot open", path, e))?;
+    let mut file =
+        std::fs::File::open(path).map_err(|e| ArtifactError::io("cannot open", path, e))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = std::io::Read::read(&mut file, &mut buf).map_err(|e| ArtifactError::io("cannot read", path, e))?;
+        let n = std::io::Read::read(&mut file, &mut buf)
+            .map_err(|e| ArtifactError::io("cannot read", path, e))?;
         if n == 0 {
             return Ok(base16ct::lower::encode_string(&hasher.finalize()));
         }
@@ -436,7 +540,8 @@ fn manifest_hash(root: &Path) -> Result<(u64, String)> {
     let mut total = 0u64;
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let entries = std::fs::read_dir(&dir).map_err(|e| ArtifactError::io("cannot read", &dir, e))?;
+        let entries =
+            std::fs::read_dir(&dir).map_err(|e| ArtifactError::io("cannot read", &dir, e))?;
         for entry in entries.filter_map(|e| e.ok()) {
             let path = entry.path();
             let Ok(md) = entry.metadata() else { continue };
@@ -444,12 +549,26 @@ fn manifest_hash(root: &Path) -> Result<(u64, String)> {
                 stack.push(path);
             } else {
                 total += md.len();
-                let mtime = md.modified().ok().and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok());
-                let rel = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().into_owned();
-                lines.push(format!("{rel}\t{}\t{}", md.len(), mtime.map_or(0, |d| d.as_nanos())));
+                let mtime = md
+                    .modified()
+                    .ok()
+                    .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok());
+                let rel = path
+                    .strip_prefix(root)
+                    .unwrap_or(&path)
+                    .to_string_lossy()
+                    .into_owned();
+                lines.push(format!(
+                    "{rel}\t{}\t{}",
+                    md.len(),
+                    mtime.map_or(0, |d| d.as_nanos())
+                ));
             }
         }
     }
     lines.sort();
-    Ok((total, base16ct::lower::encode_string(&Sha256::digest(lines.join("\n").as_bytes()))))
+    Ok((
+        total,
+        base16ct::lower::encode_string(&Sha256::digest(lines.join("\n").as_bytes())),
+    ))
 }

@@ -106,7 +106,10 @@ impl<'a> Api<'a> {
             spec: cfg.repo.clone(),
             why: "the repository must be written owner/name".into(),
         })?;
-        Ok(Api { http, repo: cfg.repo.clone() })
+        Ok(Api {
+            http,
+            repo: cfg.repo.clone(),
+        })
     }
 
     fn url(&self, path: &str, query: &[(&str, &str)]) -> Url {
@@ -148,10 +151,20 @@ impl<'a> Api<'a> {
         let per_page = want.min(100).to_string();
         let url = self.url(
             &format!("actions/workflows/{}/runs", cfg.workflow),
-            &[("branch", &cfg.branch), ("event", &cfg.event), ("status", "completed"), ("per_page", &per_page)],
+            &[
+                ("branch", &cfg.branch),
+                ("event", &cfg.event),
+                ("status", "completed"),
+                ("per_page", &per_page),
+            ],
         );
         let what = format!("listing runs of {} in {}", cfg.workflow, cfg.repo);
-        let runs = self.paginate(url.clone(), &what, |p: RunsPage| p.workflow_runs, |r| r.len() >= want)?;
+        let runs = self.paginate(
+            url.clone(),
+            &what,
+            |p: RunsPage| p.workflow_runs,
+            |r| r.len() >= want,
+        )?;
         let mut runs = runs.ok_or_else(|| ArtifactError::NotFound {
             what: format!("workflow {} of {}", cfg.workflow, cfg.repo),
             url: url.to_string(),
@@ -178,7 +191,10 @@ impl<'a> Api<'a> {
     /// The run's artifacts called `name` (filtered server-side and, for servers that ignore the
     /// filter, client-side while paginating).
     pub(crate) fn artifacts(&self, run_id: u64, name: &str) -> Result<Vec<Artifact>> {
-        let url = self.url(&format!("actions/runs/{run_id}/artifacts"), &[("name", name), ("per_page", "100")]);
+        let url = self.url(
+            &format!("actions/runs/{run_id}/artifacts"),
+            &[("name", name), ("per_page", "100")],
+        );
         let what = format!("listing artifacts of run {run_id}");
         let found = self.paginate(
             url,
@@ -191,15 +207,23 @@ impl<'a> Api<'a> {
 
     /// The run's jobs (latest attempt).
     pub(crate) fn jobs(&self, run_id: u64) -> Result<Vec<Job>> {
-        let url = self.url(&format!("actions/runs/{run_id}/jobs"), &[("filter", "latest"), ("per_page", "100")]);
+        let url = self.url(
+            &format!("actions/runs/{run_id}/jobs"),
+            &[("filter", "latest"), ("per_page", "100")],
+        );
         let what = format!("listing jobs of run {run_id}");
-        Ok(self.paginate(url, &what, |p: JobsPage| p.jobs, |_| false)?.unwrap_or_default())
+        Ok(self
+            .paginate(url, &what, |p: JobsPage| p.jobs, |_| false)?
+            .unwrap_or_default())
     }
 
     /// The release tagged `tag`, or `None` when there is none.
     pub(crate) fn release_by_tag(&self, tag: &str) -> Result<Option<Release>> {
         let url = self.url(&format!("releases/tags/{tag}"), &[]);
         let what = format!("reading release {tag} of {}", self.repo);
-        Ok(self.http.get_json::<Release>(&url, &what, &self.repo)?.map(|(r, _)| r))
+        Ok(self
+            .http
+            .get_json::<Release>(&url, &what, &self.repo)?
+            .map(|(r, _)| r))
     }
 }

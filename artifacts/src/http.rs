@@ -37,14 +37,20 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { attempts: 5, base_delay: Duration::from_millis(500), max_delay: Duration::from_secs(8) }
+        RetryPolicy {
+            attempts: 5,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(8),
+        }
     }
 }
 
 impl RetryPolicy {
     /// Delay before retry number `retry` (1-based): exponential, capped.
     pub fn delay(&self, retry: u32) -> Duration {
-        let factor = 1u32.checked_shl(retry.saturating_sub(1)).unwrap_or(u32::MAX);
+        let factor = 1u32
+            .checked_shl(retry.saturating_sub(1))
+            .unwrap_or(u32::MAX);
         self.base_delay.saturating_mul(factor).min(self.max_delay)
     }
 }
@@ -103,7 +109,14 @@ impl Http {
                 what: "setting up the HTTP client".into(),
                 message: chain(&e),
             })?;
-        Ok(Http { client, api, token, retry, cancel, progress })
+        Ok(Http {
+            client,
+            api,
+            token,
+            retry,
+            cancel,
+            progress,
+        })
     }
 
     pub(crate) fn has_token(&self) -> bool {
@@ -113,7 +126,8 @@ impl Http {
     /// `<api>/<path>` (the API URL may carry a prefix such as GitHub Enterprise's `/api/v3`).
     pub(crate) fn api_url(&self, path: &str) -> Url {
         let base = self.api.as_str().trim_end_matches('/');
-        Url::parse(&format!("{base}/{}", path.trim_start_matches('/'))).expect("API URL joined with a path")
+        Url::parse(&format!("{base}/{}", path.trim_start_matches('/')))
+            .expect("API URL joined with a path")
     }
 
     pub(crate) fn check_cancel(&self) -> Result<()> {
@@ -135,7 +149,12 @@ impl Http {
 
     /// One GET, following redirects by hand: the `Authorization` header is attached only while the
     /// URL is on the API origin, so a storage host on another host or port never sees the token.
-    fn send(&self, url: &Url, accept: &str, range_from: Option<u64>) -> std::result::Result<Response, String> {
+    fn send(
+        &self,
+        url: &Url,
+        accept: &str,
+        range_from: Option<u64>,
+    ) -> std::result::Result<Response, String> {
         let mut url = url.clone();
         for _ in 0..=MAX_REDIRECTS {
             let mut req = self
@@ -143,19 +162,25 @@ impl Http {
                 .get(url.clone())
                 .header(ACCEPT, accept)
                 .header("X-GitHub-Api-Version", "2022-11-28");
-            if let Some(token) = self.token.as_ref().filter(|_| url.origin() == self.api.origin()) {
+            if let Some(token) = self
+                .token
+                .as_ref()
+                .filter(|_| url.origin() == self.api.origin())
+            {
                 req = req.bearer_auth(token.expose());
             }
             if let Some(from) = range_from {
                 req = req.header(RANGE, format!("bytes={from}-"));
             }
             let resp = req.send().map_err(|e| chain(&e))?;
-            if resp.status().is_redirection() {
-                if let Some(next) = resp.headers().get(LOCATION).and_then(|l| l.to_str().ok()) {
-                    url = url.join(next).map_err(|e| format!("bad redirect target {next:?}: {e}"))?;
-                    tracing::debug!(host = url.host_str().unwrap_or(""), "following redirect");
-                    continue;
-                }
+            if resp.status().is_redirection()
+                && let Some(next) = resp.headers().get(LOCATION).and_then(|l| l.to_str().ok())
+            {
+                url = url
+                    .join(next)
+                    .map_err(|e| format!("bad redirect target {next:?}: {e}"))?;
+                tracing::debug!(host = url.host_str().unwrap_or(""), "following redirect");
+                continue;
             }
             return Ok(resp);
         }
@@ -179,14 +204,18 @@ impl Http {
                     let next = next_link(resp.headers()).and_then(|n| url.join(&n).ok());
                     match resp.text() {
                         Ok(body) => {
-                            let value = serde_json::from_str(&body).map_err(|e| ArtifactError::Protocol {
-                                url: url.to_string(),
-                                what: what.to_string(),
-                                why: format!("not the JSON expected ({e})"),
+                            let value = serde_json::from_str(&body).map_err(|e| {
+                                ArtifactError::Protocol {
+                                    url: url.to_string(),
+                                    what: what.to_string(),
+                                    why: format!("not the JSON expected ({e})"),
+                                }
                             })?;
                             return Ok(Some((value, next)));
                         }
-                        Err(e) if retry_left => tracing::warn!("{what}: body read failed ({}), retrying", chain(&e)),
+                        Err(e) if retry_left => {
+                            tracing::warn!("{what}: body read failed ({}), retrying", chain(&e))
+                        }
                         Err(e) => return Err(network(url, what, chain(&e))),
                     }
                 }
@@ -233,7 +262,11 @@ impl Http {
             total_attempts += 1;
             if failures >= self.retry.attempts || total_attempts > MAX_DOWNLOAD_ATTEMPTS {
                 bar.abandon();
-                return Err(network(url, what, format!("gave up after {total_attempts} attempts: {last_error}")));
+                return Err(network(
+                    url,
+                    what,
+                    format!("gave up after {total_attempts} attempts: {last_error}"),
+                ));
             }
             if failures > 0 {
                 self.pause(self.retry.delay(failures))?;
@@ -261,7 +294,9 @@ impl Http {
                 },
                 200 => {
                     if have > 0 {
-                        tracing::info!("{what}: server ignored the Range request, downloading from the start");
+                        tracing::info!(
+                            "{what}: server ignored the Range request, downloading from the start"
+                        );
                         restart(part, &mut hasher, &mut have)?;
                         credited_at = 0;
                     }
@@ -294,15 +329,27 @@ impl Http {
                 .append(true)
                 .open(part)
                 .map_err(|e| ArtifactError::io("cannot open download file", part, e))?;
-            let outcome = self.copy_body(resp, &mut file, &mut hasher, &bar, &mut have, &mut transferred);
+            let outcome = self.copy_body(
+                resp,
+                &mut file,
+                &mut hasher,
+                &bar,
+                &mut have,
+                &mut transferred,
+            );
             drop(file);
             match outcome {
                 Ok(()) if expected_total.is_none_or(|t| t == have) => break,
                 Ok(()) => {
-                    last_error = format!("connection closed at byte {have} of {}", expected_total.unwrap_or(0));
+                    last_error = format!(
+                        "connection closed at byte {have} of {}",
+                        expected_total.unwrap_or(0)
+                    );
                 }
                 Err(CopyError::Read(msg)) => last_error = msg,
-                Err(CopyError::Write(e)) => return Err(ArtifactError::io("cannot write download file", part, e)),
+                Err(CopyError::Write(e)) => {
+                    return Err(ArtifactError::io("cannot write download file", part, e));
+                }
                 Err(CopyError::Cancelled) => {
                     bar.abandon();
                     return Err(ArtifactError::Cancelled);
@@ -317,17 +364,21 @@ impl Http {
         }
         bar.finish_and_clear();
         let sha256 = base16ct::lower::encode_string(&hasher.finalize());
-        if let Some(expected) = expected_sha256 {
-            if !expected.eq_ignore_ascii_case(&sha256) {
-                let _ = std::fs::remove_file(part);
-                return Err(ArtifactError::DigestMismatch {
-                    what: what.to_string(),
-                    expected: expected.to_ascii_lowercase(),
-                    actual: sha256,
-                });
-            }
+        if let Some(expected) = expected_sha256
+            && !expected.eq_ignore_ascii_case(&sha256)
+        {
+            let _ = std::fs::remove_file(part);
+            return Err(ArtifactError::DigestMismatch {
+                what: what.to_string(),
+                expected: expected.to_ascii_lowercase(),
+                actual: sha256,
+            });
         }
-        Ok(Downloaded { size: have, sha256, transferred })
+        Ok(Downloaded {
+            size: have,
+            sha256,
+            transferred,
+        })
     }
 
     fn copy_body(
@@ -389,7 +440,9 @@ fn hash_existing(part: &Path, hasher: &mut Sha256) -> Result<u64> {
     let mut buf = vec![0u8; 1 << 20];
     let mut len = 0u64;
     loop {
-        let n = file.read(&mut buf).map_err(|e| ArtifactError::io("cannot read partial download", part, e))?;
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| ArtifactError::io("cannot read partial download", part, e))?;
         if n == 0 {
             return Ok(len);
         }
@@ -411,7 +464,11 @@ pub(crate) fn is_transient(status: u16) -> bool {
 }
 
 fn network(url: &Url, what: &str, message: String) -> ArtifactError {
-    ArtifactError::Network { url: url.to_string(), what: what.to_string(), message }
+    ArtifactError::Network {
+        url: url.to_string(),
+        what: what.to_string(),
+        message,
+    }
 }
 
 /// Turns a non-success response into the error a user can act on.
@@ -419,11 +476,22 @@ fn response_error(resp: Response, url: &Url, what: &str, repo: &str) -> Artifact
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let body = resp.text().unwrap_or_default();
-    classify_failure(status, &headers, &body, url.as_str(), what, repo, now_epoch())
+    classify_failure(
+        status,
+        &headers,
+        &body,
+        url.as_str(),
+        what,
+        repo,
+        now_epoch(),
+    )
 }
 
 fn now_epoch() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// The decision behind [`response_error`], pure so it can be tested.
@@ -438,9 +506,24 @@ pub(crate) fn classify_failure(
 ) -> ArtifactError {
     let message = serde_json::from_str::<serde_json::Value>(body)
         .ok()
-        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string))
-        .unwrap_or_else(|| body.chars().take(200).collect::<String>().trim().to_string());
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+        .and_then(|v| {
+            v.get("message")
+                .and_then(|m| m.as_str())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| {
+            body.chars()
+                .take(200)
+                .collect::<String>()
+                .trim()
+                .to_string()
+        });
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
     let limited = status == 429
         || (status == 403
             && (header("x-ratelimit-remaining") == Some("0")
@@ -449,27 +532,49 @@ pub(crate) fn classify_failure(
     if limited {
         let wait_secs = header("retry-after")
             .and_then(|v| v.parse::<u64>().ok())
-            .or_else(|| header("x-ratelimit-reset").and_then(|v| v.parse::<u64>().ok()).map(|r| r.saturating_sub(now)))
+            .or_else(|| {
+                header("x-ratelimit-reset")
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .map(|r| r.saturating_sub(now))
+            })
             .unwrap_or(60);
         let reset = time::OffsetDateTime::from_unix_timestamp((now + wait_secs) as i64)
             .ok()
-            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
             .unwrap_or_else(|| format!("now + {wait_secs} s"));
-        return ArtifactError::RateLimited { status, what: what.to_string(), reset, wait_secs };
+        return ArtifactError::RateLimited {
+            status,
+            what: what.to_string(),
+            reset,
+            wait_secs,
+        };
     }
     match status {
         401 | 403 => ArtifactError::Unauthorized {
             status,
             what: what.to_string(),
-            message: if message.is_empty() { "no message".into() } else { message },
+            message: if message.is_empty() {
+                "no message".into()
+            } else {
+                message
+            },
             repo: repo.to_string(),
         },
         404 => ArtifactError::NotFound {
             what: what.to_string(),
             url: url.to_string(),
-            hint: "Check the repository and id; private repositories answer 404 without a token".into(),
+            hint: "Check the repository and id; private repositories answer 404 without a token"
+                .into(),
         },
-        _ => ArtifactError::Http { status, url: url.to_string(), what: what.to_string(), message },
+        _ => ArtifactError::Http {
+            status,
+            url: url.to_string(),
+            what: what.to_string(),
+            message,
+        },
     }
 }
 
@@ -492,7 +597,13 @@ pub(crate) fn parse_next_link(link: &str) -> Option<String> {
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+    headers
+        .get(CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// `(start, Some(total))` from `Content-Range: bytes start-end/total`.
@@ -510,7 +621,8 @@ pub(crate) fn parse_content_range(v: &str) -> Option<(u64, Option<u64>)> {
 /// The hex part of a GitHub `digest` (`sha256:<hex>`); other algorithms are not verified.
 pub fn parse_digest(digest: &str) -> Option<String> {
     let hex = digest.trim().strip_prefix("sha256:")?;
-    (hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit())).then(|| hex.to_ascii_lowercase())
+    (hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()))
+        .then(|| hex.to_ascii_lowercase())
 }
 
 /// An error and its causes on one line (reqwest's own message alone is terse).
@@ -535,7 +647,11 @@ mod tests {
 
     #[test]
     fn backoff_doubles_and_caps() {
-        let p = RetryPolicy { attempts: 5, base_delay: Duration::from_millis(100), max_delay: Duration::from_millis(350) };
+        let p = RetryPolicy {
+            attempts: 5,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(350),
+        };
         let got: Vec<u128> = (1..=5).map(|i| p.delay(i).as_millis()).collect();
         assert_eq!(got, vec![100, 200, 350, 350, 350]);
         assert_eq!(p.delay(100), Duration::from_millis(350));
@@ -544,8 +660,14 @@ mod tests {
     #[test]
     fn link_header() {
         let cases: &[(&str, Option<&str>)] = &[
-            (r#"<https://a/x?page=2>; rel="next", <https://a/x?page=5>; rel="last""#, Some("https://a/x?page=2")),
-            (r#"<https://a/x?page=1>; rel="prev", <https://a/x?page=3>; rel="next""#, Some("https://a/x?page=3")),
+            (
+                r#"<https://a/x?page=2>; rel="next", <https://a/x?page=5>; rel="last""#,
+                Some("https://a/x?page=2"),
+            ),
+            (
+                r#"<https://a/x?page=1>; rel="prev", <https://a/x?page=3>; rel="next""#,
+                Some("https://a/x?page=3"),
+            ),
             (r#"<https://a/x?page=1>; rel="first""#, None),
             ("garbage", None),
         ];
@@ -556,11 +678,17 @@ mod tests {
 
     #[test]
     fn content_range_and_digest() {
-        assert_eq!(parse_content_range("bytes 100-199/200"), Some((100, Some(200))));
+        assert_eq!(
+            parse_content_range("bytes 100-199/200"),
+            Some((100, Some(200)))
+        );
         assert_eq!(parse_content_range("bytes 5-9/*"), Some((5, None)));
         assert_eq!(parse_content_range("items 1-2/3"), None);
         let hex = "AB".repeat(32);
-        assert_eq!(parse_digest(&format!("sha256:{hex}")), Some("ab".repeat(32)));
+        assert_eq!(
+            parse_digest(&format!("sha256:{hex}")),
+            Some("ab".repeat(32))
+        );
         assert_eq!(parse_digest("sha1:abcd"), None);
         assert_eq!(parse_digest("sha256:xyz"), None);
     }
@@ -576,19 +704,57 @@ mod tests {
     #[test]
     fn failure_classification() {
         let now = 1_000_000;
-        let e = classify_failure(403, &headers(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "1000090")]),
-            r#"{"message":"API rate limit exceeded"}"#, "u", "listing runs", "o/r", now);
-        assert!(matches!(e, ArtifactError::RateLimited { wait_secs: 90, .. }), "{e}");
+        let e = classify_failure(
+            403,
+            &headers(&[
+                ("x-ratelimit-remaining", "0"),
+                ("x-ratelimit-reset", "1000090"),
+            ]),
+            r#"{"message":"API rate limit exceeded"}"#,
+            "u",
+            "listing runs",
+            "o/r",
+            now,
+        );
+        assert!(
+            matches!(e, ArtifactError::RateLimited { wait_secs: 90, .. }),
+            "{e}"
+        );
         assert!(e.to_string().contains("1970-01-12T13:48:10Z"), "{e}");
-        let e = classify_failure(429, &headers(&[("retry-after", "7")]), "", "u", "w", "o/r", now);
-        assert!(matches!(e, ArtifactError::RateLimited { wait_secs: 7, .. }), "{e}");
-        let e = classify_failure(403, &HeaderMap::new(),
-            r#"{"message":"You must have the actions scope to download artifacts."}"#, "u", "w", "o/r", now);
-        assert!(matches!(e, ArtifactError::Unauthorized { .. }) && e.to_string().contains("actions scope"), "{e}");
+        let e = classify_failure(
+            429,
+            &headers(&[("retry-after", "7")]),
+            "",
+            "u",
+            "w",
+            "o/r",
+            now,
+        );
+        assert!(
+            matches!(e, ArtifactError::RateLimited { wait_secs: 7, .. }),
+            "{e}"
+        );
+        let e = classify_failure(
+            403,
+            &HeaderMap::new(),
+            r#"{"message":"You must have the actions scope to download artifacts."}"#,
+            "u",
+            "w",
+            "o/r",
+            now,
+        );
+        assert!(
+            matches!(e, ArtifactError::Unauthorized { .. })
+                && e.to_string().contains("actions scope"),
+            "{e}"
+        );
         let e = classify_failure(404, &HeaderMap::new(), "", "u", "w", "o/r", now);
         assert!(matches!(e, ArtifactError::NotFound { .. }));
         let e = classify_failure(502, &HeaderMap::new(), "bad gateway", "u", "w", "o/r", now);
-        assert!(matches!(e, ArtifactError::Http { status: 502, .. }) && e.to_string().contains("bad gateway"));
+        assert!(
+            matches!(e, ArtifactError::Http { status: 502, .. })
+                && e.to_string().contains("bad gateway")
+        );
         assert!(is_transient(503) && !is_transient(404) && !is_transient(429));
     }
 }

@@ -42,20 +42,25 @@ impl Layout {
 }
 
 fn root_names(dir: &Path) -> std::io::Result<Vec<String>> {
-    let mut names: Vec<String> =
-        std::fs::read_dir(dir)?.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     names.sort();
     Ok(names)
 }
 
 /// Checks `dir` against `expect` (see `BuildSourceConfig::expect`) and returns its layout.
 pub fn check_build(dir: &Path, expect: &[String], what: &str) -> Result<Layout> {
-    let layout = Layout::detect(dir).map_err(|e| ArtifactError::io("cannot read build directory", dir, e))?;
+    let layout = Layout::detect(dir)
+        .map_err(|e| ArtifactError::io("cannot read build directory", dir, e))?;
     let names = root_names(dir).unwrap_or_default();
     let ok = if expect.is_empty() {
         layout.is_efw() || layout.setup_sh
     } else {
-        expect.iter().all(|want| names.iter().any(|n| n.eq_ignore_ascii_case(want)))
+        expect
+            .iter()
+            .all(|want| names.iter().any(|n| n.eq_ignore_ascii_case(want)))
     };
     if ok {
         return Ok(layout);
@@ -76,16 +81,24 @@ pub fn check_build(dir: &Path, expect: &[String], what: &str) -> Result<Layout> 
         what: what.to_string(),
         kind: kind.into(),
         expected,
-        found: if found.is_empty() { "nothing".into() } else { found.join(", ") },
+        found: if found.is_empty() {
+            "nothing".into()
+        } else {
+            found.join(", ")
+        },
     })
 }
 
 /// For an already-unpacked local directory: the directory itself, or `<configuration>/` or
 /// `x64/<configuration>/` inside it (msbuild's output layout), whichever holds the build.
 pub fn find_build_root(dir: &Path, configuration: &str, expect: &[String]) -> Option<PathBuf> {
-    [dir.to_path_buf(), dir.join(configuration), dir.join("x64").join(configuration)]
-        .into_iter()
-        .find(|d| d.is_dir() && check_build(d, expect, "").is_ok())
+    [
+        dir.to_path_buf(),
+        dir.join(configuration),
+        dir.join("x64").join(configuration),
+    ]
+    .into_iter()
+    .find(|d| d.is_dir() && check_build(d, expect, "").is_ok())
 }
 
 #[cfg(test)]
@@ -98,11 +111,16 @@ mod tests {
         let d = t.path();
         std::fs::write(d.join("README.txt"), "x").unwrap();
         let err = check_build(d, &[], "file:x").unwrap_err().to_string();
-        assert!(err.contains("setup-ebpf.ps1") && err.contains("README.txt"), "{err}");
+        assert!(
+            err.contains("setup-ebpf.ps1") && err.contains("README.txt"),
+            "{err}"
+        );
         std::fs::write(d.join("Install_eBPF.psm1"), "x").unwrap();
         let l = check_build(d, &[], "x").unwrap();
         assert!(l.install_ebpf_psm1 && l.is_efw() && !l.msi && l.root_entries == 2);
-        let err = check_build(d, &["ntosebpfext.sys".into()], "ext").unwrap_err().to_string();
+        let err = check_build(d, &["ntosebpfext.sys".into()], "ext")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("expected ntosebpfext.sys"), "{err}");
         std::fs::write(d.join("ntosebpfext.sys"), "x").unwrap();
         assert!(check_build(d, &["ntosebpfext.sys".into()], "ext").is_ok());

@@ -66,7 +66,9 @@ fn token_from_gh() -> Option<Secret> {
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break Some(status),
-            Ok(None) if start.elapsed() < GH_TIMEOUT => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) if start.elapsed() < GH_TIMEOUT => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
             _ => break None,
         }
     };
@@ -111,7 +113,8 @@ mod tests {
 
     #[test]
     fn env_lookup_order_and_empty_values() {
-        let cases: &[(&[(&str, &str)], Option<&str>)] = &[
+        type Vars<'a> = &'a [(&'a str, &'a str)];
+        let cases: &[(Vars, Option<&str>)] = &[
             (&[], None),
             (&[("GITHUB_TOKEN", "a"), ("GH_TOKEN", "b")], Some("a")),
             (&[("GH_TOKEN", "b")], Some("b")),
@@ -119,7 +122,11 @@ mod tests {
             (&[("GITHUB_TOKEN", "")], None),
         ];
         for (vars, want) in cases {
-            let got = token_from_vars(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string()));
+            let got = token_from_vars(|k| {
+                vars.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            });
             assert_eq!(got.as_ref().map(Secret::expose), *want, "{vars:?}");
         }
     }

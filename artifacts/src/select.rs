@@ -47,20 +47,29 @@ pub fn judge_run(
     jobs: Option<&[Job]>,
     job_pattern: &str,
 ) -> RunVerdict {
-    let Some(artifact) = artifact else { return RunVerdict::NoArtifact };
+    let Some(artifact) = artifact else {
+        return RunVerdict::NoArtifact;
+    };
     if artifact.expired {
         return RunVerdict::Expired;
     }
     if run_conclusion == Some("success") {
         return RunVerdict::Good;
     }
-    let matching: Vec<&Job> = jobs.unwrap_or(&[]).iter().filter(|j| glob_match(job_pattern, &j.name)).collect();
+    let matching: Vec<&Job> = jobs
+        .unwrap_or(&[])
+        .iter()
+        .filter(|j| glob_match(job_pattern, &j.name))
+        .collect();
     if matching.is_empty() {
         return RunVerdict::Partial(format!(
             "no job matches the build-job pattern {job_pattern:?}, so the build's outcome is unknown (set build_job)"
         ));
     }
-    match matching.iter().find(|j| j.conclusion.as_deref() != Some("success")) {
+    match matching
+        .iter()
+        .find(|j| j.conclusion.as_deref() != Some("success"))
+    {
         None => RunVerdict::Good,
         Some(j) => RunVerdict::Partial(format!(
             "its build job {:?} concluded {}",
@@ -74,7 +83,10 @@ pub fn judge_run(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pick {
     /// Take the run at this index; `warning` is set when it is a fallback.
-    Chosen { index: usize, warning: Option<String> },
+    Chosen {
+        index: usize,
+        warning: Option<String>,
+    },
     /// Nothing usable; the text summarises what was seen.
     Nothing(String),
 }
@@ -82,7 +94,10 @@ pub enum Pick {
 /// Newest good run; else the newest run with a live artifact, with a warning; else why not.
 pub fn pick(run_ids: &[u64], verdicts: &[RunVerdict], artifact: &str) -> Pick {
     if let Some(index) = verdicts.iter().position(|v| *v == RunVerdict::Good) {
-        return Pick::Chosen { index, warning: None };
+        return Pick::Chosen {
+            index,
+            warning: None,
+        };
     }
     if let Some((index, why)) = verdicts.iter().enumerate().find_map(|(i, v)| match v {
         RunVerdict::Partial(why) => Some((i, why)),
@@ -97,8 +112,14 @@ pub fn pick(run_ids: &[u64], verdicts: &[RunVerdict], artifact: &str) -> Pick {
             )),
         };
     }
-    let missing = verdicts.iter().filter(|v| **v == RunVerdict::NoArtifact).count();
-    let expired = verdicts.iter().filter(|v| **v == RunVerdict::Expired).count();
+    let missing = verdicts
+        .iter()
+        .filter(|v| **v == RunVerdict::NoArtifact)
+        .count();
+    let expired = verdicts
+        .iter()
+        .filter(|v| **v == RunVerdict::Expired)
+        .count();
     Pick::Nothing(format!(
         "searched {} completed runs: {missing} have no artifact {artifact}, {expired} have it expired. Try a larger search_runs, a release (--source release:<version>), or --offline",
         verdicts.len()
@@ -121,7 +142,11 @@ mod tests {
         }
     }
     fn job(name: &str, c: &str) -> Job {
-        Job { name: name.into(), status: Some("completed".into()), conclusion: Some(c.into()) }
+        Job {
+            name: name.into(),
+            status: Some("completed".into()),
+            conclusion: Some(c.into()),
+        }
     }
 
     #[test]
@@ -129,8 +154,16 @@ mod tests {
         let cases = [
             ("regular*build*(Debug)", "regular / build (Debug)", true),
             ("regular*build*(Debug)", "Regular / Build (debug)", true),
-            ("regular*build*(Debug)", "regular / build (FuzzerDebug)", false),
-            ("regular*build*(Debug)", "regular_native-only / build (NativeOnlyDebug)", false),
+            (
+                "regular*build*(Debug)",
+                "regular / build (FuzzerDebug)",
+                false,
+            ),
+            (
+                "regular*build*(Debug)",
+                "regular_native-only / build (NativeOnlyDebug)",
+                false,
+            ),
             ("*", "", true),
             ("a*b*c", "aXbYc", true),
             ("a*b*c", "aXbY", false),
@@ -145,28 +178,69 @@ mod tests {
     #[test]
     fn judging() {
         let pat = "regular*build*(Debug)";
-        let ok = [job("regular / build (Debug)", "success"), job("regular / build (Release)", "failure")];
-        let bad = [job("regular / build (Debug)", "failure"), job("driver_tests", "failure")];
+        let ok = [
+            job("regular / build (Debug)", "success"),
+            job("regular / build (Release)", "failure"),
+        ];
+        let bad = [
+            job("regular / build (Debug)", "failure"),
+            job("driver_tests", "failure"),
+        ];
         let a = art(false);
-        assert_eq!(judge_run(Some("success"), None, None, pat), RunVerdict::NoArtifact);
-        assert_eq!(judge_run(Some("success"), Some(&art(true)), None, pat), RunVerdict::Expired);
-        assert_eq!(judge_run(Some("success"), Some(&a), None, pat), RunVerdict::Good);
-        assert_eq!(judge_run(Some("failure"), Some(&a), Some(&ok), pat), RunVerdict::Good);
-        assert!(matches!(judge_run(Some("failure"), Some(&a), Some(&bad), pat), RunVerdict::Partial(w) if w.contains("concluded failure")));
-        assert!(matches!(judge_run(Some("failure"), Some(&a), Some(&[]), pat), RunVerdict::Partial(w) if w.contains("no job matches")));
+        assert_eq!(
+            judge_run(Some("success"), None, None, pat),
+            RunVerdict::NoArtifact
+        );
+        assert_eq!(
+            judge_run(Some("success"), Some(&art(true)), None, pat),
+            RunVerdict::Expired
+        );
+        assert_eq!(
+            judge_run(Some("success"), Some(&a), None, pat),
+            RunVerdict::Good
+        );
+        assert_eq!(
+            judge_run(Some("failure"), Some(&a), Some(&ok), pat),
+            RunVerdict::Good
+        );
+        assert!(
+            matches!(judge_run(Some("failure"), Some(&a), Some(&bad), pat), RunVerdict::Partial(w) if w.contains("concluded failure"))
+        );
+        assert!(
+            matches!(judge_run(Some("failure"), Some(&a), Some(&[]), pat), RunVerdict::Partial(w) if w.contains("no job matches"))
+        );
     }
 
     #[test]
     fn picking() {
         use RunVerdict::*;
         let ids = [5, 4, 3, 2];
-        assert_eq!(pick(&ids, &[NoArtifact, Partial("x".into()), Good], "A"), Pick::Chosen { index: 2, warning: None });
-        match pick(&ids, &[Expired, Partial("its build job failed".into()), Partial("y".into())], "A") {
-            Pick::Chosen { index: 1, warning: Some(w) } => assert!(w.contains("run 4") && w.contains("partial"), "{w}"),
+        assert_eq!(
+            pick(&ids, &[NoArtifact, Partial("x".into()), Good], "A"),
+            Pick::Chosen {
+                index: 2,
+                warning: None
+            }
+        );
+        match pick(
+            &ids,
+            &[
+                Expired,
+                Partial("its build job failed".into()),
+                Partial("y".into()),
+            ],
+            "A",
+        ) {
+            Pick::Chosen {
+                index: 1,
+                warning: Some(w),
+            } => assert!(w.contains("run 4") && w.contains("partial"), "{w}"),
             other => panic!("{other:?}"),
         }
         match pick(&ids, &[NoArtifact, Expired, Expired], "A") {
-            Pick::Nothing(w) => assert!(w.contains("1 have no artifact A, 2 have it expired"), "{w}"),
+            Pick::Nothing(w) => {
+                assert!(w.contains("1 have no artifact A, 2 have it expired"), "{w}")
+            }
             other => panic!("{other:?}"),
         }
         assert!(matches!(pick(&[], &[], "A"), Pick::Nothing(_)));

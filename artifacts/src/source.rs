@@ -25,7 +25,10 @@ impl SourceSpec {
     /// Parses the user's text; errors name the accepted forms.
     pub fn parse(text: &str) -> Result<SourceSpec> {
         let spec = text.trim();
-        let bad = |why: &str| ArtifactError::BadSource { spec: text.to_string(), why: why.to_string() };
+        let bad = |why: &str| ArtifactError::BadSource {
+            spec: text.to_string(),
+            why: why.to_string(),
+        };
         if spec.eq_ignore_ascii_case("main") {
             return Ok(SourceSpec::Main);
         }
@@ -46,11 +49,15 @@ impl SourceSpec {
                     .or_else(|| rest.strip_prefix('v'))
                     .unwrap_or(rest);
                 let ok = !version.is_empty()
-                    && version.chars().all(|c| c.is_ascii_alphanumeric() || ".-_+".contains(c));
+                    && version
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || ".-_+".contains(c));
                 if ok {
                     Ok(SourceSpec::Release(version.to_string()))
                 } else {
-                    Err(bad("a release version looks like 1.4.0 (tags v1.4.0 and Release-v1.4.0 are both tried)"))
+                    Err(bad(
+                        "a release version looks like 1.4.0 (tags v1.4.0 and Release-v1.4.0 are both tried)",
+                    ))
                 }
             }
             "file" if !rest.is_empty() => Ok(SourceSpec::File(PathBuf::from(rest))),
@@ -107,10 +114,16 @@ mod tests {
             ("run:123", SourceSpec::Run(123)),
             ("release:1.4.0", SourceSpec::Release("1.4.0".into())),
             ("release:v1.4.0", SourceSpec::Release("1.4.0".into())),
-            ("release:Release-v0.21.0", SourceSpec::Release("0.21.0".into())),
+            (
+                "release:Release-v0.21.0",
+                SourceSpec::Release("0.21.0".into()),
+            ),
             ("release:1.0.0-rc1", SourceSpec::Release("1.0.0-rc1".into())),
             ("file:/tmp/a b.zip", SourceSpec::File("/tmp/a b.zip".into())),
-            ("url:https://x.test/a.zip", SourceSpec::Url("https://x.test/a.zip".into())),
+            (
+                "url:https://x.test/a.zip",
+                SourceSpec::Url("https://x.test/a.zip".into()),
+            ),
         ];
         for (text, want) in ok {
             assert_eq!(&SourceSpec::parse(text).unwrap(), want, "{text}");
@@ -120,17 +133,34 @@ mod tests {
     #[test]
     fn rejects_bad_forms_with_a_reason() {
         for text in [
-            "", "latest", "run:", "run:abc", "run:0", "release:", "release:1 2", "file:", "url:ftp://x",
+            "",
+            "latest",
+            "run:",
+            "run:abc",
+            "run:0",
+            "release:",
+            "release:1 2",
+            "file:",
+            "url:ftp://x",
             "https://x/a.zip",
         ] {
             let err = SourceSpec::parse(text).unwrap_err().to_string();
-            assert!(err.contains("invalid build source") && err.contains("run:<id>"), "{text}: {err}");
+            assert!(
+                err.contains("invalid build source") && err.contains("run:<id>"),
+                "{text}: {err}"
+            );
         }
     }
 
     #[test]
     fn display_round_trips() {
-        for text in ["main", "run:9", "release:1.4.0", "file:x.zip", "url:http://127.0.0.1:1/a.zip"] {
+        for text in [
+            "main",
+            "run:9",
+            "release:1.4.0",
+            "file:x.zip",
+            "url:http://127.0.0.1:1/a.zip",
+        ] {
             assert_eq!(SourceSpec::parse(text).unwrap().to_string(), text);
         }
     }

@@ -24,7 +24,11 @@ pub struct UnpackLimits {
 
 impl Default for UnpackLimits {
     fn default() -> Self {
-        UnpackLimits { max_total_bytes: 16 << 30, max_entries: 200_000, max_ratio: 100 }
+        UnpackLimits {
+            max_total_bytes: 16 << 30,
+            max_entries: 200_000,
+            max_ratio: 100,
+        }
     }
 }
 
@@ -51,7 +55,10 @@ pub(crate) enum Plan {
     /// The archive only wraps another zip (efW's `build-Debug.zip`): open that one.
     Nested { index: usize },
     /// Extract these entries (index, path components relative to the destination, is_dir).
-    Extract { items: Vec<(usize, Vec<String>, bool)>, total: u64 },
+    Extract {
+        items: Vec<(usize, Vec<String>, bool)>,
+        total: u64,
+    },
 }
 
 /// Path components of an entry name, or why the name is unsafe. Backslashes count as separators
@@ -64,15 +71,28 @@ pub(crate) fn safe_components(name: &str) -> std::result::Result<Vec<String>, St
     if normalized.starts_with('/') {
         return Err(format!("entry {name:?} has an absolute path"));
     }
-    let comps: Vec<&str> = normalized.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
-    if comps.first().is_some_and(|c| c.len() >= 2 && c.as_bytes()[1] == b':') {
+    let comps: Vec<&str> = normalized
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    if comps
+        .first()
+        .is_some_and(|c| c.len() >= 2 && c.as_bytes()[1] == b':')
+    {
         return Err(format!("entry {name:?} has a drive-letter path"));
     }
     if comps.contains(&"..") {
-        return Err(format!("entry {name:?} climbs out of the archive with '..'"));
+        return Err(format!(
+            "entry {name:?} climbs out of the archive with '..'"
+        ));
     }
-    if let Some(c) = comps.iter().find(|c| c.contains(':') || c.chars().any(char::is_control)) {
-        return Err(format!("entry {name:?} has a component {c:?} that is not a plain file name"));
+    if let Some(c) = comps
+        .iter()
+        .find(|c| c.contains(':') || c.chars().any(char::is_control))
+    {
+        return Err(format!(
+            "entry {name:?} has a component {c:?} that is not a plain file name"
+        ));
     }
     if comps.is_empty() {
         return Err(format!("entry {name:?} has an empty path"));
@@ -81,9 +101,17 @@ pub(crate) fn safe_components(name: &str) -> std::result::Result<Vec<String>, St
 }
 
 /// Checks every entry and decides what to extract (pure, so hostile cases are table-tested).
-pub(crate) fn plan(entries: &[EntryInfo], archive_len: u64, limits: &UnpackLimits) -> std::result::Result<Plan, String> {
+pub(crate) fn plan(
+    entries: &[EntryInfo],
+    archive_len: u64,
+    limits: &UnpackLimits,
+) -> std::result::Result<Plan, String> {
     if entries.len() > limits.max_entries {
-        return Err(format!("it has {} entries, more than the limit of {}", entries.len(), limits.max_entries));
+        return Err(format!(
+            "it has {} entries, more than the limit of {}",
+            entries.len(),
+            limits.max_entries
+        ));
     }
     let mut parsed = Vec::with_capacity(entries.len());
     let mut total = 0u64;
@@ -129,11 +157,15 @@ pub(crate) fn plan(entries: &[EntryInfo], archive_len: u64, limits: &UnpackLimit
     if let Some(clash) = files.iter().find(|f| dirs.contains(*f)) {
         return Err(format!("{clash:?} is both a file and a folder"));
     }
-    let file_items: Vec<&(usize, Vec<String>, bool)> = parsed.iter().filter(|(_, _, d)| !d).collect();
-    if let [only] = file_items.as_slice() {
-        if only.1.last().is_some_and(|n| n.to_ascii_lowercase().ends_with(".zip")) {
-            return Ok(Plan::Nested { index: only.0 });
-        }
+    let file_items: Vec<&(usize, Vec<String>, bool)> =
+        parsed.iter().filter(|(_, _, d)| !d).collect();
+    if let [only] = file_items.as_slice()
+        && only
+            .1
+            .last()
+            .is_some_and(|n| n.to_ascii_lowercase().ends_with(".zip"))
+    {
+        return Ok(Plan::Nested { index: only.0 });
     }
     // Strip the folders every file shares, so the build's files land at the root.
     let mut prefix: Option<&[String]> = None;
@@ -169,20 +201,37 @@ pub fn unpack_zip(zip: &Path, dest: &Path, limits: &UnpackLimits) -> Result<Unpa
     result
 }
 
-fn unpack_at(origin: &Path, zip: &Path, dest: &Path, limits: &UnpackLimits, depth: u32) -> Result<Unpacked> {
-    let bad = |why: String| ArtifactError::BadArchive { path: origin.to_path_buf(), why };
+fn unpack_at(
+    origin: &Path,
+    zip: &Path,
+    dest: &Path,
+    limits: &UnpackLimits,
+    depth: u32,
+) -> Result<Unpacked> {
+    let bad = |why: String| ArtifactError::BadArchive {
+        path: origin.to_path_buf(),
+        why,
+    };
     let file = File::open(zip).map_err(|e| ArtifactError::io("cannot open archive", zip, e))?;
     let archive_len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut archive =
-        ZipArchive::new(file).map_err(|e| bad(format!("it is not a readable zip archive ({e}); truncated or corrupt?")))?;
+    let mut archive = ZipArchive::new(file).map_err(|e| {
+        bad(format!(
+            "it is not a readable zip archive ({e}); truncated or corrupt?"
+        ))
+    })?;
     if archive.has_duplicate_names() {
         return Err(bad("it has duplicate entry names".into()));
     }
     let mut entries = Vec::with_capacity(archive.len());
     for i in 0..archive.len() {
-        let f = archive.by_index_raw(i).map_err(|e| bad(format!("entry {i} is unreadable ({e})")))?;
+        let f = archive
+            .by_index_raw(i)
+            .map_err(|e| bad(format!("entry {i} is unreadable ({e})")))?;
         entries.push(EntryInfo {
-            name: f.name().map(|n| n.to_string()).unwrap_or_else(|_| String::from_utf8_lossy(f.name_raw()).into_owned()),
+            name: f
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_else(|_| String::from_utf8_lossy(f.name_raw()).into_owned()),
             is_dir: f.is_dir(),
             is_symlink: f.is_symlink(),
             encrypted: f.encrypted(),
@@ -199,26 +248,41 @@ fn unpack_at(origin: &Path, zip: &Path, dest: &Path, limits: &UnpackLimits, dept
                 .prefix(".inner-")
                 .suffix(".zip")
                 .tempfile_in(scratch_dir)
-                .map_err(|e| ArtifactError::io("cannot create a temporary file in", scratch_dir, e))?;
+                .map_err(|e| {
+                    ArtifactError::io("cannot create a temporary file in", scratch_dir, e)
+                })?;
             {
-                let mut entry = archive.by_index(index).map_err(|e| bad(format!("cannot read the inner archive ({e})")))?;
+                let mut entry = archive
+                    .by_index(index)
+                    .map_err(|e| bad(format!("cannot read the inner archive ({e})")))?;
                 let mut out = inner.as_file();
-                copy_bounded(&mut entry, &mut out, entries[index].size, limits.max_total_bytes)
-                    .map_err(|e| e.into_error(origin, &entries[index].name, inner.path()))?;
+                copy_bounded(
+                    &mut entry,
+                    &mut out,
+                    entries[index].size,
+                    limits.max_total_bytes,
+                )
+                .map_err(|e| e.into_error(origin, &entries[index].name, inner.path()))?;
             }
             tracing::debug!(name = %entries[index].name, "opening nested archive");
             unpack_at(origin, inner.path(), dest, limits, depth + 1)
         }
         Plan::Extract { items, .. } => {
-            fs::create_dir(dest).map_err(|e| ArtifactError::io("cannot create unpack directory", dest, e))?;
+            fs::create_dir(dest)
+                .map_err(|e| ArtifactError::io("cannot create unpack directory", dest, e))?;
             let mut done = Unpacked::default();
             let mut created: HashSet<PathBuf> = HashSet::new();
             for (index, comps, is_dir) in items {
                 let rel: PathBuf = comps.iter().collect();
                 let target = dest.join(&rel);
-                let parent = if is_dir { target.clone() } else { target.parent().unwrap_or(dest).to_path_buf() };
+                let parent = if is_dir {
+                    target.clone()
+                } else {
+                    target.parent().unwrap_or(dest).to_path_buf()
+                };
                 if created.insert(parent.clone()) {
-                    fs::create_dir_all(&parent).map_err(|e| ArtifactError::io("cannot create directory", &parent, e))?;
+                    fs::create_dir_all(&parent)
+                        .map_err(|e| ArtifactError::io("cannot create directory", &parent, e))?;
                 }
                 if is_dir {
                     continue;
@@ -228,9 +292,12 @@ fn unpack_at(origin: &Path, zip: &Path, dest: &Path, limits: &UnpackLimits, dept
                     .create_new(true)
                     .open(&target)
                     .map_err(|e| ArtifactError::io("cannot create file", &target, e))?;
-                let mut entry = archive
-                    .by_index(index)
-                    .map_err(|e| bad(format!("entry {:?} is unreadable ({e})", entries[index].name)))?;
+                let mut entry = archive.by_index(index).map_err(|e| {
+                    bad(format!(
+                        "entry {:?} is unreadable ({e})",
+                        entries[index].name
+                    ))
+                })?;
                 let budget = limits.max_total_bytes.saturating_sub(done.bytes);
                 let n = copy_bounded(&mut entry, &mut out, entries[index].size, budget)
                     .map_err(|e| e.into_error(origin, &entries[index].name, &target))?;
@@ -251,18 +318,30 @@ enum CopyFail {
 
 impl CopyFail {
     fn into_error(self, origin: &Path, name: &str, target: &Path) -> ArtifactError {
-        let bad = |why: String| ArtifactError::BadArchive { path: origin.to_path_buf(), why };
+        let bad = |why: String| ArtifactError::BadArchive {
+            path: origin.to_path_buf(),
+            why,
+        };
         match self {
             CopyFail::Read(e) => bad(format!("entry {name:?} is corrupt ({e})")),
             CopyFail::Write(e) => ArtifactError::io("cannot write", target, e),
-            CopyFail::TooBig => bad(format!("entry {name:?} holds more data than its header declares, or the size limit was passed")),
-            CopyFail::Short(n) => bad(format!("entry {name:?} ends after {n} bytes, before the size its header declares")),
+            CopyFail::TooBig => bad(format!(
+                "entry {name:?} holds more data than its header declares, or the size limit was passed"
+            )),
+            CopyFail::Short(n) => bad(format!(
+                "entry {name:?} ends after {n} bytes, before the size its header declares"
+            )),
         }
     }
 }
 
 /// Copies exactly `declared` bytes, refusing more (lying headers) and fewer (truncation).
-fn copy_bounded(src: &mut impl Read, dst: &mut impl Write, declared: u64, budget: u64) -> std::result::Result<u64, CopyFail> {
+fn copy_bounded(
+    src: &mut impl Read,
+    dst: &mut impl Write,
+    declared: u64,
+    budget: u64,
+) -> std::result::Result<u64, CopyFail> {
     let mut buf = vec![0u8; 256 * 1024];
     let mut n = 0u64;
     loop {
@@ -289,7 +368,13 @@ mod tests {
     use super::*;
 
     fn e(name: &str, size: u64) -> EntryInfo {
-        EntryInfo { name: name.into(), is_dir: name.ends_with('/'), is_symlink: false, encrypted: false, size }
+        EntryInfo {
+            name: name.into(),
+            is_dir: name.ends_with('/'),
+            is_symlink: false,
+            encrypted: false,
+            size,
+        }
     }
 
     #[test]
@@ -310,7 +395,10 @@ mod tests {
             let err = safe_components(name).unwrap_err();
             assert!(err.contains(why), "{name}: {err}");
         }
-        assert_eq!(safe_components("Debug\\sub\\a.dll").unwrap(), vec!["Debug", "sub", "a.dll"]);
+        assert_eq!(
+            safe_components("Debug\\sub\\a.dll").unwrap(),
+            vec!["Debug", "sub", "a.dll"]
+        );
         assert_eq!(safe_components("./a//b").unwrap(), vec!["a", "b"]);
     }
 
@@ -324,15 +412,49 @@ mod tests {
     #[test]
     fn plans_strip_shared_folders_and_spot_nesting() {
         let l = UnpackLimits::default();
-        assert_eq!(plan(&[e("build-Debug.zip", 10)], 10, &l), Ok(Plan::Nested { index: 0 }));
-        assert_eq!(plan(&[e("x/", 0), e("x/build-Debug.zip", 10)], 10, &l), Ok(Plan::Nested { index: 1 }));
-        let got = extract_paths(plan(&[e("Debug/", 0), e("Debug/a.ps1", 1), e("Debug/sub/b", 1)], 9, &l).unwrap());
+        assert_eq!(
+            plan(&[e("build-Debug.zip", 10)], 10, &l),
+            Ok(Plan::Nested { index: 0 })
+        );
+        assert_eq!(
+            plan(&[e("x/", 0), e("x/build-Debug.zip", 10)], 10, &l),
+            Ok(Plan::Nested { index: 1 })
+        );
+        let got = extract_paths(
+            plan(
+                &[e("Debug/", 0), e("Debug/a.ps1", 1), e("Debug/sub/b", 1)],
+                9,
+                &l,
+            )
+            .unwrap(),
+        );
         assert_eq!(got, vec!["a.ps1", "sub/b"]);
-        let got = extract_paths(plan(&[e("Build Debug x64/setup-ebpf.ps1", 1), e("Build Debug x64/x", 1)], 9, &l).unwrap());
+        let got = extract_paths(
+            plan(
+                &[
+                    e("Build Debug x64/setup-ebpf.ps1", 1),
+                    e("Build Debug x64/x", 1),
+                ],
+                9,
+                &l,
+            )
+            .unwrap(),
+        );
         assert_eq!(got, vec!["setup-ebpf.ps1", "x"]);
         let got = extract_paths(plan(&[e("setup.sh", 1), e("lib/x", 1)], 9, &l).unwrap());
         assert_eq!(got, vec!["setup.sh", "lib/x"]);
-        let got = extract_paths(plan(&[e("x64\\Debug\\a", 1), e("x64\\Debug\\b", 1), e("x64\\Debug\\empty/", 0)], 9, &l).unwrap());
+        let got = extract_paths(
+            plan(
+                &[
+                    e("x64\\Debug\\a", 1),
+                    e("x64\\Debug\\b", 1),
+                    e("x64\\Debug\\empty/", 0),
+                ],
+                9,
+                &l,
+            )
+            .unwrap(),
+        );
         assert_eq!(got, vec!["a", "b", "empty"]);
         // Two files, one of them a zip: not a wrapper.
         let got = extract_paths(plan(&[e("a.zip", 1), e("b.txt", 1)], 9, &l).unwrap());
@@ -341,18 +463,36 @@ mod tests {
 
     #[test]
     fn plans_reject_hostile_archives() {
-        let l = UnpackLimits { max_total_bytes: 100 << 20, max_entries: 5, max_ratio: 100 };
-        let sym = EntryInfo { is_symlink: true, ..e("Debug/link", 4) };
-        let enc = EntryInfo { encrypted: true, ..e("a", 4) };
+        let l = UnpackLimits {
+            max_total_bytes: 100 << 20,
+            max_entries: 5,
+            max_ratio: 100,
+        };
+        let sym = EntryInfo {
+            is_symlink: true,
+            ..e("Debug/link", 4)
+        };
+        let enc = EntryInfo {
+            encrypted: true,
+            ..e("a", 4)
+        };
         let cases: Vec<(Vec<EntryInfo>, u64, &str)> = vec![
             (vec![e("a", 1), e("../b", 1)], 9, "'..'"),
             (vec![sym], 9, "symbolic link"),
             (vec![enc], 9, "encrypted"),
-            (vec![e("Debug/a.dll", 1), e("debug/A.DLL", 1)], 9, "two entries"),
+            (
+                vec![e("Debug/a.dll", 1), e("debug/A.DLL", 1)],
+                9,
+                "two entries",
+            ),
             (vec![e("a", 1), e("a/b", 1)], 9, "both a file and a folder"),
             (vec![e("big", 200 << 20)], 200 << 20, "more than the limit"),
             (vec![e("zeros", 50 << 20)], 50 << 10, "zip bomb"),
-            ((0..6).map(|i| e(&format!("f{i}"), 1)).collect(), 9, "entries"),
+            (
+                (0..6).map(|i| e(&format!("f{i}"), 1)).collect(),
+                9,
+                "entries",
+            ),
         ];
         for (entries, len, why) in cases {
             let err = plan(&entries, len, &l).unwrap_err();
