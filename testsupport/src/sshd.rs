@@ -19,6 +19,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 /// How long to wait for sshd to print its banner after a start.
@@ -325,16 +326,16 @@ impl Sshd {
             .append(true)
             .open(self.log_path())?;
         let _ = fs::remove_file(self.pid_file());
-        let child = Command::new("/usr/sbin/sshd")
-            .arg("-D")
+        let mut cmd = Command::new("/usr/sbin/sshd");
+        cmd.arg("-D")
             .arg("-e")
             .arg("-f")
             .arg(self.config_path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
-            .process_group(0)
-            .spawn()?;
+            .process_group(0);
+        let child = spawn_tied_to_process(cmd)?;
         self.child = Some(child);
         if let Err(e) = wait_banner(self.addr(), READY_TIMEOUT) {
             return Err(io::Error::other(format!(
@@ -386,6 +387,44 @@ impl Drop for Sshd {
     fn drop(&mut self) {
         self.stop_daemon();
     }
+}
+
+/// Spawns `cmd` so that it dies with the test process, even when the fixture lives in a
+/// `static` (never dropped) or the test binary is killed: the child gets `PR_SET_PDEATHSIG`,
+/// which fires when the spawning *thread* exits, so all spawns happen on one thread that lives as
+/// long as the process.
+fn spawn_tied_to_process(mut cmd: Command) -> io::Result<Child> {
+    type Request = (Command, mpsc::Sender<io::Result<Child>>);
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<Request>>> = OnceLock::new();
+    let tx = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Request>();
+        std::thread::Builder::new()
+            .name("testsupport-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    // SAFETY: prctl and getppid are async-signal-safe.
+                    unsafe {
+                        cmd.pre_exec(|| {
+                            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                                return Err(io::Error::last_os_error());
+                            }
+                            Ok(())
+                        });
+                    }
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .expect("spawning the testsupport spawner thread");
+        Mutex::new(tx)
+    });
+    let (reply_tx, reply_rx) = mpsc::channel();
+    tx.lock()
+        .map_err(|_| io::Error::other("spawner lock poisoned"))?
+        .send((std::mem::replace(&mut cmd, Command::new("true")), reply_tx))
+        .map_err(|_| io::Error::other("spawner thread is gone"))?;
+    reply_rx
+        .recv()
+        .map_err(|_| io::Error::other("spawner thread is gone"))?
 }
 
 /// Writes an unencrypted ed25519 key pair at `path` / `path.pub`.

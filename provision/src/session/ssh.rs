@@ -75,8 +75,8 @@ impl std::fmt::Debug for Session {
 /// How a streamed command ended.
 enum End {
     Exited(i32),
-    TimedOut,
-    Cancelled,
+    TimedOut { killed: bool },
+    Cancelled { killed: bool },
 }
 
 impl Session {
@@ -190,31 +190,7 @@ impl Session {
         cmd: &RemoteCommand,
         on_line: &mut dyn FnMut(Stream, &str),
     ) -> Result<ExitStatus, SessionError> {
-        let line = wrap::command_line(self.ep.os, cmd)?;
-        let what = describe(self.ep.os, cmd);
-        let timeout = cmd.timeout.or(self.opts.default_command_timeout);
-        self.check_cancel(&what)?;
-        let mut sink = LineSink::new(on_line);
-        let result = self.stream(&line, &what, timeout, None, &mut sink);
-        let pid = sink.pid;
-        sink.flush();
-        match result {
-            Ok(End::Exited(code)) => Ok(ExitStatus { code }),
-            Ok(end) => {
-                self.kill_remote(pid, &what);
-                Err(match end {
-                    End::TimedOut => SessionError::Timeout {
-                        what,
-                        after: timeout.unwrap_or_default(),
-                    },
-                    _ => SessionError::Cancelled { what },
-                })
-            }
-            Err(e) => {
-                self.drop_conn();
-                Err(e)
-            }
-        }
+        self.exec_inner(cmd, None, on_line)
     }
 
     /// Runs `cmd` and returns its output as text (lines joined with `\n`).
@@ -454,6 +430,7 @@ impl Session {
         sink: &mut LineSink<'_>,
     ) -> Result<End, SessionError> {
         let started = Instant::now();
+        let os = self.ep.os;
         let keepalive = self.opts.keepalive;
         let cancel = self.cancel.clone();
         let endpoint = self.ep.to_string();
@@ -518,10 +495,10 @@ impl Session {
             }
             let now = Instant::now();
             if cancel.is_cancelled() {
-                break Some(End::Cancelled);
+                break Some(End::Cancelled { killed: false });
             }
             if deadline.is_some_and(|d| now >= d) {
-                break Some(End::TimedOut);
+                break Some(End::TimedOut { killed: false });
             }
             if now >= next_keepalive {
                 match sess.keepalive_send() {
@@ -544,12 +521,29 @@ impl Session {
                 last_rx = Instant::now();
             }
         };
-        if let Some(end) = end {
+        if let Some(mut end) = end {
             restore_blocking(&sess);
-            sess.set_timeout(5000);
+            // Kill the tree first (a second channel), so the close below does not wait for it.
+            let killed = match sink.pid {
+                Some(pid) => kill_tree_blocking(&sess, os, pid),
+                None => Err("the guest never reported a process id".to_string()),
+            };
+            match &killed {
+                Ok(()) => tracing::info!("{what}: killed the remote process tree"),
+                Err(e) => tracing::warn!(
+                    "{what}: could not kill the remote process tree ({e}); dropping the connection"
+                ),
+            }
+            sess.set_timeout(if killed.is_ok() { 5000 } else { 1000 });
             let _ = ch.close();
+            if killed.is_ok() {
+                let _ = ch.wait_close();
+            }
             drop(ch);
             sess.set_timeout(BLOCKING_TIMEOUT.as_millis() as u32);
+            if let End::TimedOut { killed: k } | End::Cancelled { killed: k } = &mut end {
+                *k = killed.is_ok();
+            }
             return Ok(end);
         }
         // EOF: wait for the close (bounded) to get the exit status.
@@ -579,44 +573,6 @@ impl Session {
         }))
     }
 
-    /// Kills the remote process tree of a timed-out or cancelled command (best effort; on
-    /// failure the connection is dropped, which is all that is left to do).
-    fn kill_remote(&mut self, pid: Option<u32>, what: &str) {
-        let Some(pid) = pid else {
-            tracing::warn!(
-                "{what}: the guest never reported a process id; closing the connection instead"
-            );
-            self.drop_conn();
-            return;
-        };
-        let line = match wrap::command_line(self.ep.os, &wrap::kill_tree(self.ep.os, pid)) {
-            Ok(l) => l,
-            Err(_) => return,
-        };
-        let was = self.cancel.clone();
-        // The kill must run even when the cancel flag is what brought us here.
-        self.cancel = CancelHandle::default();
-        let mut sink_fn = |_: Stream, _: &str| {};
-        let mut sink = LineSink::new(&mut sink_fn);
-        let r = self.stream(
-            &line,
-            "killing the remote process tree",
-            Some(KILL_TIMEOUT),
-            None,
-            &mut sink,
-        );
-        self.cancel = was;
-        match r {
-            Ok(End::Exited(_)) => tracing::info!("{what}: killed remote process tree {pid}"),
-            _ => {
-                tracing::warn!(
-                    "{what}: could not kill remote process tree {pid}; dropping the connection"
-                );
-                self.drop_conn();
-            }
-        }
-    }
-
     /// Runs `line` with `feed` writing its stdin (blocking, 1 MiB writes), streaming output.
     pub(crate) fn exec_with_stdin(
         &mut self,
@@ -624,30 +580,38 @@ impl Session {
         feed: &mut dyn FnMut(&mut ssh2::Channel) -> std::io::Result<()>,
         on_line: &mut dyn FnMut(Stream, &str),
     ) -> Result<ExitStatus, SessionError> {
+        self.exec_inner(cmd, Some(feed), on_line)
+    }
+
+    fn exec_inner(
+        &mut self,
+        cmd: &RemoteCommand,
+        feed: Option<&mut dyn FnMut(&mut ssh2::Channel) -> std::io::Result<()>>,
+        on_line: &mut dyn FnMut(Stream, &str),
+    ) -> Result<ExitStatus, SessionError> {
         let line = wrap::command_line(self.ep.os, cmd)?;
         let what = describe(self.ep.os, cmd);
+        let timeout = cmd.timeout.or(self.opts.default_command_timeout);
         self.check_cancel(&what)?;
         let mut sink = LineSink::new(on_line);
-        let r = self.stream(&line, &what, cmd.timeout, Some(feed), &mut sink);
-        let pid = sink.pid;
+        let result = self.stream(&line, &what, timeout, feed, &mut sink);
         sink.flush();
-        match r {
-            Ok(End::Exited(code)) => Ok(ExitStatus { code }),
-            Ok(end) => {
-                self.kill_remote(pid, &what);
-                Err(match end {
-                    End::TimedOut => SessionError::Timeout {
-                        what,
-                        after: cmd.timeout.unwrap_or_default(),
-                    },
-                    _ => SessionError::Cancelled { what },
-                })
-            }
-            Err(e) => {
-                self.drop_conn();
-                Err(e)
-            }
+        let (killed, err) = match result {
+            Ok(End::Exited(code)) => return Ok(ExitStatus { code }),
+            Ok(End::TimedOut { killed }) => (
+                killed,
+                SessionError::Timeout {
+                    what,
+                    after: timeout.unwrap_or_default(),
+                },
+            ),
+            Ok(End::Cancelled { killed }) => (killed, SessionError::Cancelled { what }),
+            Err(e) => (false, e),
+        };
+        if !killed {
+            self.drop_conn();
         }
+        Err(err)
     }
 }
 
@@ -655,6 +619,24 @@ impl Drop for Session {
     fn drop(&mut self) {
         self.disconnect();
     }
+}
+
+/// Runs the kill command for the tree of `pid` on its own channel (blocking, bounded).
+fn kill_tree_blocking(sess: &ssh2::Session, os: GuestOs, pid: u32) -> Result<(), String> {
+    let line = wrap::command_line(os, &wrap::kill_tree(os, pid)).map_err(|e| e.to_string())?;
+    sess.set_timeout(KILL_TIMEOUT.as_millis() as u32);
+    let r = (|| -> Result<(), ssh2::Error> {
+        let mut ch = sess.channel_session()?;
+        ch.exec(&line)?;
+        ch.send_eof()?;
+        let mut sink = Vec::new();
+        let _ = ch.read_to_end(&mut sink);
+        let _ = ch.stderr().read_to_end(&mut sink);
+        ch.wait_close()?;
+        Ok(())
+    })();
+    sess.set_timeout(BLOCKING_TIMEOUT.as_millis() as u32);
+    r.map_err(|e| e.to_string())
 }
 
 /// libssh2's "try again" in non-blocking mode.

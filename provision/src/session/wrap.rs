@@ -173,7 +173,7 @@ pub fn kill_tree(os: GuestOs, pid: u32) -> RemoteCommand {
         GuestOs::Linux => RemoteCommand::new([
             "sh".to_string(),
             "-c".to_string(),
-            format!("kill -KILL -- -{pid} 2>/dev/null; kill -KILL {pid} 2>/dev/null; true"),
+            format!("kill -9 -{pid} 2>/dev/null; kill -9 {pid} 2>/dev/null; true"),
         ]),
     }
 }
@@ -302,6 +302,6 @@ mod tests {
         let w = windows_source(&kill_tree(GuestOs::Windows, 42)).unwrap();
         assert!(w.contains("taskkill.exe /T /F /PID 42"));
         let l = linux_command(&kill_tree(GuestOs::Linux, 42)).unwrap();
-        assert!(l.contains("kill -KILL -- -42"));
+        assert!(l.contains("kill -9 -42"));
     }
 }
