@@ -530,18 +530,25 @@ fn serve(mut conn: TcpStream, which: Listener, ctx: &Ctx) -> std::io::Result<()>
     let Some(req) = read_request(&conn)? else {
         return Ok(());
     };
-    let reply = {
+    // Log before answering, and count body bytes before handing them to the socket, so a client
+    // that has read a response always finds it (and its bytes) in the log.
+    let (reply, index) = {
         let mut s = ctx.state.lock().unwrap();
-        route(&mut s, which, ctx, &req)
+        let reply = route(&mut s, which, ctx, &req);
+        s.log.push(Request {
+            listener: which,
+            method: req.method,
+            target: req.target,
+            headers: req.headers,
+            status: reply.status,
+            body_bytes: 0,
+        });
+        (reply, s.log.len() - 1)
     };
-    let (status, sent) = write_reply(&mut conn, reply);
-    ctx.state.lock().unwrap().log.push(Request {
-        listener: which,
-        method: req.method,
-        target: req.target,
-        headers: req.headers,
-        status,
-        body_bytes: sent,
+    write_reply(&mut conn, reply, |n| {
+        if let Some(r) = ctx.state.lock().unwrap().log.get_mut(index) {
+            r.body_bytes += n;
+        }
     });
     let _ = conn.shutdown(std::net::Shutdown::Both);
     Ok(())
@@ -566,7 +573,7 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-fn write_reply(conn: &mut TcpStream, reply: Reply) -> (u16, u64) {
+fn write_reply(conn: &mut TcpStream, reply: Reply, count: impl Fn(u64)) {
     let len = match &reply.body {
         Body::Bytes(b) => b.len() as u64,
         Body::Blob(_, start, end, _) => end - start,
@@ -581,15 +588,19 @@ fn write_reply(conn: &mut TcpStream, reply: Reply) -> (u16, u64) {
     }
     head.push_str("\r\n");
     if conn.write_all(head.as_bytes()).is_err() {
-        return (reply.status, 0);
+        return;
     }
-    let sent = match reply.body {
-        Body::Bytes(b) => conn.write_all(&b).map(|_| b.len() as u64).unwrap_or(0),
+    match reply.body {
+        Body::Bytes(b) => {
+            count(b.len() as u64);
+            let _ = conn.write_all(&b);
+        }
         Body::Blob(blob, start, end, cut) => {
             let stop = cut.map_or(end, |c| (start + c).min(end));
             let mut pos = start;
             while pos < stop {
                 let next = (pos + (1 << 20)).min(stop);
+                count(next - pos);
                 if conn
                     .write_all(&blob.bytes[pos as usize..next as usize])
                     .is_err()
@@ -598,11 +609,9 @@ fn write_reply(conn: &mut TcpStream, reply: Reply) -> (u16, u64) {
                 }
                 pos = next;
             }
-            pos - start
         }
-    };
+    }
     let _ = conn.flush();
-    (reply.status, sent)
 }
 
 fn header<'a>(req: &'a Parsed, name: &str) -> Option<&'a str> {
