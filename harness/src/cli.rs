@@ -59,4 +59,9 @@ pub enum Command {
     Doctor(cmd::doctor::DoctorArgs),
     /// Print a shell completion script.
     Completions(cmd::completions::CompletionsArgs),
+    /// Install the efW runtime in the guest (no-op when the same build is installed and verified).
+    Install(cmd::install::InstallArgs),
+    /// Install, remove or list eBPF extensions (ntosebpfext) in the guest.
+    #[command(subcommand)]
+    Ext(cmd::install::ExtCmd),
 }

@@ -9,6 +9,7 @@ use crate::context::Context;
 pub mod completions;
 pub mod config;
 pub mod doctor;
+pub mod install;
 
 /// Runs the chosen subcommand.
 pub fn dispatch(ctx: &Context, command: &Command) -> anyhow::Result<ExitCode> {
@@ -16,5 +17,7 @@ pub fn dispatch(ctx: &Context, command: &Command) -> anyhow::Result<ExitCode> {
         Command::Config(c) => config::run(ctx, c),
         Command::Doctor(a) => doctor::run(ctx, a),
         Command::Completions(a) => completions::run(a),
+        Command::Install(a) => install::run(ctx, a),
+        Command::Ext(c) => install::run_ext(ctx, c),
     }
 }

@@ -74,3 +74,60 @@ pub struct ExtensionState {
     /// Program types (GUIDs) from the config that are missing from the eBPF store.
     pub program_types_missing: Vec<String>,
 }
+
+/// Where the host keeps the install record of a VM: `<state>/vms/<vm>/installed.json`. Suites
+/// read it to set `CI_EFW_VERSION`; `harness repro` to check the same build is installed.
+pub fn host_record_path(state_dir: &std::path::Path, vm_name: &str) -> PathBuf {
+    state_dir.join("vms").join(vm_name).join("installed.json")
+}
+
+/// Saves the record atomically (temp file + rename).
+pub fn save_host_record(path: &std::path::Path, record: &InstallRecord) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    let text = serde_json::to_string_pretty(record).map_err(std::io::Error::other)?;
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Reads the record; `Ok(None)` when nothing was installed yet.
+pub fn load_host_record(path: &std::path::Path) -> std::io::Result<Option<InstallRecord>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_record_round_trips_and_absent_is_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = host_record_path(dir.path(), "efw");
+        assert_eq!(load_host_record(&path).unwrap(), None);
+        let rec = InstallRecord {
+            build: InstalledBuild {
+                key: "gh-artifact-1".into(),
+                source: "main".into(),
+                run_id: Some(7),
+                version: Some("0.21.0".into()),
+                ..Default::default()
+            },
+            method: InstallMethod::InstallPsm1,
+            guest_dir: r"C:\harness\efw\gh-artifact-1".into(),
+            installed_at: 1,
+            harness_version: "0.1.0".into(),
+        };
+        save_host_record(&path, &rec).unwrap();
+        assert_eq!(load_host_record(&path).unwrap(), Some(rec));
+        std::fs::write(&path, "{").unwrap();
+        assert!(load_host_record(&path).is_err());
+    }
+}

@@ -1,0 +1,362 @@
+//! `harness install` (the efW runtime) and `harness ext install|remove|list` (extensions).
+//!
+//! Thin: fetch the build with `artifacts`, open a guest session, call `provision::install`, print
+//! its events and result. The helpers are public so `harness up` can run the same steps.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+
+use artifacts::{BuildSourceConfig, FetchOptions, Fetcher, SourceSpec};
+use provision::install::{
+    self, BuildToInstall, ExtensionState, InstallEvent, InstallOptions, InstallOutcome,
+    InstallReport, InstalledBuild,
+};
+use provision::session::{Endpoint, Session, SessionOptions};
+
+use crate::context::{Context, expand_home};
+
+/// Arguments of `harness install`.
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// Which efW build: main, run:<id>, release:<version>, file:<zip or dir>, url:<https://…>
+    /// (default: `[efw] source`).
+    #[arg(long, value_name = "SPEC")]
+    pub source: Option<String>,
+    /// Reinstall even if the same build is installed and verified.
+    #[arg(long)]
+    pub force: bool,
+    /// Use only cached builds; never touch the network.
+    #[arg(long)]
+    pub offline: bool,
+}
+
+/// `harness ext …`.
+#[derive(Debug, Subcommand)]
+pub enum ExtCmd {
+    /// Install (or reinstall) extensions: the named one, or every enabled one.
+    Install {
+        /// Extension name (`[extensions.NAME]`).
+        name: Option<String>,
+        /// Build source for this install (default: `[extensions.NAME.build] source`).
+        #[arg(long, value_name = "SPEC")]
+        source: Option<String>,
+        /// Use only cached builds.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Remove extensions: the named one, or every configured one.
+    Remove {
+        /// Extension name.
+        name: Option<String>,
+    },
+    /// Show each configured extension's service and program types in the guest.
+    List,
+}
+
+/// `harness install`.
+pub fn run(ctx: &Context, args: &InstallArgs) -> anyhow::Result<ExitCode> {
+    let build = fetch_build(
+        ctx,
+        &ctx.config.efw,
+        args.source.as_deref(),
+        args.offline,
+        "efW",
+    )
+    .context("fetching the efW build")?;
+    let mut session = connect(ctx)?;
+    let mut printer = EventPrinter::new(ctx);
+    let report = install_runtime(ctx, &mut session, &build, args.force, &mut |e| {
+        printer.on_event(e)
+    })?;
+    if ctx.json {
+        let doc = serde_json::json!({ "report": report, "events": printer.events });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        print_report(&report);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `harness ext …`.
+pub fn run_ext(ctx: &Context, cmd: &ExtCmd) -> anyhow::Result<ExitCode> {
+    // Bad names are reported before anything touches the network or the guest.
+    let names = match cmd {
+        ExtCmd::Install { name, .. } => chosen(ctx, name.as_deref(), true)?,
+        ExtCmd::Remove { name } => chosen(ctx, name.as_deref(), false)?,
+        ExtCmd::List => Vec::new(),
+    };
+    let mut session = connect(ctx)?;
+    match cmd {
+        ExtCmd::Install {
+            source, offline, ..
+        } => {
+            let mut states = Vec::new();
+            let mut printer = EventPrinter::new(ctx);
+            for n in &names {
+                let entry = &ctx.config.extensions[n];
+                let mut build_cfg = entry.build.clone();
+                if build_cfg.expect.is_empty() {
+                    build_cfg.expect = vec![
+                        entry.install.driver.clone(),
+                        entry.install.export_tool.clone(),
+                    ];
+                }
+                let build = fetch_build(ctx, &build_cfg, source.as_deref(), *offline, n)
+                    .with_context(|| format!("fetching the {n} build"))?;
+                let state = install::install_extension(
+                    &mut session,
+                    n,
+                    &entry.install,
+                    &build,
+                    &ctx.config.install,
+                    &mut |e| printer.on_event(e),
+                )?;
+                states.push(state);
+            }
+            print_states(ctx, &states, &printer.events)?;
+        }
+        ExtCmd::Remove { .. } => {
+            let mut states = Vec::new();
+            let mut printer = EventPrinter::new(ctx);
+            for n in &names {
+                let cfg = &ctx.config.extensions[n].install;
+                states.push(install::remove_extension(&mut session, n, cfg, &mut |e| {
+                    printer.on_event(e)
+                })?);
+            }
+            print_states(ctx, &states, &printer.events)?;
+        }
+        ExtCmd::List => {
+            let configs: Vec<_> = ctx
+                .config
+                .extensions
+                .iter()
+                .map(|(n, e)| (n.clone(), e.install.clone()))
+                .collect();
+            let states = install::list_extensions(&mut session, &configs)?;
+            print_states(ctx, &states, &[])?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Installs `build` with the configured options, keeps logs in a new results folder, and
+/// records what is installed in host state (`<state>/vms/<vm>/installed.json`).
+pub fn install_runtime(
+    ctx: &Context,
+    session: &mut Session,
+    build: &BuildToInstall,
+    force: bool,
+    on_event: &mut dyn FnMut(&InstallEvent),
+) -> anyhow::Result<InstallReport> {
+    let results_dir = ctx.paths.results.join(format!("install-{}", unix_now()));
+    let mut opts = InstallOptions::new(ctx.config.install.clone(), results_dir);
+    opts.force = force;
+    opts.cancel = Some(ctx.cancel.flag());
+    opts.psexec_candidates = psexec_candidates(ctx);
+    let report = install::install_runtime(session, build, &opts, on_event)?;
+    let state = install::host_record_path(&ctx.paths.state, &ctx.config.vm.name);
+    install::save_host_record(&state, &report.record)
+        .with_context(|| format!("recording the installed build in {}", state.display()))?;
+    Ok(report)
+}
+
+/// Where PsExec64.exe may be on the host: `[install] psexec`, then `<cache>/tools/PsExec64.exe`.
+pub fn psexec_candidates(ctx: &Context) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = ctx
+        .config
+        .install
+        .psexec
+        .iter()
+        .map(|p| expand_home(p))
+        .collect();
+    v.push(ctx.paths.cache.join("tools").join("PsExec64.exe"));
+    v
+}
+
+/// Fetches (or takes from the cache) a build and describes it for the installer.
+pub fn fetch_build(
+    ctx: &Context,
+    cfg: &BuildSourceConfig,
+    source: Option<&str>,
+    offline: bool,
+    what: &str,
+) -> anyhow::Result<BuildToInstall> {
+    let spec = SourceSpec::parse(source.unwrap_or(&cfg.source))
+        .with_context(|| format!("reading the {what} source spec"))?;
+    let mut opts = FetchOptions::new(ctx.paths.cache.clone());
+    opts.api_url = ctx.config.github.api_url.clone();
+    opts.token = artifacts::token_from_env();
+    opts.offline = offline;
+    opts.progress = ctx.progress();
+    opts.cancel = Some(ctx.cancel.flag());
+    let build = Fetcher::new(opts)?.fetch(cfg, &spec)?;
+    for w in &build.warnings {
+        if !ctx.json {
+            eprintln!("warning: {w}");
+        }
+    }
+    Ok(BuildToInstall {
+        local_dir: build.path.clone(),
+        provenance: InstalledBuild {
+            key: build.meta.key.clone(),
+            source: build.meta.source.clone(),
+            repo: build.meta.repo.clone(),
+            run_id: build.meta.run_id,
+            head_sha: build.meta.head_sha.clone(),
+            version: build.meta.version.clone(),
+        },
+    })
+}
+
+/// A session to the configured guest (`[vm]`; the qemu backend's port must be in `[vm] port`).
+pub fn connect(ctx: &Context) -> anyhow::Result<Session> {
+    let ep = Endpoint::from_config(&ctx.config.vm, &ctx.paths.state, None);
+    if ep.port == 0 {
+        anyhow::bail!(
+            "no SSH port for the guest: start it with `harness up`, or set [vm] host and port for an existing machine"
+        );
+    }
+    let opts = SessionOptions::in_state(&ctx.paths.state);
+    let session =
+        Session::connect(&ep, &opts).with_context(|| format!("connecting to the guest at {ep}"))?;
+    Ok(
+        session.with_cancel(provision::session::CancelHandle::from_flag(
+            ctx.cancel.flag(),
+        )),
+    )
+}
+
+fn chosen(ctx: &Context, name: Option<&str>, only_enabled: bool) -> anyhow::Result<Vec<String>> {
+    match name {
+        Some(n) if ctx.config.extensions.contains_key(n) => Ok(vec![n.to_string()]),
+        Some(n) => anyhow::bail!(
+            "no extension `{n}` in the configuration (configured: {}); add an [extensions.{n}] section",
+            ctx.config
+                .extensions
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        None => Ok(ctx
+            .config
+            .extensions
+            .iter()
+            .filter(|(_, e)| !only_enabled || e.install.enabled)
+            .map(|(n, _)| n.clone())
+            .collect()),
+    }
+}
+
+/// Renders install events as plain progress lines on stderr (text mode) and keeps them for
+/// `--json`.
+pub struct EventPrinter {
+    json: bool,
+    quiet: bool,
+    /// Every event seen, for `--json`.
+    pub events: Vec<InstallEvent>,
+}
+
+impl EventPrinter {
+    pub fn new(ctx: &Context) -> Self {
+        EventPrinter {
+            json: ctx.json,
+            quiet: ctx.verbosity < 0,
+            events: Vec::new(),
+        }
+    }
+
+    pub fn on_event(&mut self, e: &InstallEvent) {
+        self.events.push(e.clone());
+        if self.json || self.quiet {
+            return;
+        }
+        match e {
+            InstallEvent::StepStarted { .. } => {}
+            InstallEvent::StepFinished { step, elapsed, ok } => {
+                let mark = if *ok { "ok" } else { "FAILED" };
+                eprintln!(
+                    "  {mark:>6} {:<30} {:>6.1}s",
+                    step.label(),
+                    elapsed.as_secs_f64()
+                );
+            }
+            InstallEvent::Skipped { reason } => eprintln!("  {:>6} {reason}", "skip"),
+            InstallEvent::Notice { message } => eprintln!("  {:>6} {message}", "note"),
+        }
+    }
+}
+
+fn print_report(report: &InstallReport) {
+    let r = &report.record;
+    let what = match &report.outcome {
+        InstallOutcome::AlreadyInstalled => "already installed".to_string(),
+        InstallOutcome::Installed { replaced: None } => "installed".to_string(),
+        InstallOutcome::Installed {
+            replaced: Some(old),
+        } => format!("installed (replaced {})", old.key),
+    };
+    println!("efW runtime {what}: {}", r.build.key);
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    println!("  source   {}", r.build.source);
+    println!(
+        "  run id   {}",
+        r.build.run_id.map_or("-".into(), |v| v.to_string())
+    );
+    println!("  head sha {}", opt(&r.build.head_sha));
+    println!("  version  {}", opt(&r.build.version));
+    println!("  method   {}", install::plan::method_name(r.method));
+    println!("  in guest {}", r.guest_dir);
+    for c in &report.checks {
+        println!(
+            "  {:<4} {:<28} {}",
+            if c.ok { "ok" } else { "FAIL" },
+            c.name,
+            c.detail
+        );
+    }
+    if let Some(dir) = report.logs.first().and_then(|p| p.parent()) {
+        println!("  logs     {}", dir.display());
+    }
+}
+
+fn print_states(
+    ctx: &Context,
+    states: &[ExtensionState],
+    events: &[InstallEvent],
+) -> anyhow::Result<()> {
+    if ctx.json {
+        let doc = serde_json::json!({ "extensions": states, "events": events });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
+    if states.is_empty() {
+        println!("no extensions configured");
+    }
+    for s in states {
+        println!(
+            "{:<14} service {:<14} {:<10} program types: {} present{}",
+            s.name,
+            s.service,
+            s.status.as_deref().unwrap_or("absent"),
+            s.program_types_present.len(),
+            if s.program_types_missing.is_empty() {
+                String::new()
+            } else {
+                format!(", missing {}", s.program_types_missing.join(", "))
+            }
+        );
+    }
+    Ok(())
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
