@@ -9,3 +9,4 @@ pub mod sshd;
 pub mod github;
 pub mod guest;
 pub mod gomod;
+pub mod standin;
