@@ -59,6 +59,11 @@ pub enum Command {
     Doctor(cmd::doctor::DoctorArgs),
     /// Print a shell completion script.
     Completions(cmd::completions::CompletionsArgs),
+    /// Run Go test suites and write JUnit, JSON and Markdown results (exit 0/1/2).
+    Test(cmd::test::TestArgs),
+    /// Work on results folders (merge shards).
+    #[command(subcommand)]
+    Report(cmd::report::ReportCmd),
     /// Install the efW runtime in the guest (no-op when the same build is installed and verified).
     Install(cmd::install::InstallArgs),
     /// Install, remove or list eBPF extensions (ntosebpfext) in the guest.

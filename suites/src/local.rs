@@ -136,6 +136,7 @@ impl Executor for LocalExecutor {
         let mut cancelled = false;
         let mut status = None;
         let mut drain_until: Option<Instant> = None;
+        let mut killed = false;
         loop {
             match rx.recv_timeout(Duration::from_millis(50)) {
                 Ok((s, line)) => on_line(s, &line),
@@ -161,7 +162,8 @@ impl Executor for LocalExecutor {
                         .cancel
                         .as_ref()
                         .is_some_and(|c| c.load(Ordering::SeqCst));
-                    if cancel || Instant::now() >= deadline {
+                    if !killed && (cancel || Instant::now() >= deadline) {
+                        killed = true;
                         cancelled = cancel;
                         timed_out = !cancel;
                         tracing::warn!(argv = ?req.argv, timed_out, cancelled, "killing process group");

@@ -187,7 +187,21 @@ pub fn excerpt(t: &TestState, n: usize) -> String {
         text.push_str(s);
     }
     let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
+    printable(&lines[lines.len().saturating_sub(n)..].join("\n"))
+}
+
+/// Control characters (terminal escapes, NUL…) shown as `\u{1b}` instead of being sent to a
+/// terminal or a Markdown page; tabs and newlines stay.
+pub fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() && c != '\n' && c != '\t' {
+            out.push_str(&c.escape_unicode().to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn totals_line(t: &Totals) -> String {
@@ -375,4 +389,18 @@ pub fn render_markdown(ex: &Execution, s: &Summary) -> String {
         let _ = writeln!(o, "- {}: `{}`", html_escape(k), html_escape(v));
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_escapes_controls_only() {
+        assert_eq!(
+            printable("a\u{1b}[31mb\tc\n\u{0}"),
+            "a\\u{1b}[31mb\tc\n\\u{0}"
+        );
+        assert_eq!(printable("]]> <&> é"), "]]> <&> é");
+    }
 }

@@ -9,6 +9,8 @@ use crate::context::Context;
 pub mod completions;
 pub mod config;
 pub mod doctor;
+pub mod report;
+pub mod test;
 pub mod install;
 
 /// Runs the chosen subcommand.
@@ -17,6 +19,8 @@ pub fn dispatch(ctx: &Context, command: &Command) -> anyhow::Result<ExitCode> {
         Command::Config(c) => config::run(ctx, c),
         Command::Doctor(a) => doctor::run(ctx, a),
         Command::Completions(a) => completions::run(a),
+        Command::Test(a) => test::run(ctx, a),
+        Command::Report(c) => report::run(ctx, c),
         Command::Install(a) => install::run(ctx, a),
         Command::Ext(c) => install::run_ext(ctx, c),
     }

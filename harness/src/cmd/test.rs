@@ -1,0 +1,234 @@
+//! `harness test`: run Go test suites and write a results folder per suite.
+//!
+//! Exit codes: 0 all passed (flaky included), 1 test failures, 2 harness or infrastructure
+//! failure (target lost, build failed, bad suite).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use indicatif::{ProgressBar, ProgressStyle};
+use suites::model::Execution;
+use suites::{Executor, RunEvent, RunOptions, Shard};
+
+use crate::context::Context;
+
+/// Arguments of `harness test`. `-v/--verbose` (global) streams the tests' output.
+#[derive(Debug, clap::Args)]
+pub struct TestArgs {
+    /// Suites to run (default: every configured suite).
+    pub suites: Vec<String>,
+    /// Run only tests matching this regular expression (replaces the suite's `-run`).
+    #[arg(long, value_name = "REGEX")]
+    pub run: Option<String>,
+    /// Run each test N times (replaces the suite's `-count`).
+    #[arg(long, value_name = "N")]
+    pub count: Option<u32>,
+    /// Rerun failed tests up to N times (replaces the suite's `rerun_fails`).
+    #[arg(long, value_name = "N")]
+    pub rerun_fails: Option<u32>,
+    /// Run the I-th of N deterministic shards of the packages, e.g. `2/4`.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<Shard>,
+    /// A previous results folder whose package durations balance the shards.
+    #[arg(long, value_name = "DIR", requires = "shard")]
+    pub shard_durations: Option<PathBuf>,
+    /// Results folder (default: a new folder under the results dir, linked as `latest`).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Run on this Linux host instead of the VM (no VM needed; for trying a suite).
+    #[arg(long)]
+    pub local: bool,
+    /// Extra `go test` arguments, after `--`.
+    #[arg(last = true, value_name = "GO TEST ARGS")]
+    pub extra: Vec<String>,
+}
+
+/// The executor for this run. The VM path is wired by `harness`'s guest session.
+fn executor(
+    ctx: &Context,
+    args: &TestArgs,
+) -> anyhow::Result<(Box<dyn Executor>, suites::Provenance)> {
+    let mut prov = suites::Provenance {
+        harness_version: env!("CARGO_PKG_VERSION").to_string(),
+        ..Default::default()
+    };
+    if args.local {
+        prov.guest_os = Some(format!("{} (local host)", std::env::consts::OS));
+        let dir = ctx.paths.state.join("local-target");
+        return Ok((Box::new(suites::LocalExecutor::new(dir)), prov));
+    }
+    anyhow::bail!(
+        "running suites in the VM needs the guest session, which this build does not wire yet; \
+         use `harness test --local` to run on this host"
+    )
+}
+
+/// Draws the live progress line and, when verbose, streams test output.
+struct Progress {
+    bar: ProgressBar,
+    verbose: bool,
+    planned: Option<usize>,
+}
+
+impl Progress {
+    fn line(&self, ex: &Execution) -> String {
+        let t = ex.totals();
+        let total = self.planned.map_or("?".to_string(), |n| n.to_string());
+        let running = ex
+            .running_test()
+            .map(|(p, t)| format!(" · {t} ({p})"))
+            .unwrap_or_default();
+        format!(
+            "packages {}/{total} · {} passed, {} failed, {} skipped{running}",
+            ex.packages_done(),
+            t.passed,
+            t.failed,
+            t.skipped
+        )
+    }
+}
+
+impl suites::Observer for Progress {
+    fn on_event(&mut self, e: &RunEvent<'_>, ex: &Execution) {
+        match e {
+            RunEvent::Phase(p) => self.bar.set_message(format!("{p}…")),
+            RunEvent::Planned { packages } => self.planned = Some(*packages),
+            RunEvent::Built {
+                done,
+                total,
+                package,
+                ok,
+            } => {
+                if !ok {
+                    self.bar.println(format!("build failed: {package}"));
+                }
+                self.bar.set_message(format!("building {done}/{total}"));
+            }
+            RunEvent::Rerun { round, targets } => {
+                let n: usize = targets
+                    .iter()
+                    .map(|t| t.tests.as_ref().map_or(1, Vec::len))
+                    .sum();
+                self.bar.println(format!(
+                    "rerun {round}: {n} failed test(s) in {} package(s)",
+                    targets.len()
+                ));
+            }
+            RunEvent::Event(ev) => {
+                if self.verbose
+                    && let Some(o) = &ev.output
+                {
+                    self.bar.suspend(|| eprint!("{o}"));
+                }
+                if ev.action.is_terminal() || ev.action == suites::event::Action::Run {
+                    self.bar.set_message(self.line(ex));
+                }
+            }
+            RunEvent::Output(l) => {
+                if self.verbose {
+                    self.bar.suspend(|| eprintln!("{l}"));
+                }
+            }
+        }
+    }
+}
+
+fn durations(dir: &Path) -> anyhow::Result<std::collections::BTreeMap<String, f64>> {
+    let s = suites::results::read_summary(dir)?;
+    Ok(s.packages
+        .into_iter()
+        .map(|p| (p.name, p.elapsed))
+        .collect())
+}
+
+pub fn run(ctx: &Context, args: &TestArgs) -> anyhow::Result<ExitCode> {
+    let names: Vec<String> = if args.suites.is_empty() {
+        ctx.config.suites.keys().cloned().collect()
+    } else {
+        args.suites.clone()
+    };
+    if names.is_empty() {
+        anyhow::bail!("no suites configured; add a [suites.NAME] section to the config");
+    }
+    for n in &names {
+        if !ctx.config.suites.contains_key(n) {
+            let known: Vec<&String> = ctx.config.suites.keys().collect();
+            anyhow::bail!("no suite named `{n}`; configured suites: {known:?}");
+        }
+    }
+    let shard_durations = args
+        .shard_durations
+        .as_deref()
+        .map(durations)
+        .transpose()
+        .context("reading --shard-durations")?;
+    let (mut exec, base_prov) = executor(ctx, args)?;
+    let mut worst = 0u8;
+    let mut docs = Vec::new();
+    for name in &names {
+        let suite = ctx.config.suites[name].clone();
+        let module = suites::resolve_module_dir(
+            suite
+                .path
+                .as_deref()
+                .map(crate::context::expand_home)
+                .as_deref(),
+        )
+        .with_context(|| format!("suite `{name}`"))?;
+        let mut opts = RunOptions::new(name.clone(), suite, &module);
+        opts.run = args.run.clone();
+        opts.count = args.count;
+        opts.rerun_fails = args.rerun_fails;
+        opts.shard = args.shard;
+        opts.shard_durations = shard_durations.clone();
+        opts.extra_args = args.extra.clone();
+        opts.cancel = Some(ctx.cancel.flag());
+        let mut prov = base_prov.clone();
+        prov.library_commit = suites::gotool::git_commit(&module);
+
+        let bar = if ctx.progress() {
+            ProgressBar::new_spinner()
+        } else {
+            ProgressBar::hidden()
+        };
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {prefix}: {wide_msg}").expect("template"),
+        );
+        bar.set_prefix(name.clone());
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        let mut progress = Progress {
+            bar,
+            verbose: ctx.verbosity > 0 && !ctx.json,
+            planned: None,
+        };
+        let record = suites::run(exec.as_mut(), &opts, &mut progress)
+            .with_context(|| format!("running suite `{name}`"))?;
+        progress.bar.finish_and_clear();
+
+        let dir = match &args.out {
+            Some(d) if names.len() > 1 => d.join(name),
+            Some(d) => d.clone(),
+            None => suites::new_run_dir(&ctx.paths.results, name)?,
+        };
+        let written = suites::write(&dir, &record, &prov)
+            .with_context(|| format!("writing results to {}", dir.display()))?;
+        worst = worst.max(written.summary.exit_code);
+        if ctx.json {
+            docs.push(serde_json::json!({"suite": name, "dir": dir, "summary": written.summary}));
+        } else {
+            print!(
+                "{}",
+                suites::render_console(&record.execution, &written.summary)
+            );
+            println!("results: {}", dir.display());
+        }
+    }
+    if ctx.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"exit_code": worst, "suites": docs}))?
+        );
+    }
+    Ok(ExitCode::from(worst))
+}
