@@ -10,3 +10,4 @@ pub mod github;
 pub mod guest;
 pub mod gomod;
 pub mod standin;
+pub mod ps1;
