@@ -59,6 +59,9 @@ pub enum Command {
     Doctor(cmd::doctor::DoctorArgs),
     /// Print a shell completion script.
     Completions(cmd::completions::CompletionsArgs),
+    /// Fetch, list and prune efW (and extension) builds in the cache.
+    #[command(subcommand)]
+    Artifacts(cmd::artifacts::ArtifactsCmd),
     /// Run Go test suites and write JUnit, JSON and Markdown results (exit 0/1/2).
     Test(cmd::test::TestArgs),
     /// Work on results folders (merge shards).

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use crate::cli::Command;
 use crate::context::Context;
 
+pub mod artifacts;
 pub mod completions;
 pub mod config;
 pub mod doctor;
@@ -19,6 +20,7 @@ pub fn dispatch(ctx: &Context, command: &Command) -> anyhow::Result<ExitCode> {
         Command::Config(c) => config::run(ctx, c),
         Command::Doctor(a) => doctor::run(ctx, a),
         Command::Completions(a) => completions::run(a),
+        Command::Artifacts(c) => artifacts::run(ctx, c),
         Command::Test(a) => test::run(ctx, a),
         Command::Report(c) => report::run(ctx, c),
         Command::Install(a) => install::run(ctx, a),
