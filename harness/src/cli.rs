@@ -72,4 +72,10 @@ pub enum Command {
     /// Install, remove or list eBPF extensions (ntosebpfext) in the guest.
     #[command(subcommand)]
     Ext(cmd::install::ExtCmd),
+    /// Run a command in the guest with live output; exits with its status.
+    Exec(cmd::guest::ExecArgs),
+    /// Copy files or directories to or from the guest (`guest:PATH` on one side).
+    Cp(cmd::guest::CpArgs),
+    /// Open an interactive shell in the guest with the system ssh client and the pinned host key.
+    Ssh(cmd::guest::SshArgs),
 }

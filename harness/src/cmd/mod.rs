@@ -10,6 +10,7 @@ pub mod artifacts;
 pub mod completions;
 pub mod config;
 pub mod doctor;
+pub mod guest;
 pub mod report;
 pub mod test;
 pub mod install;
@@ -25,5 +26,8 @@ pub fn dispatch(ctx: &Context, command: &Command) -> anyhow::Result<ExitCode> {
         Command::Report(c) => report::run(ctx, c),
         Command::Install(a) => install::run(ctx, a),
         Command::Ext(c) => install::run_ext(ctx, c),
+        Command::Exec(a) => guest::run_exec(ctx, a),
+        Command::Cp(a) => guest::run_cp(ctx, a),
+        Command::Ssh(a) => guest::run_ssh(ctx, a),
     }
 }

@@ -22,7 +22,7 @@ pub mod wrap;
 pub use error::SessionError;
 pub use script::Script;
 pub use ssh::{CancelHandle, Session};
-pub use transfer::TreeStats;
+pub use transfer::{PathKind, TreeStats};
 
 /// The guest's operating system: decides how commands are wrapped and how trees are unpacked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -121,8 +121,21 @@ pub mod builtin {
         include_str!("../../scripts/windows/session/tar_dir.ps1"),
     );
 
+    /// Whether a path is a directory, a file or missing.
+    pub const PATH_KIND_WINDOWS: Script = Script::windows(
+        "session/path_kind.ps1",
+        include_str!("../../scripts/windows/session/path_kind.ps1"),
+    );
+    /// See [`PATH_KIND_WINDOWS`].
+    pub const PATH_KIND_LINUX: Script = Script::linux(
+        "session/path_kind.sh",
+        include_str!("../../scripts/linux/session/path_kind.sh"),
+    );
+
     /// Every embedded session script (tests parse them all).
     pub const ALL: &[Script] = &[
+        PATH_KIND_WINDOWS,
+        PATH_KIND_LINUX,
         UNTAR_WINDOWS,
         TAR_DIR_WINDOWS,
         PROBE_WINDOWS,

@@ -136,6 +136,14 @@ impl Session {
         self.cancel.clone()
     }
 
+    /// The negotiated client→server cipher of the open connection (diagnostics, benchmarks).
+    pub fn cipher(&self) -> Option<String> {
+        self.conn
+            .as_ref()?
+            .methods(ssh2::MethodType::CryptCs)
+            .map(str::to_string)
+    }
+
     /// Whether a connection is currently open (it is re-opened on demand).
     pub fn is_connected(&self) -> bool {
         self.conn.is_some()

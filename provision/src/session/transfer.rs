@@ -17,6 +17,14 @@ use super::{GuestOs, RemoteCommand, Session, SessionError, Stream};
 /// 1 MiB: libssh2 needs large writes to reach full speed (crates.md §2).
 const CHUNK: usize = 1 << 20;
 
+/// What a guest path is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathKind {
+    Dir,
+    File,
+    Missing,
+}
+
 /// What a tree transfer moved (regular files only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TreeStats {
@@ -422,6 +430,25 @@ impl Session {
         let arrived = local_tree_sizes(local_dir)
             .map_err(|e| SessionError::io(format!("listing {}", local_dir.display()), e))?;
         compare_trees(&expected, &arrived).map_err(|e| self.transfer_err(&what, e, false))
+    }
+
+    /// What a guest path is (`harness cp` picks file or tree transfer by it).
+    pub fn remote_path_kind(&mut self, path: &str) -> Result<PathKind, SessionError> {
+        let script = match self.os() {
+            GuestOs::Windows => builtin::PATH_KIND_WINDOWS,
+            GuestOs::Linux => builtin::PATH_KIND_LINUX,
+        };
+        let v = self.run_script(&script, &[("Path", path.to_string())])?;
+        match v.get("kind").and_then(|k| k.as_str()) {
+            Some("dir") => Ok(PathKind::Dir),
+            Some("file") => Ok(PathKind::File),
+            Some("missing") => Ok(PathKind::Missing),
+            _ => Err(SessionError::BadScriptOutput {
+                script: script.name.into(),
+                reason: "no `kind` field".into(),
+                stdout_tail: v.to_string(),
+            }),
+        }
     }
 
     /// `relative path → size` of every file under a guest directory.

@@ -1,0 +1,178 @@
+//! `harness exec`, `harness cp`, `harness ssh` against a real sshd on loopback (`[vm] backend =
+//! "ssh"`, Linux guest flavour). One sshd for this binary.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use testsupport::sshd::Sshd;
+
+fn sshd() -> &'static Sshd {
+    static S: OnceLock<Sshd> = OnceLock::new();
+    S.get_or_init(|| Sshd::start().expect("starting sshd"))
+}
+
+/// A harness command with an isolated config and state pointing at the test sshd.
+fn harness(dir: &Path) -> Command {
+    let s = sshd();
+    let cfg = dir.join("harness.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[vm]\nbackend = \"ssh\"\nos = \"linux\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\nidentity = \"{}\"\n",
+            s.port(),
+            s.user(),
+            s.client_key().display()
+        ),
+    )
+    .unwrap();
+    let mut c = Command::cargo_bin("harness").unwrap();
+    c.current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap())
+        .env("HOME", dir)
+        .env("XDG_CONFIG_HOME", dir.join("xdg-config"))
+        .env("HARNESS_STATE_DIR", dir.join("state"))
+        .env("HARNESS_CACHE_DIR", dir.join("cache"))
+        .arg("-c")
+        .arg(&cfg);
+    c
+}
+
+#[test]
+fn exec_streams_output_and_exits_with_the_remote_status() {
+    let d = tempfile::tempdir().unwrap();
+    harness(d.path())
+        .args([
+            "exec",
+            "--env",
+            "GREETING=hi there",
+            "--",
+            "echo \"$GREETING\"; echo oops >&2; exit 3",
+        ])
+        .assert()
+        .code(3)
+        .stdout("hi there\n")
+        .stderr(predicate::str::contains("oops"));
+    harness(d.path())
+        .args(["--json", "exec", "--cwd", "/", "pwd"])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("\"exit_code\":0")
+                .and(predicate::str::contains("\"stdout\":\"/\\n\"")),
+        );
+    // The host key was pinned in state, in OpenSSH format.
+    let kh = std::fs::read_to_string(d.path().join("state/ssh/known_hosts")).unwrap();
+    assert!(kh.contains(&sshd().host_public_key().unwrap()));
+}
+
+#[test]
+fn exec_timeout_is_an_infrastructure_error() {
+    let d = tempfile::tempdir().unwrap();
+    harness(d.path())
+        .args(["exec", "--timeout", "1", "--", "sleep 20"])
+        .timeout(std::time::Duration::from_secs(15))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("timed out"));
+}
+
+#[test]
+fn cp_files_and_trees_both_ways() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("tree");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("sub/a.txt"), "alpha").unwrap();
+    std::fs::write(src.join("b.bin"), vec![1u8; 70_000]).unwrap();
+    let remote = d.path().join("remote");
+    harness(d.path())
+        .args([
+            "--json",
+            "cp",
+            src.to_str().unwrap(),
+            &format!("guest:{}", remote.display()),
+        ])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("\"files\":2")
+                .and(predicate::str::contains("\"bytes\":70005")),
+        );
+    assert_eq!(
+        std::fs::read_to_string(remote.join("sub/a.txt")).unwrap(),
+        "alpha"
+    );
+    let back = d.path().join("back");
+    harness(d.path())
+        .args([
+            "cp",
+            &format!("guest:{}", remote.display()),
+            back.to_str().unwrap(),
+        ])
+        .assert()
+        .success();
+    assert_eq!(
+        std::fs::read(back.join("b.bin")).unwrap(),
+        vec![1u8; 70_000]
+    );
+    // A single file into an existing directory keeps its name.
+    harness(d.path())
+        .args([
+            "cp",
+            &format!("guest:{}", remote.join("sub/a.txt").display()),
+            d.path().to_str().unwrap(),
+        ])
+        .assert()
+        .success();
+    assert_eq!(
+        std::fs::read_to_string(d.path().join("a.txt")).unwrap(),
+        "alpha"
+    );
+    harness(d.path())
+        .args(["cp", "guest:/nonexistent/x", "."])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("does not exist"));
+    harness(d.path())
+        .args(["cp", "a", "b"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("guest:PATH"));
+}
+
+#[test]
+fn ssh_uses_the_pinned_host_key() {
+    let d = tempfile::tempdir().unwrap();
+    harness(d.path())
+        .args(["ssh", "--", "echo", "from-ssh"])
+        .timeout(std::time::Duration::from_secs(30))
+        .assert()
+        .success()
+        .stdout("from-ssh\n");
+    harness(d.path())
+        .args(["ssh", "--print"])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("StrictHostKeyChecking=yes")
+                .and(predicate::str::contains("HostKeyAlgorithms=ssh-ed25519")),
+        );
+    // A different pinned key: harness refuses before ssh runs, and says how to accept.
+    let kh = d.path().join("state/ssh/known_hosts");
+    std::fs::write(
+        &kh,
+        format!("[127.0.0.1]:{} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOtherKeyOtherKeyOtherKeyOtherKeyOtherKey\n", sshd().port()),
+    )
+    .unwrap();
+    harness(d.path())
+        .args(["ssh", "--", "true"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--accept-new-host-key"));
+    harness(d.path())
+        .args(["ssh", "--accept-new-host-key", "--", "true"])
+        .assert()
+        .success();
+}
