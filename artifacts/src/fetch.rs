@@ -95,6 +95,20 @@ impl Fetcher {
         &self.cache
     }
 
+    /// Downloads one URL into `dest` with this fetcher's rules (token only to the API origin,
+    /// retries, resume from an existing `dest`, progress, cancel), verifying `expected_sha256` when
+    /// given. The building block of [`Fetcher::fetch`], public for callers with their own files.
+    pub fn download_to(
+        &self,
+        url: &str,
+        dest: &Path,
+        expected_sha256: Option<&str>,
+    ) -> Result<crate::Downloaded> {
+        let parsed = parse_url(url, "the download URL")?;
+        self.http
+            .download(&parsed, ACCEPT_BYTES, dest, url, "", expected_sha256)
+    }
+
     /// Resolves `spec` (with `cfg` saying which repository, workflow, artifact…) to an unpacked build.
     pub fn fetch(&self, cfg: &BuildSourceConfig, spec: &SourceSpec) -> Result<Build> {
         let _lock = self.cache.lock()?;

@@ -32,8 +32,8 @@ mod windows;
 pub use error::InstallError;
 pub use events::{InstallEvent, Progress, Step};
 pub use record::{
-    BuildToInstall, ExtensionState, InstallRecord, InstalledBuild, host_record_path, load_host_record,
-    save_host_record,
+    BuildToInstall, ExtensionState, InstallRecord, InstalledBuild, host_record_path,
+    load_host_record, save_host_record,
 };
 pub use windows::EFW_INSTALL_DIR;
 

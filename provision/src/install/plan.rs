@@ -193,7 +193,7 @@ pub enum Plan {
     /// Install; first uninstall what is there.
     Install {
         /// The recorded build to uninstall with its own scripts, if any.
-        replace: Option<InstallRecord>,
+        replace: Option<Box<InstallRecord>>,
         /// A runtime is present without a harness record (installed by hand, or a half-done
         /// install): uninstall it with the new build's scripts.
         unknown_runtime: bool,
@@ -217,7 +217,7 @@ pub fn decide(
         }
     }
     Plan::Install {
-        replace: current.cloned(),
+        replace: current.cloned().map(Box::new),
         unknown_runtime: current.is_none() && runtime_present,
     }
 }
@@ -365,7 +365,7 @@ mod tests {
                 false,
                 Some(false),
                 Plan::Install {
-                    replace: Some(a.clone()),
+                    replace: Some(Box::new(a.clone())),
                     unknown_runtime: false,
                 },
             ),
@@ -376,7 +376,7 @@ mod tests {
                 true,
                 None,
                 Plan::Install {
-                    replace: Some(a.clone()),
+                    replace: Some(Box::new(a.clone())),
                     unknown_runtime: false,
                 },
             ),
@@ -387,7 +387,7 @@ mod tests {
                 false,
                 None,
                 Plan::Install {
-                    replace: Some(a.clone()),
+                    replace: Some(Box::new(a.clone())),
                     unknown_runtime: false,
                 },
             ),

@@ -95,9 +95,12 @@ pub fn save_host_record(path: &std::path::Path, record: &InstallRecord) -> std::
 /// Reads the record; `Ok(None)` when nothing was installed yet.
 pub fn load_host_record(path: &std::path::Path) -> std::io::Result<Option<InstallRecord>> {
     match std::fs::read_to_string(path) {
-        Ok(text) => serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))),
+        Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: {e}", path.display()),
+            )
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }

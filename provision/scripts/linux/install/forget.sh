@@ -1,4 +1,4 @@
-# Step: drop harness's install record before replacing a build. $1 = record file.
+# install/forget.sh: drop harness's install record before replacing a build. $1 = record file.
 # Prints {"removed": true|false}.
 set -eu
 if [ -e "$1" ]; then

@@ -1,4 +1,4 @@
-# Step: give a build an empty directory to be unpacked into. $1 = directory.
+# install/prepare_dir.sh: give a build an empty directory to be unpacked into. $1 = directory.
 # Prints {"removed": true|false}.
 set -eu
 dir="$1"

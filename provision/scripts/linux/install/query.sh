@@ -1,4 +1,4 @@
-# Step: what build does harness's record say is installed? $1 = record file.
+# install/query.sh: what build does harness's record say is installed? $1 = record file.
 # Prints {"marker": <record JSON> | null}.
 set -eu
 marker="$1"

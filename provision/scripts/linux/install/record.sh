@@ -1,4 +1,4 @@
-# Step: record what harness installed. $1 = record file, $2 = record JSON (made by harness).
+# install/record.sh: record what harness installed. $1 = record file, $2 = record JSON (made by harness).
 # Prints {"written": true}.
 set -eu
 marker="$1"

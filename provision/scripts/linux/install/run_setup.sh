@@ -1,4 +1,4 @@
-# Step: run a build's entry point, `sh setup.sh [--uninstall]`, from the build root, with its
+# install/run_setup.sh: run a build's entry point, `sh setup.sh [--uninstall]`, from the build root, with its
 # output in a log file the caller downloads (so a failure can show the relevant lines).
 # $1 = build dir, $2 = log file, $3 = "install" | "uninstall".
 # Prints {"exit_code": N, "log": "<path>"}; the exit code is the caller's to judge.

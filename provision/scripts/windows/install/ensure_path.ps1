@@ -1,4 +1,4 @@
-# Step: make sure the efW install directory is on the machine PATH (the MSI appends it, but a
+# install/ensure_path.ps1: make sure the efW install directory is on the machine PATH (the MSI appends it, but a
 # failed or partial install may not have). New sessions see it only after sshd restarts.
 # Prints {changed, machine_path}.
 param(

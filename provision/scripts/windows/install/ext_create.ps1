@@ -1,4 +1,4 @@
-# Step: register an extension driver as a kernel service. The binary path is quoted, so a path with
+# install/ext_create.ps1: register an extension driver as a kernel service. The binary path is quoted, so a path with
 # spaces stays one argument (ntosebpfext's own setup script breaks on that).
 # Prints {exit_code, output[]}.
 param(

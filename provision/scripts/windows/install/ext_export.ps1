@@ -1,4 +1,4 @@
-# Step: run an extension's export tool, which writes (or with --clear removes) its program and
+# install/ext_export.ps1: run an extension's export tool, which writes (or with --clear removes) its program and
 # section information in the eBPF store under HKLM\Software\eBPF.
 # Prints {exit_code, output[]}.
 param(

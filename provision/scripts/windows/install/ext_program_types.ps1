@@ -1,4 +1,4 @@
-# Step: list the program types registered in the eBPF store
+# install/ext_program_types.ps1: list the program types registered in the eBPF store
 # (HKLM\Software\eBPF\Providers\<provider>\ProgramData\<program type GUID>, value Name).
 # Prints {program_types: [{provider, guid, name}]}.
 param()

@@ -1,4 +1,4 @@
-# Step: state of an extension's kernel service and of eBPFCore, which it needs.
+# install/ext_query.ps1: state of an extension's kernel service and of eBPFCore, which it needs.
 # Prints {service, status|null, binary_path|null, ebpfcore|null}.
 param(
     [Parameter(Mandatory = $true)][string]$Service

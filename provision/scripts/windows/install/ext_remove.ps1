@@ -1,4 +1,4 @@
-# Step: remove an extension's kernel service if it exists: stop it, `sc.exe delete`, and wait until
+# install/ext_remove.ps1: remove an extension's kernel service if it exists: stop it, `sc.exe delete`, and wait until
 # Windows has really forgotten it (deletion is asynchronous while handles are open).
 # Prints {existed, stop_exit_code, delete_exit_code, output[], gone}.
 param(

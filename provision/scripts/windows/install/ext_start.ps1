@@ -1,4 +1,4 @@
-# Step: start an extension's kernel service and wait for Running, retrying a bounded number of
+# install/ext_start.ps1: start an extension's kernel service and wait for Running, retrying a bounded number of
 # times (a driver can need a moment after eBPFCore, and `sc.exe start` can fail transiently).
 # Prints {status, attempts, last_exit_code, output[]}.
 param(

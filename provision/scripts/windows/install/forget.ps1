@@ -1,4 +1,4 @@
-# Step: drop harness's install record (after an uninstall, before a new install), so an install
+# install/forget.ps1: drop harness's install record (after an uninstall, before a new install), so an install
 # that fails half way is never mistaken for the old build still being there.
 # Prints {removed}.
 param(

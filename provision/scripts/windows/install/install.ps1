@@ -1,4 +1,4 @@
-# Step: install the efW runtime from an unpacked build, by the chosen method.
+# install/install.ps1: install the efW runtime from an unpacked build, by the chosen method.
 # `setup-ebpf`: setup-ebpf.ps1 (as ebpf-go's docs say). `install-psm1`: install_ebpf.psm1 →
 # Install-eBPFComponents -KmTracing $false -KmTraceType file -TestMode Normal (as ebpf-go's CI does).
 # Both run in a child PowerShell; the reference scripts `exit 0` even when parts failed, so this

@@ -1,4 +1,4 @@
-# Step: name the install logs worth keeping: %TEMP%\*.log (install_ebpf.psm1's Write-Log target)
+# install/list_logs.ps1: name the install logs worth keeping: %TEMP%\*.log (install_ebpf.psm1's Write-Log target)
 # and the MSI logs written in the build directory. The caller downloads them.
 # Prints {files: [{path, size}]}.
 param(

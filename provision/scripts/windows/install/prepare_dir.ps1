@@ -1,4 +1,4 @@
-# Step: give a build an empty directory to be unpacked into (a path without spaces).
+# install/prepare_dir.ps1: give a build an empty directory to be unpacked into (a path without spaces).
 # Prints {path, removed}.
 param(
     [Parameter(Mandatory = $true)][string]$Path

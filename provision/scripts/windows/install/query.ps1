@@ -1,4 +1,4 @@
-# Step: what efW runtime is installed? Reads harness's marker file and the eBPF services.
+# install/query.ps1: what efW runtime is installed? Reads harness's marker file and the eBPF services.
 # Prints one JSON object: {marker, services{name: status|null}, program_files}.
 param(
     [Parameter(Mandatory = $true)][string]$Marker,

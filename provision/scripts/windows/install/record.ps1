@@ -1,4 +1,4 @@
-# Step: record what harness installed, so later runs can tell "same build, nothing to do" and
+# install/record.ps1: record what harness installed, so later runs can tell "same build, nothing to do" and
 # suites can set CI_EFW_VERSION. The record is JSON produced by harness and passed through as is.
 # Prints {written}.
 param(

@@ -1,4 +1,4 @@
-# Step: remove the installed efW runtime with the scripts of the build that installed it.
+# install/uninstall.ps1: remove the installed efW runtime with the scripts of the build that installed it.
 # Stops services and drivers first, runs the uninstaller in a child PowerShell (the reference
 # scripts end with `exit 0` and import modules we must not keep), then reports which eBPF services
 # remain, so the caller judges the result rather than trusting the exit code.

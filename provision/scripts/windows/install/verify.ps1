@@ -1,4 +1,4 @@
-# Step: check, from a fresh session, that the runtime is usable the way ebpf-go uses it:
+# install/verify.ps1: check, from a fresh session, that the runtime is usable the way ebpf-go uses it:
 # services running, ebpfapi.dll found through this session's PATH (the normal DLL search that
 # windows.NewLazyDLL relies on), and `netsh ebpf show programs` answering.
 # Prints {services{}, ebpfapi_dll, path, netsh_exit_code, netsh_output[]}.
