@@ -30,6 +30,17 @@ pub enum Accel {
     Tcg,
 }
 
+/// Emulated network card of a QEMU VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Nic {
+    /// e1000 for Windows (Setup has its driver), virtio-net for Linux.
+    #[default]
+    Auto,
+    Virtio,
+    E1000,
+}
+
 /// The `[vm]` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -80,6 +91,30 @@ pub struct VmConfig {
     pub domain: String,
     /// libvirt backend: connection URI.
     pub libvirt_uri: String,
+    /// Public key put in the guest's authorized keys; default: `<identity>.pub`.
+    pub public_key: Option<PathBuf>,
+    /// `auto` | `virtio` | `e1000`.
+    pub nic: Nic,
+    /// Linux kernel profile: size in GiB of the persistent disk (mounted at /data by the test guest).
+    pub data_disk_gib: u32,
+    /// Seconds from the SSH port answering until a login works (and the clock is re-synced).
+    pub ssh_timeout: u64,
+    /// Seconds `down` waits after the ACPI power button before killing QEMU.
+    pub shutdown_timeout: u64,
+    /// Seconds a snapshot save or restore may take.
+    pub snapshot_timeout: u64,
+    /// QEMU system emulator to run.
+    pub qemu: String,
+    /// UEFI firmware code (Secure Boot off); default: Debian's `OVMF_CODE_4M.fd`.
+    pub firmware_code: Option<PathBuf>,
+    /// UEFI variables template copied per VM; default: Debian's `OVMF_VARS_4M.fd` (no keys enrolled).
+    pub firmware_vars: Option<PathBuf>,
+    /// Windows edition to install (the image name inside `install.wim`).
+    pub windows_edition: String,
+    /// Product key given to Setup; default: Microsoft's public generic install key for Pro.
+    pub product_key: String,
+    /// Windows base setup: a Go toolchain zip (windows-amd64) unpacked to `C:\go` in the golden image.
+    pub go_zip: Option<PathBuf>,
 }
 
 impl Default for VmConfig {
@@ -108,6 +143,18 @@ impl Default for VmConfig {
             boot_timeout: 600,
             domain: String::new(),
             libvirt_uri: "qemu:///system".into(),
+            public_key: None,
+            nic: Nic::Auto,
+            data_disk_gib: 1,
+            ssh_timeout: 300,
+            shutdown_timeout: 120,
+            snapshot_timeout: 600,
+            qemu: "qemu-system-x86_64".into(),
+            firmware_code: None,
+            firmware_vars: None,
+            windows_edition: "Windows 11 Pro".into(),
+            product_key: "VK7JG-NPHTM-C97JM-9MPGT-3V66T".into(),
+            go_zip: None,
         }
     }
 }

@@ -4,3 +4,5 @@ pub mod install;
 pub mod session;
 pub use config::{Accel, BackendKind, ExtensionConfig, InstallConfig, InstallMethod, VmConfig};
 pub use session::GuestOs;
+pub mod media;
+pub mod vm;

@@ -1,0 +1,277 @@
+//! VM lifecycle: bring a test machine to SSH-ready, stop it, reset it, snapshot it.
+//!
+//! One entry point, [`Vm`], over three backends: `qemu` (harness runs QEMU itself), `libvirt`
+//! (an existing domain) and `ssh` (an existing host, no lifecycle). Operations report progress
+//! as typed [`VmEvent`]s; the library never prints.
+//!
+//! ```no_run
+//! # use provision::vm::*;
+//! # fn f(cfg: &provision::VmConfig) -> Result<(), VmError> {
+//! let dirs = VmDirs { state: "/tmp/state".into(), cache: "/tmp/cache".into() };
+//! let mut vm = Vm::open(cfg, &dirs)?; // takes the VM lock
+//! let up = vm.up(&UpOptions { detach: true, ..Default::default() }, &mut |e| eprintln!("{e:?}"))?;
+//! println!("ssh -p {} {}@{}", up.endpoint.port, up.endpoint.user, up.endpoint.host);
+//! # Ok(()) }
+//! ```
+
+pub mod accel;
+pub mod error;
+pub mod events;
+pub mod image;
+pub mod keys;
+pub mod libvirt;
+pub mod lock;
+pub mod process;
+pub mod qemu;
+pub mod qmp;
+pub mod readiness;
+pub mod ssh;
+pub mod state;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+pub use error::VmError;
+pub use events::{Phase, VmEvent};
+pub use image::SnapshotInfo;
+pub use qemu::cmdline::AccelKind;
+
+use crate::config::{BackendKind, VmConfig};
+use crate::session::{Endpoint, GuestOs};
+
+/// Directories a VM uses: `state` (VMs, images, keys, locks) and `cache` (downloads).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmDirs {
+    pub state: PathBuf,
+    pub cache: PathBuf,
+}
+
+/// How `up` behaves.
+#[derive(Debug, Clone, Default)]
+pub struct UpOptions {
+    /// Leave the VM running after the [`Vm`] is dropped (what `harness up` wants). Otherwise the
+    /// VM lives exactly as long as the `Vm` value.
+    pub detach: bool,
+    /// Boot even if the ready snapshot exists.
+    pub cold: bool,
+    /// Start from this snapshot instead of the configured ready snapshot (it must exist).
+    pub restore: Option<String>,
+    /// After a cold boot reached SSH, save the configured ready snapshot.
+    pub save_ready_snapshot: bool,
+    /// Ctrl-C: set to stop waiting; the VM is then killed.
+    pub cancel: Option<Arc<AtomicBool>>,
+    /// Windows golden image: `PsExec64.exe` to place where efW's installer looks.
+    pub psexec: Option<PathBuf>,
+}
+
+/// A VM that answers SSH.
+#[derive(Debug, Clone)]
+pub struct UpOutcome {
+    pub endpoint: Endpoint,
+    /// The snapshot the VM was started from, if any.
+    pub restored_snapshot: Option<String>,
+    pub accel: AccelKind,
+    /// Time from the start of `up` to SSH-ready.
+    pub elapsed: Duration,
+    /// known_hosts file to use with [`crate::session::SessionOptions`] for this VM.
+    pub known_hosts: PathBuf,
+    /// `up` found the VM running and did nothing.
+    pub already_running: bool,
+}
+
+/// Lifecycle state shown by `harness status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VmState {
+    Running,
+    Paused,
+    /// Has a disk, not running.
+    Stopped,
+    /// Nothing created yet (or destroyed).
+    Absent,
+    /// An existing host: harness does not manage its lifecycle.
+    Unmanaged,
+}
+
+/// The SSH endpoint in a serialisable form.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct EndpointInfo {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub identity: Option<PathBuf>,
+    pub os: GuestOs,
+}
+
+impl From<Endpoint> for EndpointInfo {
+    fn from(e: Endpoint) -> Self {
+        EndpointInfo {
+            host: e.host,
+            port: e.port,
+            user: e.user,
+            identity: e.identity,
+            os: e.os,
+        }
+    }
+}
+
+/// What `harness status` reports.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct VmStatus {
+    pub name: String,
+    pub backend: &'static str,
+    pub state: VmState,
+    /// QMP `query-status` (qemu) or `virsh domstate` (libvirt).
+    pub qemu_status: Option<String>,
+    pub endpoint: Option<EndpointInfo>,
+    pub base_image: Option<PathBuf>,
+    pub overlay: Option<PathBuf>,
+    pub snapshots: Vec<SnapshotInfo>,
+    pub accel: Option<String>,
+    pub pid: Option<u32>,
+    pub serial_log: PathBuf,
+}
+
+#[derive(Debug)]
+enum Backend {
+    Qemu(qemu::QemuVm),
+    Libvirt(libvirt::LibvirtVm),
+    Ssh(ssh::SshHost),
+}
+
+/// A VM harness drives. Holds the VM's lock for its whole life.
+#[derive(Debug)]
+pub struct Vm {
+    backend: Backend,
+    _lock: Option<lock::VmLock>,
+}
+
+impl Vm {
+    /// Open VM `cfg.name`, taking its lock ([`VmError::Busy`] if another harness process has it).
+    pub fn open(cfg: &VmConfig, dirs: &VmDirs) -> Result<Vm, VmError> {
+        let paths = state::VmPaths::new(&dirs.state, &cfg.name);
+        let lock = lock::VmLock::acquire(&paths.lock, &cfg.name)?;
+        let mut vm = Self::inspect(cfg, dirs)?;
+        vm._lock = Some(lock);
+        Ok(vm)
+    }
+
+    /// Open without the lock, for read-only questions (`status`, `snapshot list`).
+    pub fn inspect(cfg: &VmConfig, dirs: &VmDirs) -> Result<Vm, VmError> {
+        let backend = match cfg.backend {
+            BackendKind::Qemu => Backend::Qemu(qemu::QemuVm::new(cfg, dirs)?),
+            BackendKind::Libvirt => Backend::Libvirt(libvirt::LibvirtVm::new(cfg, dirs)?),
+            BackendKind::Ssh => Backend::Ssh(ssh::SshHost::new(cfg, dirs)?),
+        };
+        Ok(Vm {
+            backend,
+            _lock: None,
+        })
+    }
+
+    /// Bring the VM to SSH-ready: create/boot/restore as needed. Idempotent when running.
+    pub fn up(
+        &mut self,
+        opts: &UpOptions,
+        on_event: &mut dyn FnMut(VmEvent),
+    ) -> Result<UpOutcome, VmError> {
+        match &mut self.backend {
+            Backend::Qemu(q) => q.up(opts, on_event),
+            Backend::Libvirt(l) => l.up(opts, on_event),
+            Backend::Ssh(s) => s.up(opts, on_event),
+        }
+    }
+
+    /// ACPI powerdown, then kill after `shutdown_timeout`. `Ok(false)` if it was not running.
+    pub fn down(&mut self, on_event: &mut dyn FnMut(VmEvent)) -> Result<bool, VmError> {
+        match &mut self.backend {
+            Backend::Qemu(q) => q.down(on_event),
+            Backend::Libvirt(l) => l.down(on_event),
+            Backend::Ssh(_) => Err(ssh::unsupported("down")),
+        }
+    }
+
+    /// Throw away every change since the base image (stops the VM first).
+    pub fn reset(&mut self) -> Result<(), VmError> {
+        match &mut self.backend {
+            Backend::Qemu(q) => q.reset(),
+            Backend::Libvirt(_) => Err(VmError::Unsupported {
+                backend: "libvirt",
+                what: "reset (restore a snapshot with `harness snapshot restore` instead)".into(),
+            }),
+            Backend::Ssh(_) => Err(ssh::unsupported("reset")),
+        }
+    }
+
+    /// Remove the VM's state; `all` also removes the base image harness built.
+    pub fn destroy(&mut self, all: bool) -> Result<(), VmError> {
+        match &mut self.backend {
+            Backend::Qemu(q) => q.destroy(all),
+            Backend::Libvirt(_) => Err(VmError::Unsupported {
+                backend: "libvirt",
+                what: "destroy (harness does not delete domains it did not create)".into(),
+            }),
+            Backend::Ssh(_) => Err(ssh::unsupported("destroy")),
+        }
+    }
+
+    pub fn status(&mut self) -> Result<VmStatus, VmError> {
+        match &mut self.backend {
+            Backend::Qemu(q) => q.status(),
+            Backend::Libvirt(l) => l.status(),
+            Backend::Ssh(s) => s.status(),
+        }
+    }
+
+    /// Save RAM + disk of the running VM.
+    pub fn snapshot_save(
+        &mut self,
+        name: &str,
+        on_event: &mut dyn FnMut(VmEvent),
+    ) -> Result<(), VmError> {
+        match &mut self.backend {
+            Backend::Qemu(q) => q.snapshot_save(name, on_event),
+            Backend::Libvirt(l) => l.snapshot_save(name),
+            Backend::Ssh(_) => Err(ssh::unsupported("snapshots")),
+        }
+    }
+
+    /// Go back to a snapshot (starting the VM from it if stopped); SSH-ready afterwards.
+    pub fn snapshot_restore(
+        &mut self,
+        name: &str,
+        opts: &UpOptions,
+        on_event: &mut dyn FnMut(VmEvent),
+    ) -> Result<UpOutcome, VmError> {
+        match &mut self.backend {
+            Backend::Qemu(q) => q.snapshot_restore(name, opts, on_event),
+            Backend::Libvirt(l) => l.snapshot_restore(name, opts, on_event),
+            Backend::Ssh(_) => Err(ssh::unsupported("snapshots")),
+        }
+    }
+
+    pub fn snapshot_list(&mut self) -> Result<Vec<SnapshotInfo>, VmError> {
+        match &mut self.backend {
+            Backend::Qemu(q) => q.snapshot_list(),
+            Backend::Libvirt(l) => l.snapshot_list(),
+            Backend::Ssh(_) => Err(ssh::unsupported("snapshots")),
+        }
+    }
+
+    pub fn snapshot_delete(&mut self, name: &str) -> Result<(), VmError> {
+        match &mut self.backend {
+            Backend::Qemu(q) => q.snapshot_delete(name),
+            Backend::Libvirt(l) => l.snapshot_delete(name),
+            Backend::Ssh(_) => Err(ssh::unsupported("snapshots")),
+        }
+    }
+
+    /// Keep the VM running when this value is dropped (after an `up` without `detach`).
+    pub fn detach(&mut self) {
+        if let Backend::Qemu(q) = &mut self.backend {
+            q.detach();
+        }
+    }
+}

@@ -1,0 +1,1073 @@
+//! The default backend: harness runs QEMU itself (no root, no libvirt daemon).
+//!
+//! Disk model: a read-only base image (the golden Windows install, a configured Linux image, or
+//! a blank data disk for the kernel+initrd profile) under `<state>/images/`, and one qcow2
+//! overlay per VM that holds every write and every RAM snapshot. `reset` deletes the overlay.
+
+pub mod cmdline;
+mod windows;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use self::cmdline::{AccelKind, DiskBus, Firmware, KernelBoot, NicModel, QemuSpec};
+use super::error::VmError;
+use super::events::{Phase, VmEvent};
+use super::image::{self, SnapshotInfo};
+use super::keys::{self, SshKey};
+use super::process::{self, Process};
+use super::qmp::Qmp;
+use super::readiness::{self, WaitError};
+use super::state::{RunState, VmPaths, is_our_qemu};
+use super::{UpOptions, UpOutcome, VmDirs, VmState, VmStatus};
+use crate::config::{Nic, VmConfig};
+use crate::session::wrap::shell;
+use crate::session::{Endpoint, GuestOs, Session, SessionOptions};
+
+const DEFAULT_OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+const DEFAULT_OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+const POLL: Duration = Duration::from_millis(250);
+
+/// The QEMU backend of one VM.
+#[derive(Debug)]
+pub struct QemuVm {
+    cfg: VmConfig,
+    dirs: VmDirs,
+    paths: VmPaths,
+    qemu: Option<Process>,
+    swtpm: Option<Process>,
+}
+
+/// Reject combinations that cannot work, with a sentence the user understands (pure).
+pub fn validate(cfg: &VmConfig) -> Result<(), VmError> {
+    let err = |m: &str| Err(VmError::Config(m.to_string()));
+    if cfg.name.is_empty()
+        || !cfg
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return err("name must be non-empty and use only letters, digits, '-', '_' and '.'");
+    }
+    if cfg.memory_mib < 128 {
+        return err("memory_mib must be at least 128");
+    }
+    if cfg.cpus == 0 {
+        return err("cpus must be at least 1");
+    }
+    match cfg.os {
+        GuestOs::Linux => {
+            if cfg.kernel.is_none() && cfg.image.is_none() {
+                return err("os = \"linux\" needs either `kernel` (+ `initrd`) or `image`");
+            }
+            if cfg.kernel.is_none() && cfg.initrd.is_some() {
+                return err("`initrd` needs `kernel`");
+            }
+            if cfg.tpm {
+                return err("tpm = true is only supported for os = \"windows\"");
+            }
+        }
+        GuestOs::Windows => {
+            if cfg.kernel.is_some() || cfg.initrd.is_some() {
+                return err(
+                    "`kernel`/`initrd` are for os = \"linux\"; Windows installs from `iso`",
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Name of the frozen Windows base image for an ISO digest and the settings that shape the
+/// install (pure).
+pub fn windows_base_name(iso_sha256: &str, cfg: &VmConfig) -> String {
+    use sha2::{Digest, Sha256};
+    let settings = format!(
+        "{}|{}|{}|{}|{}|{}|{}",
+        cfg.windows_edition,
+        cfg.user,
+        cfg.disk_gib,
+        cfg.product_key,
+        cfg.tpm,
+        cfg.go_zip
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        crate::media::unattend::TEMPLATE_VERSION
+    );
+    let h = base16ct::lower::encode_string(&Sha256::digest(settings.as_bytes()));
+    format!(
+        "windows-{}-{}",
+        &iso_sha256[..16.min(iso_sha256.len())],
+        &h[..12]
+    )
+}
+
+/// NIC model for the configured choice and OS (pure).
+pub fn nic_model(nic: Nic, os: GuestOs) -> NicModel {
+    match (nic, os) {
+        (Nic::Virtio, _) => NicModel::VirtioNet,
+        (Nic::E1000, _) => NicModel::E1000,
+        (Nic::Auto, GuestOs::Windows) => NicModel::E1000,
+        (Nic::Auto, GuestOs::Linux) => NicModel::VirtioNet,
+    }
+}
+
+/// Kernel command line: the configured one plus the authorized key for harness's test guest
+/// (`harness.key=`; other kernels ignore unknown dotted parameters).
+pub fn kernel_append(configured: &str, public_key: &str) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(public_key.trim());
+    format!("{} harness.key={b64}", configured.trim())
+        .trim()
+        .to_string()
+}
+
+fn free_port() -> Result<u16, VmError> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(VmError::io("finding a free port", "127.0.0.1:0"))?;
+    Ok(l.local_addr()
+        .map_err(VmError::io("finding a free port", "127.0.0.1:0"))?
+        .port())
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl QemuVm {
+    pub fn new(cfg: &VmConfig, dirs: &VmDirs) -> Result<QemuVm, VmError> {
+        validate(cfg)?;
+        Ok(QemuVm {
+            cfg: cfg.clone(),
+            dirs: dirs.clone(),
+            paths: VmPaths::new(&dirs.state, &cfg.name),
+            qemu: None,
+            swtpm: None,
+        })
+    }
+
+    pub fn paths(&self) -> &VmPaths {
+        &self.paths
+    }
+
+    /// The recorded run state if that QEMU is really still running.
+    pub fn running(&mut self) -> Option<RunState> {
+        let rs = RunState::read(&self.paths.run_state)?;
+        if let Some(q) = self.qemu.as_mut()
+            && q.pid() == rs.pid
+            && q.try_wait().is_some()
+        {
+            return None;
+        }
+        is_our_qemu(rs.pid, &self.paths.qmp).then_some(rs)
+    }
+
+    fn endpoint(&self, port: u16, key: &SshKey) -> Endpoint {
+        Endpoint {
+            host: "127.0.0.1".into(),
+            port,
+            user: self.cfg.user.clone(),
+            identity: Some(key.private.clone()),
+            os: self.cfg.os,
+        }
+    }
+
+    /// Session options for this VM: its own known_hosts (ports are ephemeral, the host key
+    /// belongs to this VM's disk), accepting the key a freshly created disk presents.
+    pub fn session_options(&self) -> SessionOptions {
+        let mut o = SessionOptions::new(self.paths.dir.join("known_hosts"));
+        o.accept_new_host_key = true;
+        o.connect_timeout = Duration::from_secs(10);
+        o
+    }
+
+    /// Base image for this VM; creates the Linux blank base or runs the Windows install.
+    fn ensure_base(
+        &mut self,
+        key: &SshKey,
+        opts: &UpOptions,
+        on_event: &mut dyn FnMut(VmEvent),
+    ) -> Result<(PathBuf, Option<PathBuf>), VmError> {
+        std::fs::create_dir_all(&self.paths.images).map_err(VmError::io(
+            "creating the images directory",
+            &self.paths.images,
+        ))?;
+        match self.cfg.os {
+            GuestOs::Linux => {
+                if let Some(img) = &self.cfg.image {
+                    if !img.is_file() {
+                        return Err(VmError::Config(format!(
+                            "[vm] image {} does not exist",
+                            img.display()
+                        )));
+                    }
+                    return Ok((img.clone(), None));
+                }
+                let base = self
+                    .paths
+                    .images
+                    .join(format!("linux-data-{}g.qcow2", self.cfg.data_disk_gib));
+                if !base.is_file() {
+                    let tmp = base.with_extension(format!("tmp{}", std::process::id()));
+                    image::create_blank(&tmp, self.cfg.data_disk_gib)?;
+                    image::freeze(&tmp)?;
+                    std::fs::rename(&tmp, &base)
+                        .map_err(VmError::io("storing the base image", &base))?;
+                }
+                Ok((base, None))
+            }
+            GuestOs::Windows => windows::ensure_base(self, key, opts, on_event),
+        }
+    }
+
+    fn firmware_files(&self) -> (PathBuf, PathBuf) {
+        (
+            self.cfg
+                .firmware_code
+                .clone()
+                .unwrap_or_else(|| DEFAULT_OVMF_CODE.into()),
+            self.cfg
+                .firmware_vars
+                .clone()
+                .unwrap_or_else(|| DEFAULT_OVMF_VARS.into()),
+        )
+    }
+
+    /// The QEMU spec for a run of this VM (disk and ports already decided).
+    fn spec(
+        &self,
+        accel: AccelKind,
+        ssh_port: u16,
+        key: &SshKey,
+        disk: &Path,
+        cdroms: Vec<PathBuf>,
+        loadvm: Option<String>,
+    ) -> QemuSpec {
+        let windows = self.cfg.os == GuestOs::Windows;
+        QemuSpec {
+            name: self.cfg.name.clone(),
+            accel,
+            memory_mib: self.cfg.memory_mib,
+            cpus: self.cfg.cpus,
+            firmware: windows.then(|| Firmware {
+                code: self.firmware_files().0,
+                vars: self.paths.vars.clone(),
+            }),
+            tpm_socket: self.cfg.tpm.then(|| self.paths.swtpm_sock.clone()),
+            pvpanic: true,
+            disk: disk.to_path_buf(),
+            disk_bus: if windows {
+                DiskBus::Sata
+            } else {
+                DiskBus::Virtio
+            },
+            cdroms,
+            nic: nic_model(self.cfg.nic, self.cfg.os),
+            ssh_port,
+            qmp_socket: self.paths.qmp.clone(),
+            serial_log: self.paths.serial_log.clone(),
+            kernel: self.cfg.kernel.as_ref().map(|k| KernelBoot {
+                kernel: k.clone(),
+                initrd: self.cfg.initrd.clone(),
+                append: kernel_append(&self.cfg.append, &key.public),
+            }),
+            loadvm,
+            rtc_localtime: windows,
+        }
+    }
+
+    fn accel(&self, on_event: &mut dyn FnMut(VmEvent)) -> AccelKind {
+        let cache = self.dirs.state.join("accel-probe.json");
+        let qemu = self.cfg.qemu.clone();
+        let mut probed = false;
+        let (kind, warning) = super::accel::decide(self.cfg.accel, || {
+            probed = true;
+            super::accel::kvm_works(&qemu, &cache)
+        });
+        let _ = probed;
+        if let Some(w) = warning {
+            tracing::warn!("{w}");
+            on_event(VmEvent::Warning { message: w });
+        }
+        kind
+    }
+
+    fn start_swtpm(&mut self) -> Result<(), VmError> {
+        std::fs::create_dir_all(&self.paths.tpm_dir).map_err(VmError::io(
+            "creating the TPM state directory",
+            &self.paths.tpm_dir,
+        ))?;
+        let _ = std::fs::remove_file(&self.paths.swtpm_sock);
+        let mut cmd = Command::new("swtpm");
+        cmd.args(["socket", "--tpm2", "--terminate", "--tpmstate"])
+            .arg(format!("dir={}", self.paths.tpm_dir.display()))
+            .arg("--ctrl")
+            .arg(format!(
+                "type=unixio,path={}",
+                self.paths.swtpm_sock.display()
+            ));
+        let p = Process::spawn(cmd, &self.paths.swtpm_log)?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.paths.swtpm_sock.exists() {
+            if Instant::now() > deadline {
+                return Err(VmError::Config(format!(
+                    "swtpm did not create its socket within 10 s; see {}",
+                    self.paths.swtpm_log.display()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.swtpm = Some(p);
+        Ok(())
+    }
+
+    /// Start QEMU for `spec` and record the run state.
+    fn launch(&mut self, spec: &QemuSpec, base: Option<&Path>) -> Result<(), VmError> {
+        if self.cfg.tpm {
+            self.start_swtpm()?;
+        }
+        let _ = std::fs::remove_file(&self.paths.qmp);
+        let _ = std::fs::write(&self.paths.qemu_log, "");
+        let mut cmd = Command::new(&self.cfg.qemu);
+        cmd.args(cmdline::args(spec));
+        let p = Process::spawn(cmd, &self.paths.qemu_log)?;
+        RunState {
+            pid: p.pid(),
+            swtpm_pid: self.swtpm.as_ref().map(Process::pid),
+            ssh_port: spec.ssh_port,
+            accel: spec.accel.as_str().into(),
+            base_image: base.map(Path::to_path_buf),
+            restored_snapshot: spec.loadvm.clone(),
+            started: now_unix(),
+        }
+        .write(&self.paths.run_state)?;
+        self.qemu = Some(p);
+        Ok(())
+    }
+
+    /// QEMU died: the error carries its log.
+    fn exited(&mut self, phase: Phase) -> Option<VmError> {
+        let status = self.qemu.as_mut()?.try_wait()?;
+        Some(VmError::QemuExited {
+            phase,
+            status: status.to_string(),
+            stderr: process::tail(&self.paths.qemu_log, 15),
+            qemu_log: self.paths.qemu_log.clone(),
+            serial_log: self.paths.serial_log.clone(),
+        })
+    }
+
+    /// The timeout error, with a screendump and the serial log tail.
+    fn timeout_error(&self, phase: Phase, elapsed: Duration, limit: Duration) -> VmError {
+        let shot = self.paths.screendumps.join(format!(
+            "{}-{}.png",
+            phase.label().replace(' ', "-"),
+            now_unix()
+        ));
+        let (screendump, screendump_error) =
+            match Qmp::connect(&self.paths.qmp, Duration::from_secs(5))
+                .and_then(|mut q| q.screendump(&shot))
+            {
+                Ok(p) => (Some(p), None),
+                Err(e) => (None, Some(e.to_string())),
+            };
+        VmError::Timeout {
+            phase,
+            elapsed,
+            limit,
+            screendump,
+            screendump_error,
+            serial_log: self.paths.serial_log.clone(),
+            serial_tail: process::tail(&self.paths.serial_log, 20),
+        }
+    }
+
+    /// Wait in `phase` until `check` yields, QEMU dies, the limit passes, or Ctrl-C.
+    pub(crate) fn wait<T>(
+        &mut self,
+        phase: Phase,
+        limit: Duration,
+        cancel: Option<&AtomicBool>,
+        on_event: &mut dyn FnMut(VmEvent),
+        mut check: impl FnMut(&mut Self) -> Result<Option<T>, VmError>,
+    ) -> Result<T, VmError> {
+        let me = std::cell::RefCell::new(self);
+        let r = readiness::wait_phase(phase, limit, POLL, cancel, on_event, || {
+            let mut me = me.borrow_mut();
+            if let Some(e) = me.exited(phase) {
+                return Err(e);
+            }
+            check(&mut me)
+        });
+        let me = me.into_inner();
+        match r {
+            Ok(v) => Ok(v),
+            Err(WaitError::Failed(e)) => Err(e),
+            Err(WaitError::Cancelled) => Err(VmError::Cancelled { phase }),
+            Err(WaitError::TimedOut { elapsed, limit }) => {
+                Err(me.timeout_error(phase, elapsed, limit))
+            }
+        }
+    }
+
+    /// Bring the VM to SSH-ready (see [`super::Vm::up`]).
+    pub fn up(
+        &mut self,
+        opts: &UpOptions,
+        on_event: &mut dyn FnMut(VmEvent),
+    ) -> Result<UpOutcome, VmError> {
+        let key = keys::resolve(&self.cfg, &self.dirs.state)?;
+        if let Some(rs) = self.running() {
+            on_event(VmEvent::Note {
+                message: format!("VM '{}' is already running (pid {})", self.cfg.name, rs.pid),
+            });
+            return Ok(UpOutcome {
+                endpoint: self.endpoint(rs.ssh_port, &key),
+                restored_snapshot: None,
+                accel: if rs.accel == "kvm" {
+                    AccelKind::Kvm
+                } else {
+                    AccelKind::Tcg
+                },
+                elapsed: Duration::ZERO,
+                known_hosts: self.session_options().known_hosts,
+                already_running: true,
+            });
+        }
+        let started = Instant::now();
+        let r = self.up_inner(opts, &key, on_event, started);
+        match r {
+            Ok(o) => {
+                if opts.detach {
+                    self.detach();
+                }
+                Ok(o)
+            }
+            Err(e) => {
+                self.kill_now();
+                Err(e)
+            }
+        }
+    }
+
+    fn up_inner(
+        &mut self,
+        opts: &UpOptions,
+        key: &SshKey,
+        on_event: &mut dyn FnMut(VmEvent),
+        started: Instant,
+    ) -> Result<UpOutcome, VmError> {
+        self.paths.create()?;
+        let _ = std::fs::remove_file(&self.paths.run_state);
+        on_event(VmEvent::Started {
+            phase: Phase::ProbingAccelerator,
+            timeout: Duration::from_secs(20),
+        });
+        let t = Instant::now();
+        let accel = self.accel(on_event);
+        on_event(VmEvent::Finished {
+            phase: Phase::ProbingAccelerator,
+            elapsed: t.elapsed(),
+        });
+        let (base, base_vars) = self.ensure_base(key, opts, on_event)?;
+        on_event(VmEvent::Started {
+            phase: Phase::PreparingDisk,
+            timeout: Duration::from_secs(120),
+        });
+        let t = Instant::now();
+        if !self.paths.overlay.is_file() {
+            image::create_overlay(&base, &self.paths.overlay)?;
+        }
+        if self.cfg.os == GuestOs::Windows && !self.paths.vars.is_file() {
+            match &base_vars {
+                Some(bv) => image::create_overlay(bv, &self.paths.vars)?,
+                None => image::convert_to_qcow2(&self.firmware_files().1, &self.paths.vars)?,
+            }
+        }
+        on_event(VmEvent::Finished {
+            phase: Phase::PreparingDisk,
+            elapsed: t.elapsed(),
+        });
+        let snapshot = match (&opts.restore, opts.cold) {
+            (Some(name), _) => {
+                image::validate_snapshot_name(name)?;
+                if !self.has_snapshot(name)? {
+                    return Err(VmError::Snapshot {
+                        name: name.clone(),
+                        detail: format!("not found in {}", self.paths.overlay.display()),
+                    });
+                }
+                Some(name.clone())
+            }
+            (None, true) => None,
+            (None, false) => {
+                let r = &self.cfg.ready_snapshot;
+                (!r.is_empty() && self.has_snapshot(r)?).then(|| r.clone())
+            }
+        };
+        let port = if self.cfg.port != 0 {
+            self.cfg.port
+        } else {
+            free_port()?
+        };
+        let spec = self.spec(
+            accel,
+            port,
+            key,
+            &self.paths.overlay.clone(),
+            Vec::new(),
+            snapshot.clone(),
+        );
+        self.launch(&spec, Some(&base))?;
+        let cancel = opts.cancel.as_deref();
+        let boot_limit = Duration::from_secs(self.cfg.boot_timeout);
+        let first_phase = if snapshot.is_some() {
+            Phase::RestoringSnapshot
+        } else {
+            Phase::Booting
+        };
+        let first_limit = if snapshot.is_some() {
+            Duration::from_secs(self.cfg.snapshot_timeout)
+        } else {
+            boot_limit
+        };
+        self.wait(first_phase, first_limit, cancel, on_event, |_| {
+            Ok(readiness::ssh_banner(port, Duration::from_secs(2)))
+        })?;
+        let endpoint = self.endpoint(port, key);
+        let mut session = self.login(&endpoint, cancel, on_event)?;
+        if snapshot.is_some() {
+            self.resync_clock(&mut session, on_event)?;
+        }
+        drop(session);
+        if snapshot.is_none() && opts.save_ready_snapshot && !self.cfg.ready_snapshot.is_empty() {
+            let name = self.cfg.ready_snapshot.clone();
+            self.snapshot_save(&name, on_event)?;
+        }
+        Ok(UpOutcome {
+            endpoint,
+            restored_snapshot: snapshot,
+            accel,
+            elapsed: started.elapsed(),
+            known_hosts: self.session_options().known_hosts,
+            already_running: false,
+        })
+    }
+
+    /// "waiting for SSH": a real login (key accepted), retried until `ssh_timeout`.
+    pub(crate) fn login(
+        &mut self,
+        ep: &Endpoint,
+        cancel: Option<&AtomicBool>,
+        on_event: &mut dyn FnMut(VmEvent),
+    ) -> Result<Session, VmError> {
+        let opts = self.session_options();
+        let mut last = String::new();
+        let limit = Duration::from_secs(self.cfg.ssh_timeout);
+        let r = self.wait(
+            Phase::WaitingForSsh,
+            limit,
+            cancel,
+            on_event,
+            |_| match Session::connect(ep, &opts) {
+                Ok(s) => Ok(Some(s)),
+                Err(e) => {
+                    last = e.to_string();
+                    Ok(None)
+                }
+            },
+        );
+        match r {
+            Err(VmError::Timeout {
+                phase,
+                elapsed,
+                limit,
+                screendump,
+                screendump_error,
+                serial_log,
+                serial_tail,
+            }) => Err(VmError::Timeout {
+                phase,
+                elapsed,
+                limit,
+                screendump,
+                screendump_error,
+                serial_log,
+                serial_tail: format!("{serial_tail}\n--- last SSH error ---\n{last}"),
+            }),
+            other => other,
+        }
+    }
+
+    /// After a snapshot restore the guest clock is where it was at save time: set it to now.
+    fn resync_clock(
+        &mut self,
+        session: &mut Session,
+        on_event: &mut dyn FnMut(VmEvent),
+    ) -> Result<(), VmError> {
+        let t = Instant::now();
+        on_event(VmEvent::Started {
+            phase: Phase::ResyncingClock,
+            timeout: Duration::from_secs(60),
+        });
+        let cmd = match self.cfg.os {
+            GuestOs::Linux => shell(GuestOs::Linux, &format!("date -u -s @{} >/dev/null", now_unix())),
+            GuestOs::Windows => shell(GuestOs::Windows, &format!(
+                "Set-Date -Date ([DateTimeOffset]::FromUnixTimeSeconds({}).LocalDateTime) | Out-Null; w32tm /resync /nowait 2>$null | Out-Null; exit 0",
+                now_unix()
+            )),
+        }
+        .timeout(Duration::from_secs(60));
+        let out = session.exec_capture(&cmd)?;
+        if !out.status.success() {
+            on_event(VmEvent::Warning {
+                message: format!(
+                    "could not resync the guest clock (exit {}): {}",
+                    out.status.code,
+                    out.stderr.trim()
+                ),
+            });
+        }
+        on_event(VmEvent::Finished {
+            phase: Phase::ResyncingClock,
+            elapsed: t.elapsed(),
+        });
+        Ok(())
+    }
+
+    fn has_snapshot(&self, name: &str) -> Result<bool, VmError> {
+        if !self.paths.overlay.is_file() {
+            return Ok(false);
+        }
+        Ok(image::info(&self.paths.overlay)?
+            .snapshots
+            .iter()
+            .any(|s| s.name == name))
+    }
+
+    /// Leave QEMU (and swtpm) running when this handle is dropped.
+    pub fn detach(&mut self) {
+        if let Some(p) = self.qemu.take() {
+            p.detach();
+        }
+        if let Some(p) = self.swtpm.take() {
+            p.detach();
+        }
+    }
+
+    /// Kill QEMU and swtpm of this VM now (ours or a detached one found via run.json).
+    fn kill_now(&mut self) {
+        if let Some(mut p) = self.qemu.take() {
+            p.kill();
+        }
+        if let Some(mut p) = self.swtpm.take() {
+            p.kill();
+        }
+        if let Some(rs) = RunState::read(&self.paths.run_state) {
+            if is_our_qemu(rs.pid, &self.paths.qmp) {
+                process::kill_group(rs.pid);
+                process::wait_gone(rs.pid, Duration::from_secs(10));
+            }
+            if let Some(t) = rs.swtpm_pid
+                && std::fs::read(format!("/proc/{t}/cmdline"))
+                    .is_ok_and(|c| super::state::cmdline_names_socket(&c, &self.paths.swtpm_sock))
+            {
+                process::kill_group(t);
+                process::wait_gone(t, Duration::from_secs(5));
+            }
+        }
+        let _ = std::fs::remove_file(&self.paths.run_state);
+        let _ = std::fs::remove_file(&self.paths.qmp);
+        let _ = std::fs::remove_file(&self.paths.swtpm_sock);
+    }
+
+    /// ACPI power button, wait up to `shutdown_timeout`, then kill. Returns false if already stopped.
+    pub fn down(&mut self, on_event: &mut dyn FnMut(VmEvent)) -> Result<bool, VmError> {
+        let Some(rs) = self.running() else {
+            self.kill_now();
+            on_event(VmEvent::Note {
+                message: format!("VM '{}' is not running", self.cfg.name),
+            });
+            return Ok(false);
+        };
+        let limit = Duration::from_secs(self.cfg.shutdown_timeout);
+        let t = Instant::now();
+        on_event(VmEvent::Started {
+            phase: Phase::ShuttingDown,
+            timeout: limit,
+        });
+        let pressed = Qmp::connect(&self.paths.qmp, Duration::from_secs(5))
+            .and_then(|mut q| q.system_powerdown());
+        let mut gone = false;
+        if pressed.is_ok() {
+            while t.elapsed() < limit {
+                let ours_exited = self.qemu.as_mut().is_some_and(|q| q.try_wait().is_some());
+                if ours_exited || !process::alive(rs.pid) {
+                    gone = true;
+                    break;
+                }
+                std::thread::sleep(POLL);
+                if t.elapsed().as_secs() % 5 == 0 {
+                    on_event(VmEvent::Waiting {
+                        phase: Phase::ShuttingDown,
+                        elapsed: t.elapsed(),
+                    });
+                }
+            }
+        }
+        if !gone {
+            let why = match pressed {
+                Ok(()) => format!("the guest did not power off within {limit:?}"),
+                Err(e) => format!("the power button could not be pressed ({e})"),
+            };
+            on_event(VmEvent::Warning {
+                message: format!("{why}; killing QEMU"),
+            });
+        }
+        self.kill_now();
+        on_event(VmEvent::Finished {
+            phase: Phase::ShuttingDown,
+            elapsed: t.elapsed(),
+        });
+        Ok(true)
+    }
+
+    /// Stop (hard) and throw the overlay away: the next `up` starts from the base image.
+    pub fn reset(&mut self) -> Result<(), VmError> {
+        self.kill_now();
+        for f in [
+            &self.paths.overlay,
+            &self.paths.vars,
+            &self.paths.dir.join("known_hosts"),
+        ] {
+            match std::fs::remove_file(f) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(VmError::io("removing the overlay", f)(e)),
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.paths.tpm_dir);
+        Ok(())
+    }
+
+    /// Stop and remove all of this VM's state; `all` also removes the base image harness made.
+    pub fn destroy(&mut self, all: bool) -> Result<(), VmError> {
+        let base = RunState::read(&self.paths.run_state).and_then(|r| r.base_image);
+        self.kill_now();
+        let base = base.or_else(|| {
+            image::info(&self.paths.overlay)
+                .ok()
+                .and_then(|i| i.backing_file)
+        });
+        if self.paths.dir.exists() {
+            std::fs::remove_dir_all(&self.paths.dir)
+                .map_err(VmError::io("removing the VM state", &self.paths.dir))?;
+        }
+        if let Some(sock_dir) = self.paths.qmp.parent()
+            && sock_dir != self.paths.dir
+        {
+            let _ = std::fs::remove_dir_all(sock_dir);
+        }
+        if all && let Some(base) = base {
+            // Only images harness made (under <state>/images), never a user's configured image.
+            if base.starts_with(&self.paths.images) {
+                for f in [base.clone(), base.with_extension("vars.qcow2")] {
+                    if f.exists() {
+                        std::fs::remove_file(&f)
+                            .map_err(VmError::io("removing the base image", &f))?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn status(&mut self) -> Result<VmStatus, VmError> {
+        let rs = self.running();
+        let (state, qmp_status) = match &rs {
+            Some(_) => {
+                let s = Qmp::connect(&self.paths.qmp, Duration::from_secs(3))
+                    .and_then(|mut q| q.status())
+                    .ok();
+                (
+                    if s.as_deref() == Some("paused") {
+                        VmState::Paused
+                    } else {
+                        VmState::Running
+                    },
+                    s,
+                )
+            }
+            None if self.paths.overlay.is_file() => (VmState::Stopped, None),
+            None => (VmState::Absent, None),
+        };
+        let info = self
+            .paths
+            .overlay
+            .is_file()
+            .then(|| image::info(&self.paths.overlay))
+            .transpose()?;
+        let key = keys::resolve(&self.cfg, &self.dirs.state).ok();
+        Ok(VmStatus {
+            name: self.cfg.name.clone(),
+            backend: "qemu",
+            state,
+            qemu_status: qmp_status,
+            endpoint: match (&rs, &key) {
+                (Some(r), Some(k)) => Some(self.endpoint(r.ssh_port, k).into()),
+                _ => None,
+            },
+            base_image: info.as_ref().and_then(|i| i.backing_file.clone()),
+            overlay: self
+                .paths
+                .overlay
+                .is_file()
+                .then(|| self.paths.overlay.clone()),
+            snapshots: info.map(|i| i.snapshots).unwrap_or_default(),
+            accel: rs.as_ref().map(|r| r.accel.clone()),
+            pid: rs.as_ref().map(|r| r.pid),
+            serial_log: self.paths.serial_log.clone(),
+        })
+    }
+
+    fn qmp(&mut self) -> Result<Qmp, VmError> {
+        if self.running().is_none() {
+            return Err(VmError::NotRunning {
+                name: self.cfg.name.clone(),
+            });
+        }
+        let mut q = Qmp::connect(&self.paths.qmp, Duration::from_secs(5))?;
+        q.set_reply_timeout(Duration::from_secs(self.cfg.snapshot_timeout))?;
+        Ok(q)
+    }
+
+    /// Save RAM + disk of the running VM under `name` (replacing one of the same name).
+    pub fn snapshot_save(
+        &mut self,
+        name: &str,
+        on_event: &mut dyn FnMut(VmEvent),
+    ) -> Result<(), VmError> {
+        image::validate_snapshot_name(name)?;
+        let mut q = self.qmp()?;
+        let t = Instant::now();
+        on_event(VmEvent::Started {
+            phase: Phase::SavingSnapshot,
+            timeout: Duration::from_secs(self.cfg.snapshot_timeout),
+        });
+        q.hmp(&format!("savevm {name}"))
+            .map_err(|e| VmError::Snapshot {
+                name: name.into(),
+                detail: e.to_string(),
+            })?;
+        on_event(VmEvent::Finished {
+            phase: Phase::SavingSnapshot,
+            elapsed: t.elapsed(),
+        });
+        Ok(())
+    }
+
+    /// Go back to snapshot `name`: `loadvm` in a running VM, or start the VM from it.
+    pub fn snapshot_restore(
+        &mut self,
+        name: &str,
+        opts: &UpOptions,
+        on_event: &mut dyn FnMut(VmEvent),
+    ) -> Result<UpOutcome, VmError> {
+        image::validate_snapshot_name(name)?;
+        let Some(rs) = self.running() else {
+            let opts = UpOptions {
+                restore: Some(name.to_string()),
+                ..opts.clone()
+            };
+            return self.up(&opts, on_event);
+        };
+        let started = Instant::now();
+        let mut q = self.qmp()?;
+        let limit = Duration::from_secs(self.cfg.snapshot_timeout);
+        on_event(VmEvent::Started {
+            phase: Phase::RestoringSnapshot,
+            timeout: limit,
+        });
+        q.hmp(&format!("loadvm {name}"))
+            .map_err(|e| VmError::Snapshot {
+                name: name.into(),
+                detail: e.to_string(),
+            })?;
+        on_event(VmEvent::Finished {
+            phase: Phase::RestoringSnapshot,
+            elapsed: started.elapsed(),
+        });
+        let key = keys::resolve(&self.cfg, &self.dirs.state)?;
+        let ep = self.endpoint(rs.ssh_port, &key);
+        let mut session = self.login(&ep, opts.cancel.as_deref(), on_event)?;
+        self.resync_clock(&mut session, on_event)?;
+        Ok(UpOutcome {
+            endpoint: ep,
+            restored_snapshot: Some(name.to_string()),
+            accel: if rs.accel == "kvm" {
+                AccelKind::Kvm
+            } else {
+                AccelKind::Tcg
+            },
+            elapsed: started.elapsed(),
+            known_hosts: self.session_options().known_hosts,
+            already_running: true,
+        })
+    }
+
+    pub fn snapshot_list(&mut self) -> Result<Vec<SnapshotInfo>, VmError> {
+        if !self.paths.overlay.is_file() {
+            return Ok(Vec::new());
+        }
+        Ok(image::info(&self.paths.overlay)?.snapshots)
+    }
+
+    pub fn snapshot_delete(&mut self, name: &str) -> Result<(), VmError> {
+        image::validate_snapshot_name(name)?;
+        if !self.snapshot_list()?.iter().any(|s| s.name == name) {
+            return Err(VmError::Snapshot {
+                name: name.into(),
+                detail: "no such snapshot (see `harness snapshot list`)".into(),
+            });
+        }
+        if self.running().is_some() {
+            let mut q = self.qmp()?;
+            q.hmp(&format!("delvm {name}"))
+                .map_err(|e| VmError::Snapshot {
+                    name: name.into(),
+                    detail: e.to_string(),
+                })?;
+            return Ok(());
+        }
+        image::delete_snapshot(&self.paths.overlay, name)?;
+        if self.paths.vars.is_file() {
+            let _ = image::delete_snapshot(&self.paths.vars, name);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for QemuVm {
+    fn drop(&mut self) {
+        // Not detached: this process owned the VM, so it goes with us (no orphans).
+        if self.qemu.is_some() {
+            self.kill_now();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn linux_cfg() -> VmConfig {
+        VmConfig {
+            os: GuestOs::Linux,
+            name: "t".into(),
+            kernel: Some("/k".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn invalid_combinations_are_rejected_with_a_reason() {
+        validate(&linux_cfg()).unwrap();
+        validate(&VmConfig::default()).unwrap();
+        let cases = [
+            (
+                VmConfig {
+                    os: GuestOs::Linux,
+                    ..Default::default()
+                },
+                "needs either `kernel`",
+            ),
+            (
+                VmConfig {
+                    initrd: Some("/i".into()),
+                    kernel: None,
+                    image: Some("/d".into()),
+                    ..linux_cfg()
+                },
+                "`initrd` needs `kernel`",
+            ),
+            (
+                VmConfig {
+                    tpm: true,
+                    ..linux_cfg()
+                },
+                "tpm = true",
+            ),
+            (
+                VmConfig {
+                    kernel: Some("/k".into()),
+                    ..Default::default()
+                },
+                "Windows installs from `iso`",
+            ),
+            (
+                VmConfig {
+                    name: "a/b".into(),
+                    ..Default::default()
+                },
+                "name must",
+            ),
+            (
+                VmConfig {
+                    cpus: 0,
+                    ..Default::default()
+                },
+                "cpus",
+            ),
+        ];
+        for (cfg, want) in cases {
+            let e = validate(&cfg).unwrap_err().to_string();
+            assert!(e.contains(want), "{e} should mention {want}");
+        }
+    }
+
+    #[test]
+    fn nic_follows_the_os_unless_configured() {
+        assert_eq!(nic_model(Nic::Auto, GuestOs::Windows), NicModel::E1000);
+        assert_eq!(nic_model(Nic::Auto, GuestOs::Linux), NicModel::VirtioNet);
+        assert_eq!(
+            nic_model(Nic::Virtio, GuestOs::Windows),
+            NicModel::VirtioNet
+        );
+        assert_eq!(nic_model(Nic::E1000, GuestOs::Linux), NicModel::E1000);
+    }
+
+    #[test]
+    fn kernel_append_carries_the_key() {
+        let a = kernel_append("console=ttyS0 quiet ", "ssh-ed25519 AAAA x\n");
+        assert!(a.starts_with("console=ttyS0 quiet harness.key="), "{a}");
+        assert!(!a.contains(' ') || a.split(' ').count() == 3);
+    }
+
+    #[test]
+    fn windows_base_name_changes_with_iso_and_settings() {
+        let cfg = VmConfig::default();
+        let a = windows_base_name("aaaaaaaaaaaaaaaaaaaaaaaa", &cfg);
+        assert!(a.starts_with("windows-aaaaaaaaaaaaaaaa-"), "{a}");
+        assert_ne!(a, windows_base_name("bbbbbbbbbbbbbbbbbbbb", &cfg));
+        assert_ne!(
+            a,
+            windows_base_name(
+                "aaaaaaaaaaaaaaaaaaaaaaaa",
+                &VmConfig {
+                    user: "other".into(),
+                    ..Default::default()
+                }
+            )
+        );
+        assert_eq!(
+            a,
+            windows_base_name("aaaaaaaaaaaaaaaaaaaaaaaa", &VmConfig::default())
+        );
+    }
+}

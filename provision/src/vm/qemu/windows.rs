@@ -1,0 +1,252 @@
+//! First install of Windows from the ISO, base setup, clean shutdown, and freezing the result as
+//! the golden base image (keyed by ISO digest + install settings).
+//!
+//! This path cannot run on the development machine (no Windows ISO, TCG only); its pieces
+//! (answer file, remaster, command line) are unit-tested, the flow itself is not.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::{QemuVm, windows_base_name};
+use crate::media;
+use crate::session::{GuestOs, RemoteCommand};
+use crate::vm::UpOptions;
+use crate::vm::error::VmError;
+use crate::vm::events::{Phase, VmEvent};
+use crate::vm::image;
+use crate::vm::keys::SshKey;
+use crate::vm::qmp::Qmp;
+use crate::vm::readiness;
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct DigestCache(BTreeMap<String, (u64, u64, String)>);
+
+fn media_err(e: media::MediaError) -> VmError {
+    VmError::Config(e.to_string())
+}
+
+/// SHA-256 of the ISO, cached by path, size and mtime (hashing 6 GiB takes a while).
+fn iso_digest(iso: &Path, images: &Path) -> Result<String, VmError> {
+    let meta = std::fs::metadata(iso).map_err(VmError::io("reading the Windows ISO", iso))?;
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let cache_file = images.join("iso-digests.json");
+    let mut cache: DigestCache = std::fs::read(&cache_file)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let key = iso.display().to_string();
+    if let Some((size, mt, digest)) = cache.0.get(&key)
+        && *size == meta.len()
+        && *mt == mtime
+    {
+        return Ok(digest.clone());
+    }
+    let digest = media::virtio_win::sha256_file(iso).map_err(media_err)?;
+    cache.0.insert(key, (meta.len(), mtime, digest.clone()));
+    let _ = std::fs::write(
+        &cache_file,
+        serde_json::to_vec_pretty(&cache).unwrap_or_default(),
+    );
+    Ok(digest)
+}
+
+/// The golden base (and its UEFI variables) for this VM, installing Windows first if needed.
+pub(super) fn ensure_base(
+    vm: &mut QemuVm,
+    key: &SshKey,
+    opts: &UpOptions,
+    on_event: &mut dyn FnMut(VmEvent),
+) -> Result<(PathBuf, Option<PathBuf>), VmError> {
+    if let Some(img) = vm.cfg.image.clone() {
+        if !img.is_file() {
+            return Err(VmError::Config(format!(
+                "[vm] image {} does not exist",
+                img.display()
+            )));
+        }
+        return Ok((img, None));
+    }
+    let iso = vm.cfg.iso.clone().ok_or_else(|| {
+        VmError::Config(
+            "os = \"windows\" needs `iso` (an en-US Windows 11 ISO; or --iso) or a ready `image`"
+                .into(),
+        )
+    })?;
+    let digest = iso_digest(&iso, &vm.paths.images)?;
+    let name = windows_base_name(&digest, &vm.cfg);
+    let base = vm.paths.images.join(format!("{name}.qcow2"));
+    let vars = vm.paths.images.join(format!("{name}.vars.qcow2"));
+    if base.is_file() && vars.is_file() {
+        return Ok((base, Some(vars)));
+    }
+    install(vm, &iso, key, &base, &vars, opts, on_event)?;
+    Ok((base, Some(vars)))
+}
+
+fn install(
+    vm: &mut QemuVm,
+    iso: &Path,
+    key: &SshKey,
+    base: &Path,
+    vars: &Path,
+    opts: &UpOptions,
+    on_event: &mut dyn FnMut(VmEvent),
+) -> Result<(), VmError> {
+    let t = Instant::now();
+    on_event(VmEvent::Started {
+        phase: Phase::PreparingDisk,
+        timeout: Duration::from_secs(1800),
+    });
+    vm.paths.create()?;
+    let tree = vm.paths.media_dir.join("tree");
+    let _ = std::fs::remove_dir_all(&tree);
+    media::unattend::write_media_tree(
+        &tree,
+        &media::unattend::Settings {
+            user: vm.cfg.user.clone(),
+            edition: vm.cfg.windows_edition.clone(),
+            product_key: vm.cfg.product_key.clone(),
+            computer_name: format!("EFW-{}", vm.cfg.name.to_ascii_uppercase())
+                .chars()
+                .take(15)
+                .collect(),
+            authorized_keys: key.public.clone(),
+        },
+    )
+    .map_err(media_err)?;
+    let install_iso =
+        media::remaster::remaster(iso, &tree, &vm.paths.media_dir.join("install.iso"))
+            .map_err(media_err)?;
+    let virtio = media::virtio_win::ensure(
+        vm.cfg.virtio_win_iso.as_deref(),
+        &vm.dirs.cache.join("virtio-win"),
+    )
+    .map_err(media_err)?;
+    let disk = base.with_extension("partial.qcow2");
+    let vars_partial = vars.with_extension("partial.qcow2");
+    for f in [&disk, &vars_partial] {
+        let _ = std::fs::remove_file(f);
+    }
+    image::create_blank(&disk, vm.cfg.disk_gib)?;
+    image::convert_to_qcow2(&vm.firmware_files().1, &vars_partial)?;
+    on_event(VmEvent::Finished {
+        phase: Phase::PreparingDisk,
+        elapsed: t.elapsed(),
+    });
+
+    let accel = vm.accel(on_event);
+    let port = if vm.cfg.port != 0 {
+        vm.cfg.port
+    } else {
+        super::free_port()?
+    };
+    let mut spec = vm.spec(accel, port, key, &disk, vec![install_iso, virtio], None);
+    if let Some(fw) = spec.firmware.as_mut() {
+        fw.vars = vars_partial.clone();
+    }
+    vm.launch(&spec, None)?;
+    let cancel = opts.cancel.as_deref();
+    let install_limit = Duration::from_secs(vm.cfg.install_timeout);
+    let started = Instant::now();
+
+    // Setup copies files in WinPE, then reboots: the first RESET event ends this phase.
+    let mut qmp = Qmp::connect(&vm.paths.qmp, Duration::from_secs(30))?;
+    vm.wait(
+        Phase::InstallingWindows,
+        install_limit,
+        cancel,
+        on_event,
+        |_| {
+            let _ = qmp.status();
+            Ok(qmp
+                .events
+                .iter()
+                .any(|e| e.get("event").and_then(|v| v.as_str()) == Some("RESET"))
+                .then_some(()))
+        },
+    )?;
+    drop(qmp);
+    let remaining = install_limit
+        .saturating_sub(started.elapsed())
+        .max(Duration::from_secs(60));
+    vm.wait(Phase::FirstBoot, remaining, cancel, on_event, |_| {
+        Ok(readiness::ssh_banner(port, Duration::from_secs(2)))
+    })?;
+    let ep = vm.endpoint(port, key);
+    let mut session = vm.login(&ep, cancel, on_event)?;
+
+    // Base setup: PsExec64 where efW's installer looks, optional Go.
+    let t = Instant::now();
+    let limit = Duration::from_secs(1800);
+    on_event(VmEvent::Started {
+        phase: Phase::BaseSetup,
+        timeout: limit,
+    });
+    session.exec_capture(
+        &RemoteCommand::script("New-Item -ItemType Directory -Force C:\\harness | Out-Null")
+            .timeout(Duration::from_secs(60)),
+    )?;
+    let mut args = Vec::new();
+    if let Some(psexec) = &opts.psexec {
+        session.upload_file(psexec, "C:/harness/PsExec64.exe")?;
+        args.push(format!(
+            "-PsExec {}",
+            crate::session::wrap::ps_quote(r"C:\harness\PsExec64.exe")
+        ));
+    }
+    if let Some(go) = &vm.cfg.go_zip {
+        session.upload_file(go, "C:/harness/go.zip")?;
+        args.push(format!(
+            "-GoZip {}",
+            crate::session::wrap::ps_quote(r"C:\harness\go.zip")
+        ));
+    }
+    let source = format!(
+        "& {{\n{}\n}} {}",
+        media::unattend::BASE_SETUP_PS1,
+        args.join(" ")
+    );
+    let out = session.exec_capture(&RemoteCommand::script(source).timeout(limit))?;
+    if !out.status.success() {
+        return Err(VmError::Config(format!(
+            "Windows base setup failed (exit {}): {}",
+            out.status.code,
+            out.stderr
+                .lines()
+                .rev()
+                .take(10)
+                .collect::<Vec<_>>()
+                .join("\n")
+        )));
+    }
+    on_event(VmEvent::Finished {
+        phase: Phase::BaseSetup,
+        elapsed: t.elapsed(),
+    });
+    drop(session);
+    debug_assert_eq!(vm.cfg.os, GuestOs::Windows);
+
+    // Clean shutdown, then freeze.
+    if !vm.down(on_event)? {
+        return Err(VmError::NotRunning {
+            name: vm.cfg.name.clone(),
+        });
+    }
+    std::fs::rename(&disk, base).map_err(VmError::io("storing the golden image", base))?;
+    std::fs::rename(&vars_partial, vars)
+        .map_err(VmError::io("storing the golden UEFI variables", vars))?;
+    image::freeze(base)?;
+    image::freeze(vars)?;
+    on_event(VmEvent::Note {
+        message: format!("golden image frozen at {}", base.display()),
+    });
+    Ok(())
+}

@@ -1,0 +1,192 @@
+//! An existing host reached over SSH: harness waits for it but never starts, stops or snapshots it.
+
+use std::time::{Duration, Instant};
+
+use super::error::VmError;
+use super::events::{Phase, VmEvent};
+use super::readiness::{self, WaitError};
+use super::{AccelKind, UpOptions, UpOutcome, VmDirs, VmState, VmStatus};
+use crate::config::VmConfig;
+use crate::session::Endpoint;
+
+/// The error for lifecycle operations on an existing host.
+pub fn unsupported(what: &str) -> VmError {
+    VmError::Unsupported {
+        backend: "ssh",
+        what: format!(
+            "{what}: harness does not manage an existing host's lifecycle; use the qemu or libvirt backend"
+        ),
+    }
+}
+
+/// An existing host.
+#[derive(Debug)]
+pub struct SshHost {
+    cfg: VmConfig,
+    dirs: VmDirs,
+}
+
+impl SshHost {
+    pub fn new(cfg: &VmConfig, dirs: &VmDirs) -> Result<SshHost, VmError> {
+        if cfg.host.is_empty() {
+            return Err(VmError::Config("backend = \"ssh\" needs `host`".into()));
+        }
+        Ok(SshHost {
+            cfg: cfg.clone(),
+            dirs: dirs.clone(),
+        })
+    }
+
+    fn endpoint(&self) -> Endpoint {
+        let mut ep = Endpoint::from_config(&self.cfg, &self.dirs.state, None);
+        if ep.port == 0 {
+            ep.port = 22;
+        }
+        ep
+    }
+
+    /// Wait (bounded by `boot_timeout`) until the host's sshd sends its banner.
+    pub fn up(
+        &mut self,
+        opts: &UpOptions,
+        on_event: &mut dyn FnMut(VmEvent),
+    ) -> Result<UpOutcome, VmError> {
+        let started = Instant::now();
+        let ep = self.endpoint();
+        let addr = format!("{}:{}", ep.host, ep.port);
+        let limit = Duration::from_secs(self.cfg.boot_timeout);
+        let r = readiness::wait_phase(
+            Phase::WaitingForSsh,
+            limit,
+            Duration::from_secs(1),
+            opts.cancel.as_deref(),
+            on_event,
+            || Ok::<_, VmError>(banner_at(&addr).then_some(())),
+        );
+        match r {
+            Ok(()) => {}
+            Err(WaitError::Failed(e)) => return Err(e),
+            Err(WaitError::Cancelled) => {
+                return Err(VmError::Cancelled {
+                    phase: Phase::WaitingForSsh,
+                });
+            }
+            Err(WaitError::TimedOut { elapsed, limit }) => {
+                return Err(VmError::Timeout {
+                    phase: Phase::WaitingForSsh,
+                    elapsed,
+                    limit,
+                    screendump: None,
+                    screendump_error: Some(
+                        "an existing host has no screen harness can capture".into(),
+                    ),
+                    serial_log: Default::default(),
+                    serial_tail: format!("nothing sent an SSH banner on {addr}"),
+                });
+            }
+        }
+        Ok(UpOutcome {
+            endpoint: ep,
+            restored_snapshot: None,
+            accel: AccelKind::Kvm,
+            elapsed: started.elapsed(),
+            known_hosts: crate::session::SessionOptions::in_state(&self.dirs.state).known_hosts,
+            already_running: true,
+        })
+    }
+
+    pub fn status(&mut self) -> Result<VmStatus, VmError> {
+        Ok(VmStatus {
+            name: self.cfg.name.clone(),
+            backend: "ssh",
+            state: VmState::Unmanaged,
+            qemu_status: None,
+            endpoint: Some(self.endpoint().into()),
+            base_image: None,
+            overlay: None,
+            snapshots: Vec::new(),
+            accel: None,
+            pid: None,
+            serial_log: Default::default(),
+        })
+    }
+}
+
+fn banner_at(addr: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    let Some(sa) = addr.to_socket_addrs().ok().and_then(|mut a| a.next()) else {
+        return false;
+    };
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&sa, Duration::from_secs(2)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut buf = [0u8; 64];
+    std::io::Read::read(&mut s, &mut buf)
+        .is_ok_and(|n| readiness::parse_banner(&buf[..n]).is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn dirs() -> VmDirs {
+        VmDirs {
+            state: "/nonexistent-state".into(),
+            cache: "/c".into(),
+        }
+    }
+
+    #[test]
+    fn lifecycle_and_snapshots_say_unsupported() {
+        let e = unsupported("snapshots").to_string();
+        assert!(e.contains("ssh backend does not support snapshots"), "{e}");
+    }
+
+    #[test]
+    fn up_waits_for_the_banner_of_an_existing_host() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let t = std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            c.write_all(b"SSH-2.0-fake\r\n").unwrap();
+        });
+        let cfg = VmConfig {
+            backend: crate::BackendKind::Ssh,
+            host: "127.0.0.1".into(),
+            port,
+            boot_timeout: 10,
+            ..Default::default()
+        };
+        let mut h = SshHost::new(&cfg, &dirs()).unwrap();
+        let o = h.up(&UpOptions::default(), &mut |_| {}).unwrap();
+        assert_eq!(
+            (o.endpoint.host.as_str(), o.endpoint.port),
+            ("127.0.0.1", port)
+        );
+        t.join().unwrap();
+        assert_eq!(h.status().unwrap().state, VmState::Unmanaged);
+    }
+
+    #[test]
+    fn up_times_out_when_nothing_answers() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let cfg = VmConfig {
+            backend: crate::BackendKind::Ssh,
+            host: "127.0.0.1".into(),
+            port,
+            boot_timeout: 1,
+            ..Default::default()
+        };
+        let e = SshHost::new(&cfg, &dirs())
+            .unwrap()
+            .up(&UpOptions::default(), &mut |_| {})
+            .unwrap_err();
+        assert!(matches!(e, VmError::Timeout { .. }), "{e}");
+    }
+}
