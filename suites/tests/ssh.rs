@@ -1,0 +1,89 @@
+//! The runner through a real SSH connection (system `ssh` against `testsupport::sshd` on
+//! loopback), in both modes, with a remote per-package timeout.
+
+#[path = "support/ssh_exec.rs"]
+mod ssh_exec;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use ssh_exec::SshCliExecutor;
+use suites::{Provenance, Quiet, RunMode, RunOptions, SuiteConfig, Verdict};
+use testsupport::gomod;
+use testsupport::sshd::Sshd;
+
+fn sshd() -> &'static Sshd {
+    static S: OnceLock<Sshd> = OnceLock::new();
+    S.get_or_init(|| Sshd::start().expect("sshd starts"))
+}
+
+fn go_bin_dir() -> String {
+    let out = std::process::Command::new("go")
+        .args(["env", "GOROOT"])
+        .output()
+        .expect("go on PATH");
+    format!("{}/bin", String::from_utf8(out.stdout).unwrap().trim())
+}
+
+fn run_over_ssh(mode: RunMode) -> (suites::Summary, PathBuf, tempfile::TempDir) {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let suite = SuiteConfig {
+        path: Some(gomod::path()),
+        packages: ["./pass", "./flaky", "./hang", "./panicky"]
+            .map(String::from)
+            .to_vec(),
+        flags: vec!["-count=1".into()],
+        env: BTreeMap::from([(gomod::STATE_ENV.to_string(), state.display().to_string())]),
+        package_timeout: 3,
+        rerun_fails: 1,
+        mode,
+        ..SuiteConfig::default()
+    };
+    let opts = RunOptions::new("ssh", suite, gomod::path());
+    let path = format!("{}:/usr/local/bin:/usr/bin:/bin", go_bin_dir());
+    let mut exec = SshCliExecutor::from_command(
+        &sshd().ssh_command().unwrap(),
+        &tmp.path().join("remote").display().to_string(),
+        vec![("PATH".into(), path)],
+        tmp.path(),
+    );
+    let rec = suites::run(&mut exec, &opts, &mut Quiet).unwrap();
+    let dir = tmp.path().join("results");
+    let w = suites::write(&dir, &rec, &Provenance::default()).unwrap();
+    (w.summary, dir, tmp)
+}
+
+fn check(s: &suites::Summary) {
+    for p in &s.packages {
+        assert!(p.error.is_none(), "{}: {:?}", p.name, p.error);
+    }
+    let t = &s.totals;
+    // pass 10 + flaky 2 + hang 2 + panicky 2; TestHangs and TestPanics fail twice.
+    assert_eq!(
+        (t.tests, t.passed, t.failed, t.flaky, t.attempts),
+        (16, 14, 2, 1, 19),
+        "{t:?}"
+    );
+    assert_eq!(s.verdict, Verdict::Failed);
+    let hang = s
+        .packages
+        .iter()
+        .find(|p| p.name == gomod::pkg("hang"))
+        .unwrap();
+    assert!(hang.timed_out);
+}
+
+#[test]
+fn host_mode_over_ssh() {
+    let (s, _, _t) = run_over_ssh(RunMode::Host);
+    check(&s);
+}
+
+#[test]
+fn guest_mode_over_ssh() {
+    let (s, _, _t) = run_over_ssh(RunMode::Guest);
+    check(&s);
+}
