@@ -345,14 +345,14 @@ impl Sshd {
             )));
         }
         // The banner can come from a stranger who owns the port; make sure ours is alive.
-        if let Some(c) = self.child.as_mut() {
-            if let Some(status) = c.try_wait()? {
-                return Err(io::Error::other(format!(
-                    "sshd exited ({status}) on port {}\n--- sshd log ---\n{}",
-                    self.port,
-                    self.log()
-                )));
-            }
+        if let Some(c) = self.child.as_mut()
+            && let Some(status) = c.try_wait()?
+        {
+            return Err(io::Error::other(format!(
+                "sshd exited ({status}) on port {}\n--- sshd log ---\n{}",
+                self.port,
+                self.log()
+            )));
         }
         Ok(())
     }
@@ -478,10 +478,10 @@ pub fn current_user() -> String {
     // SAFETY: getpwuid returns a pointer into static storage or null; we copy the name at once.
     unsafe {
         let pw = libc::getpwuid(libc::getuid());
-        if !pw.is_null() {
-            if let Ok(name) = std::ffi::CStr::from_ptr((*pw).pw_name).to_str() {
-                return name.to_string();
-            }
+        if !pw.is_null()
+            && let Ok(name) = std::ffi::CStr::from_ptr((*pw).pw_name).to_str()
+        {
+            return name.to_string();
         }
     }
     std::env::var("USER").unwrap_or_else(|_| "root".into())

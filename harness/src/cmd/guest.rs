@@ -190,10 +190,10 @@ pub fn copy_direction<'a>(src: &'a str, dst: &'a str) -> anyhow::Result<Copy<'a>
 
 pub fn run_cp(ctx: &Context, args: &CpArgs) -> anyhow::Result<ExitCode> {
     let dir = copy_direction(&args.src, &args.dst)?;
-    if let Copy::Upload { local, .. } = &dir {
-        if !local.exists() {
-            anyhow::bail!("{} does not exist on this host", local.display());
-        }
+    if let Copy::Upload { local, .. } = &dir
+        && !local.exists()
+    {
+        anyhow::bail!("{} does not exist on this host", local.display());
     }
     let mut session = connect(ctx, &args.connect)?;
     let (kind, files, bytes) = match dir {

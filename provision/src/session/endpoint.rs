@@ -79,7 +79,8 @@ mod tests {
         let none = |_: &Path| false;
         let all = |_: &Path| true;
         let only_ours = |p: &Path| p == Path::new("/state/ssh/id_ed25519");
-        let cases: Vec<(Option<&Path>, &dyn Fn(&Path) -> bool, Option<&str>)> = vec![
+        type Exists<'a> = &'a dyn Fn(&Path) -> bool;
+        let cases: Vec<(Option<&Path>, Exists, Option<&str>)> = vec![
             (Some(Path::new("~/k")), &none, Some("/home/u/k")),
             (Some(Path::new("/abs/k")), &none, Some("/abs/k")),
             (Some(Path::new("")), &all, Some("/home/u/.ssh/id_ed25519")),

@@ -72,6 +72,9 @@ impl std::fmt::Debug for Session {
     }
 }
 
+/// Writes a command's stdin (blocking; the channel is in blocking mode while it runs).
+pub(crate) type Feed<'a> = &'a mut dyn FnMut(&mut ssh2::Channel) -> std::io::Result<()>;
+
 /// How a streamed command ended.
 enum End {
     Exited(i32),
@@ -434,7 +437,7 @@ impl Session {
         line: &str,
         what: &str,
         timeout: Option<Duration>,
-        stdin: Option<&mut dyn FnMut(&mut ssh2::Channel) -> std::io::Result<()>>,
+        stdin: Option<Feed<'_>>,
         sink: &mut LineSink<'_>,
     ) -> Result<End, SessionError> {
         let started = Instant::now();
@@ -594,7 +597,7 @@ impl Session {
     fn exec_inner(
         &mut self,
         cmd: &RemoteCommand,
-        feed: Option<&mut dyn FnMut(&mut ssh2::Channel) -> std::io::Result<()>>,
+        feed: Option<Feed<'_>>,
         on_line: &mut dyn FnMut(Stream, &str),
     ) -> Result<ExitStatus, SessionError> {
         let line = wrap::command_line(self.ep.os, cmd)?;
