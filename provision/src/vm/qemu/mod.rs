@@ -546,6 +546,7 @@ impl QemuVm {
             self.resync_clock(&mut session, on_event)?;
         }
         drop(session);
+        let elapsed = started.elapsed();
         if snapshot.is_none() && opts.save_ready_snapshot && !self.cfg.ready_snapshot.is_empty() {
             let name = self.cfg.ready_snapshot.clone();
             self.snapshot_save(&name, on_event)?;
@@ -554,7 +555,7 @@ impl QemuVm {
             endpoint,
             restored_snapshot: snapshot,
             accel,
-            elapsed: started.elapsed(),
+            elapsed,
             known_hosts: self.session_options().known_hosts,
             already_running: false,
         })

@@ -1,0 +1,138 @@
+//! Failure paths with real QEMU: a guest that never starts sshd fails at the readiness timeout
+//! naming the screendump and serial tail; Ctrl-C during `up` leaves no QEMU behind.
+//! The two tests boot one VM each and run in parallel.
+
+mod vm_common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use provision::vm::{Phase, UpOptions, Vm, VmError};
+use vm_common::*;
+
+#[test]
+fn a_guest_without_sshd_times_out_with_screendump_and_serial_tail() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs = dirs(tmp.path());
+    let mut cfg = linux_cfg("nosshd");
+    cfg.append = "console=ttyS0 quiet panic=-1 harness.nosshd=1".into();
+    cfg.accel = provision::Accel::Tcg;
+    cfg.boot_timeout = 45;
+    let mut vm = Vm::open(&cfg, &dirs).unwrap();
+    let started = Instant::now();
+    let err = vm.up(&UpOptions::default(), &mut |_| {}).unwrap_err();
+    let elapsed = started.elapsed();
+    let msg = err.to_string();
+    eprintln!("{msg}");
+    match &err {
+        VmError::Timeout {
+            phase,
+            screendump,
+            serial_log,
+            serial_tail,
+            limit,
+            ..
+        } => {
+            assert_eq!(*phase, Phase::Booting);
+            assert_eq!(*limit, Duration::from_secs(45));
+            let shot = screendump.as_ref().expect("a screendump was taken");
+            assert!(shot.is_file(), "{}", shot.display());
+            assert_eq!(shot.extension().and_then(|e| e.to_str()), Some("png"));
+            assert_eq!(&std::fs::read(shot).unwrap()[..8], b"\x89PNG\r\n\x1a\n");
+            assert!(
+                msg.contains(&shot.display().to_string())
+                    && msg.contains(&serial_log.display().to_string()),
+                "{msg}"
+            );
+            assert!(
+                serial_tail.contains("sshd disabled by harness.nosshd=1"),
+                "{serial_tail}"
+            );
+        }
+        other => panic!("expected a readiness timeout, got {other}"),
+    }
+    assert!(elapsed < Duration::from_secs(90), "took {elapsed:?}");
+    assert_no_processes(&dirs.state.join("vms/nosshd"));
+}
+
+/// Child mode: `up` with a Ctrl-C handler that sets the cancel flag (as the CLI does).
+#[test]
+#[ignore = "run by ctrl_c_during_up_leaves_no_qemu_behind in a child process"]
+fn ctrl_c_child() {
+    let Some(root) = std::env::var_os("HARNESS_VM_CTRLC_ROOT") else {
+        return;
+    };
+    let cancel = Arc::new(AtomicBool::new(false));
+    let c2 = cancel.clone();
+    ctrlc::set_handler(move || c2.store(true, Ordering::SeqCst)).unwrap();
+    let dirs = dirs(std::path::Path::new(&root));
+    let mut cfg = linux_cfg("ctrlc");
+    cfg.accel = provision::Accel::Tcg;
+    let mut vm = Vm::open(&cfg, &dirs).unwrap();
+    let r = vm.up(
+        &UpOptions {
+            cancel: Some(cancel),
+            ..Default::default()
+        },
+        &mut |e| println!("EVENT {e:?}"),
+    );
+    match r {
+        Err(VmError::Cancelled { phase }) => println!("CANCELLED in {phase}"),
+        other => println!("UNEXPECTED {other:?}"),
+    }
+}
+
+#[test]
+fn ctrl_c_during_up_leaves_no_qemu_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Build the guest here so the child does not spend its time on it.
+    testsupport::guest::linux_guest();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "ctrl_c_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("HARNESS_VM_CTRLC_ROOT", tmp.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let vm_dir = tmp.path().join("state/vms/ctrlc");
+    // Wait until QEMU is up and the guest is booting.
+    let mut booting = false;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line.contains("Started { phase: Booting") {
+            booting = true;
+            break;
+        }
+        assert!(Instant::now() < deadline, "child never started booting");
+    }
+    assert!(booting, "child exited before booting");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        !processes_mentioning(&vm_dir).is_empty(),
+        "QEMU should be running now"
+    );
+    // SAFETY: sending SIGINT to our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let mut outcome = String::new();
+    for line in lines {
+        let line = line.unwrap();
+        if line.starts_with("CANCELLED") || line.starts_with("UNEXPECTED") {
+            outcome = line;
+        }
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert_eq!(outcome, "CANCELLED in booting");
+    assert_no_processes(&vm_dir);
+}
