@@ -2,7 +2,8 @@
 //! stand-in vs `curl` on the same URL, warm fetch time, and unpack time vs `unzip -q`.
 //!
 //! Run: `cargo bench -p artifacts --bench fetch` (env `BENCH_MB` changes the target size,
-//! `BENCH_RUNS` the repetitions; each figure is the median).
+//! `BENCH_RUNS` the repetitions). Download and unpack runs alternate with curl/unzip and report
+//! best-of-N and median, since the machine is shared.
 
 use std::path::Path;
 use std::process::Command;
@@ -14,6 +15,10 @@ use testsupport::github::{GithubStandIn, RunSpec, pseudo_random, zip_of, zip_sto
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
+}
+
+fn best(v: &[Duration]) -> Duration {
+    *v.iter().min().expect("at least one run")
 }
 
 fn secs(d: Duration) -> f64 {
@@ -109,9 +114,14 @@ fn main() {
         ..FetchOptions::new(cache)
     };
 
-    // 1. Download: curl vs ours, same URL (302 to the storage port), to a file on the same disk.
+    // 1. Download: curl vs ours, same URL (302 to the storage port), to a file on the same disk,
+    //    alternating so background load hits both alike.
     let curl_out = w.join("curl.zip");
+    let dl_cache = w.join("dl-cache");
+    let fetcher = Fetcher::new(opts(&dl_cache)).unwrap();
+    let ours_out = w.join("ours.zip");
     let mut curl_times = Vec::new();
+    let mut ours_times = Vec::new();
     for _ in 0..runs {
         let _ = std::fs::remove_file(&curl_out);
         let t = Instant::now();
@@ -126,12 +136,7 @@ fn main() {
         curl_times.push(t.elapsed());
         assert!(st.success(), "curl failed");
         assert_eq!(std::fs::metadata(&curl_out).unwrap().len(), size);
-    }
-    let dl_cache = w.join("dl-cache");
-    let fetcher = Fetcher::new(opts(&dl_cache)).unwrap();
-    let ours_out = w.join("ours.zip");
-    let mut ours_times = Vec::new();
-    for _ in 0..runs {
+
         let _ = std::fs::remove_file(&ours_out);
         let t = Instant::now();
         let got = fetcher
@@ -140,7 +145,22 @@ fn main() {
         ours_times.push(t.elapsed());
         assert_eq!(got.size, size);
     }
+    let (curl_best, ours_best) = (best(&curl_times), best(&ours_times));
     let (curl_t, ours_t) = (median(curl_times), median(ours_times));
+    println!(
+        "artifacts benchmark: {mb:.1} MB artifact, {file_count} files, {runs} runs each (best | median), loopback stand-in"
+    );
+    println!(
+        "  download   curl {:.3} s ({:.0} MB/s) | {:.3} s   harness {:.3} s ({:.0} MB/s) | {:.3} s   harness/curl speed {:.2}x best, {:.2}x median (target >= 0.95)",
+        secs(curl_best),
+        mb / secs(curl_best),
+        secs(curl_t),
+        secs(ours_best),
+        mb / secs(ours_best),
+        secs(ours_t),
+        secs(curl_best) / secs(ours_best),
+        secs(curl_t) / secs(ours_t)
+    );
 
     // 2. Cold fetch (resolve + download + verify digest + unpack + cache) and warm fetch.
     let cfg = BuildSourceConfig::default();
@@ -161,7 +181,7 @@ fn main() {
         }
         std::fs::remove_dir_all(&cache).unwrap();
     }
-    let (cold_t, warm_t) = (median(cold_times), median(warm_times));
+    let (cold_t, warm_t) = (median(cold_times), median(warm_times.clone()));
 
     // 3. Unpack: ours (both zip levels, checks, normalisation) vs `unzip -q` twice.
     let mut unzip_times = Vec::new();
@@ -196,31 +216,26 @@ fn main() {
         assert_eq!(n.files as usize, file_count);
         std::fs::remove_dir_all(&dest).unwrap();
     }
+    let (unzip_best, unpack_best) = (best(&unzip_times), best(&unpack_times));
     let (unzip_t, unpack_t) = (median(unzip_times), median(unpack_times));
 
-    println!(
-        "artifacts benchmark: {mb:.1} MB artifact, {file_count} files, median of {runs}, loopback stand-in"
-    );
-    println!(
-        "  download   curl {:.3} s ({:.0} MB/s) | harness {:.3} s ({:.0} MB/s) | harness/curl speed {:.2}x (target >= 0.95)",
-        secs(curl_t),
-        mb / secs(curl_t),
-        secs(ours_t),
-        mb / secs(ours_t),
-        secs(curl_t) / secs(ours_t)
-    );
     println!(
         "  cold fetch {:.3} s (resolve + download + sha256 verify + unpack + cache)",
         secs(cold_t)
     );
     println!(
-        "  warm fetch {:.1} ms (target <= 50 ms)",
-        secs(warm_t) * 1e3
+        "  warm fetch {:.1} ms median, {:.1} ms worst of {} (target <= 50 ms)",
+        secs(warm_t) * 1e3,
+        secs(*warm_times.iter().max().unwrap()) * 1e3,
+        warm_times.len()
     );
     println!(
-        "  unpack     unzip -q x2 {:.3} s | harness {:.3} s | harness/unzip speed {:.2}x (target >= 1.0)",
+        "  unpack     unzip -q x2 {:.3} s | {:.3} s   harness {:.3} s | {:.3} s   harness/unzip speed {:.2}x best, {:.2}x median (target >= 1.0)",
+        secs(unzip_best),
         secs(unzip_t),
+        secs(unpack_best),
         secs(unpack_t),
+        secs(unzip_best) / secs(unpack_best),
         secs(unzip_t) / secs(unpack_t)
     );
 }

@@ -246,8 +246,9 @@ impl Http {
         repo: &str,
         expected_sha256: Option<&str>,
     ) -> Result<Downloaded> {
-        let mut hasher = Sha256::new();
-        let mut have = hash_existing(part, &mut hasher)?;
+        let mut initial = Sha256::new();
+        let mut have = hash_existing(part, &mut initial)?;
+        let mut hasher = BackgroundHasher::new(initial);
         if have > 0 {
             tracing::info!("resuming {what} from byte {have}");
         }
@@ -363,7 +364,7 @@ impl Http {
             }
         }
         bar.finish_and_clear();
-        let sha256 = base16ct::lower::encode_string(&hasher.finalize());
+        let sha256 = base16ct::lower::encode_string(&hasher.finish().finalize());
         if let Some(expected) = expected_sha256
             && !expected.eq_ignore_ascii_case(&sha256)
         {
@@ -385,16 +386,16 @@ impl Http {
         &self,
         mut resp: Response,
         file: &mut File,
-        hasher: &mut Sha256,
+        hasher: &mut BackgroundHasher,
         bar: &ProgressBar,
         have: &mut u64,
         transferred: &mut u64,
     ) -> std::result::Result<(), CopyError> {
-        let mut buf = vec![0u8; 256 * 1024];
         loop {
             if self.check_cancel().is_err() {
                 return Err(CopyError::Cancelled);
             }
+            let mut buf = hasher.buffer();
             let n = match resp.read(&mut buf) {
                 Ok(0) => return Ok(()),
                 Ok(n) => n,
@@ -402,7 +403,7 @@ impl Http {
                 Err(e) => return Err(CopyError::Read(chain(&e))),
             };
             file.write_all(&buf[..n]).map_err(CopyError::Write)?;
-            hasher.update(&buf[..n]);
+            hasher.feed(buf, n);
             *have += n as u64;
             *transferred += n as u64;
             bar.set_position(*have);
@@ -430,6 +431,94 @@ enum CopyError {
     Cancelled,
 }
 
+/// Read size for downloads.
+const CHUNK: usize = 256 * 1024;
+/// Buffers in flight between the download loop and the hashing thread.
+const POOL: usize = 8;
+
+enum HashMsg {
+    Data(Vec<u8>, usize),
+    Reset,
+}
+
+/// SHA-256 on a worker thread, so hashing overlaps the network reads instead of adding to them.
+/// Buffers travel to the worker and come back for reuse; the message order keeps the hash exact.
+struct BackgroundHasher {
+    tx: Option<std::sync::mpsc::SyncSender<HashMsg>>,
+    pool: std::sync::mpsc::Receiver<Vec<u8>>,
+    allocated: usize,
+    worker: Option<std::thread::JoinHandle<Sha256>>,
+}
+
+impl BackgroundHasher {
+    fn new(initial: Sha256) -> BackgroundHasher {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<HashMsg>(POOL);
+        let (back_tx, pool) = std::sync::mpsc::channel::<Vec<u8>>();
+        let worker = std::thread::spawn(move || {
+            let mut hasher = initial;
+            for msg in rx {
+                match msg {
+                    HashMsg::Data(buf, n) => {
+                        hasher.update(&buf[..n]);
+                        let _ = back_tx.send(buf);
+                    }
+                    HashMsg::Reset => hasher = Sha256::new(),
+                }
+            }
+            hasher
+        });
+        BackgroundHasher {
+            tx: Some(tx),
+            pool,
+            allocated: 0,
+            worker: Some(worker),
+        }
+    }
+
+    /// A read buffer: a returned one, a new one while the pool is not full, else the next returned.
+    fn buffer(&mut self) -> Vec<u8> {
+        if let Ok(buf) = self.pool.try_recv() {
+            return buf;
+        }
+        if self.allocated < POOL {
+            self.allocated += 1;
+            return vec![0u8; CHUNK];
+        }
+        self.pool.recv().unwrap_or_else(|_| vec![0u8; CHUNK])
+    }
+
+    fn feed(&mut self, buf: Vec<u8>, n: usize) {
+        if let Some(tx) = &self.tx {
+            tx.send(HashMsg::Data(buf, n))
+                .expect("hashing thread alive");
+        }
+    }
+
+    fn reset(&mut self) {
+        if let Some(tx) = &self.tx {
+            tx.send(HashMsg::Reset).expect("hashing thread alive");
+        }
+    }
+
+    fn finish(mut self) -> Sha256 {
+        self.tx = None;
+        self.worker
+            .take()
+            .expect("worker")
+            .join()
+            .expect("hashing thread")
+    }
+}
+
+impl Drop for BackgroundHasher {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+    }
+}
+
 /// Feeds an existing partial file into the hasher; returns its length (0 when absent).
 fn hash_existing(part: &Path, hasher: &mut Sha256) -> Result<u64> {
     let mut file = match File::open(part) {
@@ -451,9 +540,9 @@ fn hash_existing(part: &Path, hasher: &mut Sha256) -> Result<u64> {
     }
 }
 
-fn restart(part: &Path, hasher: &mut Sha256, have: &mut u64) -> Result<()> {
+fn restart(part: &Path, hasher: &mut BackgroundHasher, have: &mut u64) -> Result<()> {
     File::create(part).map_err(|e| ArtifactError::io("cannot truncate download file", part, e))?;
-    *hasher = Sha256::new();
+    hasher.reset();
     *have = 0;
     Ok(())
 }
