@@ -280,10 +280,10 @@ fn full_install_sequence_with_restart_and_fresh_session_verify() {
         g.sequence(),
         [
             "query",
+            "forget",
             "prepare_dir",
             "untar",
             "tree_sizes",
-            "forget",
             "install",
             "ensure_path",
             "restart_sshd",
@@ -424,10 +424,10 @@ fn same_build_verified_is_a_no_op_and_a_recorded_old_build_is_uninstalled_first(
         seq[2..],
         [
             "query",
+            "forget",
             "prepare_dir",
             "untar",
             "tree_sizes",
-            "forget",
             "uninstall",
             "install",
             "ensure_path",
@@ -737,10 +737,10 @@ fn extension_install_then_reinstall_then_remove() {
         g.sequence()[n..],
         [
             "ext_query",
+            "ext_remove",
             "prepare_dir",
             "untar",
             "tree_sizes",
-            "ext_remove",
             "ext_create",
             "ext_start",
             "ext_export",
@@ -874,4 +874,114 @@ fn every_install_ps1_parses_under_the_powershell_grammar() {
         let problems = testsupport::ps1::check_source(&wrapped);
         assert!(problems.is_empty(), "{} (wrapped): {problems:?}", s.name);
     }
+}
+
+/// Answers every step of a successful install after the uninstall step.
+fn answer_install_tail(g: &Guest) {
+    g.standin
+        .on(&step(&scripts::WIN_PREPARE_DIR), ok_json())
+        .on(&step(&scripts::WIN_FORGET), ok_json())
+        .on(&step(&scripts::WIN_INSTALL), installed_ok())
+        .on(
+            &step(&scripts::WIN_ENSURE_PATH),
+            Reply::json(&json!({"changed": false, "machine_path": "x"})),
+        )
+        .on(
+            "Restart-Service",
+            Reply::json(&json!({"old_sshd_pid": 100, "restarter_pid": 7})),
+        )
+        .on(
+            "Win32_OperatingSystem",
+            Reply::json(&json!({"boot_id": "b", "sshd_pid": 200, "path": "new"})),
+        )
+        .on(
+            &step(&scripts::WIN_VERIFY),
+            verified(Some("C:\\y\\ebpfapi.dll"), "C:\\y"),
+        )
+        .on(
+            &step(&scripts::WIN_LIST_LOGS),
+            Reply::json(&json!({"files": []})),
+        )
+        .on(&step(&scripts::WIN_RECORD), ok_json());
+}
+
+fn uninstalled(dir: Option<&str>) -> Reply {
+    Reply::json(
+        &json!({"dir": dir, "method": dir.map(|_| "install-psm1"), "exit_code": dir.map(|_| 0), "output_tail": [],
+                        "services_after": {"eBPFCore": null, "NetEbpfExt": null, "eBPFSvc": null, "SampleEbpfExt": null}}),
+    )
+}
+
+#[test]
+fn forced_reinstall_uninstalls_before_replacing_the_directory_and_unknown_runtime_after_upload() {
+    let g = guest();
+    let build = g.build();
+    g.answer_upload(&build.local_dir);
+    let rec = json!({"build": {"key": KEY, "source": "main"}, "method": "install-psm1", "guest_dir": g.build_dir(),
+                     "installed_at": 1, "harness_version": "0.1.0"});
+    g.standin
+        .on_times(
+            &step(&scripts::WIN_QUERY),
+            1,
+            Reply::json(&json!({"marker": rec, "services": services(Some("Running"), Some("Running")), "program_files": true})),
+        )
+        .on_times(&step(&scripts::WIN_UNINSTALL), 1, uninstalled(Some(&g.build_dir())));
+    answer_install_tail(&g);
+    let results = tempfile::tempdir().unwrap();
+    let mut opts = g.options(results.path());
+    opts.force = true;
+    let mut session = g.session();
+    install::install_runtime(&mut session, &build, &opts, &mut |_| {})
+        .unwrap_or_else(|e| panic!("{e}\n{:#?}", g.sequence()));
+    let seq = g.sequence();
+    assert_eq!(
+        seq[..6],
+        [
+            "query",
+            "forget",
+            "uninstall",
+            "prepare_dir",
+            "untar",
+            "tree_sizes"
+        ],
+        "{seq:?}"
+    );
+
+    // A runtime without a harness record, and no build unpacked yet: the first uninstall finds
+    // no scripts, so it runs again with the new build's scripts once they are unpacked.
+    let n = g.commands().len();
+    g.standin
+        .on_times(
+            &step(&scripts::WIN_QUERY),
+            1,
+            Reply::json(&json!({"marker": null, "services": services(Some("Running"), Some("Stopped")), "program_files": true})),
+        )
+        .on_times(&step(&scripts::WIN_UNINSTALL), 1, uninstalled(None))
+        .on_times(&step(&scripts::WIN_UNINSTALL), 1, uninstalled(Some(&g.build_dir())));
+    let mut ev = Vec::new();
+    install::install_runtime(&mut session, &build, &g.options(results.path()), &mut |e| {
+        ev.push(e.clone())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{:#?}", g.sequence()));
+    let seq = g.sequence();
+    assert_eq!(
+        seq[n..n + 8],
+        [
+            "query",
+            "forget",
+            "uninstall",
+            "prepare_dir",
+            "untar",
+            "tree_sizes",
+            "uninstall",
+            "install"
+        ],
+        "{seq:?}"
+    );
+    // The first, empty-handed uninstall is not reported as a failure.
+    assert!(
+        steps_ok(&ev).iter().all(|(_, ok)| *ok),
+        "{:?}",
+        steps_ok(&ev)
+    );
 }

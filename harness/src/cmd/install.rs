@@ -14,13 +14,16 @@ use provision::install::{
     self, BuildToInstall, ExtensionState, InstallEvent, InstallOptions, InstallOutcome,
     InstallReport, InstalledBuild,
 };
-use provision::session::{Endpoint, Session, SessionOptions};
+use provision::session::Session;
 
+use crate::cmd::guest::{ConnectArgs, connect};
 use crate::context::{Context, expand_home};
 
 /// Arguments of `harness install`.
 #[derive(Debug, Args)]
 pub struct InstallArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
     /// Which efW build: main, run:<id>, release:<version>, file:<zip or dir>, url:<https://…>
     /// (default: `[efw] source`).
     #[arg(long, value_name = "SPEC")]
@@ -38,6 +41,8 @@ pub struct InstallArgs {
 pub enum ExtCmd {
     /// Install (or reinstall) extensions: the named one, or every enabled one.
     Install {
+        #[command(flatten)]
+        connect: ConnectArgs,
         /// Extension name (`[extensions.NAME]`).
         name: Option<String>,
         /// Build source for this install (default: `[extensions.NAME.build] source`).
@@ -49,11 +54,16 @@ pub enum ExtCmd {
     },
     /// Remove extensions: the named one, or every configured one.
     Remove {
+        #[command(flatten)]
+        connect: ConnectArgs,
         /// Extension name.
         name: Option<String>,
     },
     /// Show each configured extension's service and program types in the guest.
-    List,
+    List {
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
 }
 
 /// `harness install`.
@@ -66,7 +76,7 @@ pub fn run(ctx: &Context, args: &InstallArgs) -> anyhow::Result<ExitCode> {
         "efW",
     )
     .context("fetching the efW build")?;
-    let mut session = connect(ctx)?;
+    let mut session = connect(ctx, &args.connect)?;
     let mut printer = EventPrinter::new(ctx);
     let report = install_runtime(ctx, &mut session, &build, args.force, &mut |e| {
         printer.on_event(e)
@@ -83,12 +93,12 @@ pub fn run(ctx: &Context, args: &InstallArgs) -> anyhow::Result<ExitCode> {
 /// `harness ext …`.
 pub fn run_ext(ctx: &Context, cmd: &ExtCmd) -> anyhow::Result<ExitCode> {
     // Bad names are reported before anything touches the network or the guest.
-    let names = match cmd {
-        ExtCmd::Install { name, .. } => chosen(ctx, name.as_deref(), true)?,
-        ExtCmd::Remove { name } => chosen(ctx, name.as_deref(), false)?,
-        ExtCmd::List => Vec::new(),
+    let (names, connect_args) = match cmd {
+        ExtCmd::Install { name, connect, .. } => (chosen(ctx, name.as_deref(), true)?, connect),
+        ExtCmd::Remove { name, connect } => (chosen(ctx, name.as_deref(), false)?, connect),
+        ExtCmd::List { connect } => (Vec::new(), connect),
     };
-    let mut session = connect(ctx)?;
+    let mut session = connect(ctx, connect_args)?;
     match cmd {
         ExtCmd::Install {
             source, offline, ..
@@ -129,7 +139,7 @@ pub fn run_ext(ctx: &Context, cmd: &ExtCmd) -> anyhow::Result<ExitCode> {
             }
             print_states(ctx, &states, &printer.events)?;
         }
-        ExtCmd::List => {
+        ExtCmd::List { .. } => {
             let configs: Vec<_> = ctx
                 .config
                 .extensions
@@ -210,24 +220,6 @@ pub fn fetch_build(
             version: build.meta.version.clone(),
         },
     })
-}
-
-/// A session to the configured guest (`[vm]`; the qemu backend's port must be in `[vm] port`).
-pub fn connect(ctx: &Context) -> anyhow::Result<Session> {
-    let ep = Endpoint::from_config(&ctx.config.vm, &ctx.paths.state, None);
-    if ep.port == 0 {
-        anyhow::bail!(
-            "no SSH port for the guest: start it with `harness up`, or set [vm] host and port for an existing machine"
-        );
-    }
-    let opts = SessionOptions::in_state(&ctx.paths.state);
-    let session =
-        Session::connect(&ep, &opts).with_context(|| format!("connecting to the guest at {ep}"))?;
-    Ok(
-        session.with_cancel(provision::session::CancelHandle::from_flag(
-            ctx.cancel.flag(),
-        )),
-    )
 }
 
 fn chosen(ctx: &Context, name: Option<&str>, only_enabled: bool) -> anyhow::Result<Vec<String>> {

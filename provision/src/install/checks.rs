@@ -48,10 +48,10 @@ impl QueryResult {
 /// `uninstall.ps1`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct UninstallResult {
-    /// Directory whose scripts were used.
-    pub dir: String,
+    /// Directory whose scripts were used; `None` when neither directory has an uninstaller.
+    pub dir: Option<String>,
     /// `setup-ebpf` or `install-psm1`.
-    pub method: String,
+    pub method: Option<String>,
     /// Exit code of the child PowerShell.
     pub exit_code: Option<i64>,
     /// Last lines of its output.
@@ -68,8 +68,8 @@ pub fn judge_uninstall(r: &UninstallResult) -> Vec<String> {
     if r.exit_code != Some(0) {
         problems.push(format!(
             "the uninstaller ({} in {}) exited with {}",
-            r.method,
-            r.dir,
+            r.method.as_deref().unwrap_or("none"),
+            r.dir.as_deref().unwrap_or("no directory"),
             code_text(r.exit_code)
         ));
     }

@@ -130,6 +130,11 @@ pub(super) fn install(
     })?;
     let reinstall = q.status.is_some();
 
+    // The old driver file may be loaded from this very directory: remove the service first.
+    if reinstall {
+        remove_service(session, progress, name, &cfg.service)?;
+    }
+
     progress.step(Step::PrepareDir, || {
         run::<serde_json::Value>(
             session,
@@ -144,10 +149,6 @@ pub(super) fn install(
             .map(|_| ())
             .map_err(InstallError::session(Step::Upload))
     })?;
-
-    if reinstall {
-        remove_service(session, progress, name, &cfg.service)?;
-    }
 
     progress.step(Step::ExtCreateService, || {
         let r: ToolRun = run(

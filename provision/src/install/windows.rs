@@ -99,6 +99,34 @@ pub(super) fn install(
         unreachable!("decide returns Install once the current build was checked")
     };
 
+    // From here on an install may be half done: drop the record first, so a failure is never
+    // mistaken for the old build still being installed.
+    check_cancel(&opts.cancel, Step::Uninstall)?;
+    run::<serde_json::Value>(
+        session,
+        Step::Uninstall,
+        scripts::WIN_FORGET,
+        &[("Marker", paths.marker.clone())],
+    )?;
+    let mut notices = Vec::new();
+    let mut uninstalled = !(replace.is_some() || unknown_runtime);
+    // The runtime may hold files of this very directory (install_ebpf.psm1 registers
+    // sample_ebpf_ext.sys from it): uninstall before the directory is replaced.
+    let same_dir = replace
+        .as_ref()
+        .map_or(unknown_runtime, |r| r.guest_dir == paths.build_dir);
+    if !uninstalled && same_dir {
+        uninstalled = uninstall(
+            session,
+            progress,
+            &paths,
+            &paths.build_dir,
+            &logs_dir,
+            &mut notices,
+            false,
+        )?;
+    }
+
     check_cancel(&opts.cancel, Step::PrepareDir)?;
     progress.step(Step::PrepareDir, || {
         run::<serde_json::Value>(
@@ -126,45 +154,21 @@ pub(super) fn install(
         })?;
     }
 
-    // From here on an install may be half done: drop the record first, so a failure is never
-    // mistaken for the old build still being installed.
-    run::<serde_json::Value>(
-        session,
-        Step::Uninstall,
-        scripts::WIN_FORGET,
-        &[("Marker", paths.marker.clone())],
-    )?;
-    let mut notices = Vec::new();
-    if replace.is_some() || unknown_runtime {
+    if !uninstalled {
         check_cancel(&opts.cancel, Step::Uninstall)?;
         let old_dir = replace
             .as_ref()
             .map(|r| r.guest_dir.clone())
             .unwrap_or_else(|| paths.build_dir.clone());
-        let result = progress.step(Step::Uninstall, || {
-            let u: UninstallResult = run(session, Step::Uninstall, scripts::WIN_UNINSTALL, &[
-                ("BuildDir", old_dir.clone()),
-                ("FallbackDir", paths.build_dir.clone()),
-                ("LogName", UNINSTALL_LOG.to_string()),
-            ])?;
-            if u.dir != old_dir {
-                notices.push(format!(
-                    "the previous build's directory {old_dir} has no uninstaller; uninstalled with the new build's scripts"
-                ));
-            }
-            let problems = checks::judge_uninstall(&u);
-            if problems.is_empty() {
-                return Ok(());
-            }
-            let files = collect_logs(session, &paths.build_dir, &logs_dir, &mut notices);
-            Err(InstallError::UninstallFailed {
-                problems,
-                excerpt: guest::excerpt(&files, &["uninstall"], &u.output_tail, 12),
-                logs_dir: logs_dir.clone(),
-            })
-        });
-        flush(progress, &mut notices);
-        result?;
+        uninstall(
+            session,
+            progress,
+            &paths,
+            &old_dir,
+            &logs_dir,
+            &mut notices,
+            true,
+        )?;
     }
 
     check_cancel(&opts.cancel, Step::Install)?;
@@ -297,6 +301,62 @@ impl IntoVerify for serde_json::Value {
             stdout_tail: text,
         })
     }
+}
+
+/// Runs `uninstall.ps1` with the scripts in `dir` (falling back to the new build's). Returns
+/// false when neither directory has an uninstaller yet and `required` is false (the caller
+/// retries once the new build is unpacked).
+fn uninstall(
+    session: &mut Session,
+    progress: &mut Progress<'_>,
+    paths: &GuestPaths,
+    dir: &str,
+    logs_dir: &std::path::Path,
+    notices: &mut Vec<String>,
+    required: bool,
+) -> Result<bool, InstallError> {
+    let result = progress.step(Step::Uninstall, || {
+        let u: UninstallResult = run(
+            session,
+            Step::Uninstall,
+            scripts::WIN_UNINSTALL,
+            &[
+                ("BuildDir", dir.to_string()),
+                ("FallbackDir", paths.build_dir.clone()),
+                ("LogName", UNINSTALL_LOG.to_string()),
+            ],
+        )?;
+        let Some(used) = u.dir.clone() else {
+            if required {
+                return Err(InstallError::UninstallFailed {
+                    problems: vec![format!(
+                        "neither {dir} nor {} holds setup-ebpf.ps1 or install_ebpf.psm1",
+                        paths.build_dir
+                    )],
+                    excerpt: Vec::new(),
+                    logs_dir: logs_dir.to_path_buf(),
+                });
+            }
+            return Ok(false);
+        };
+        if used != dir {
+            notices.push(format!(
+                "the previous build's directory {dir} has no uninstaller; uninstalled with the new build's scripts"
+            ));
+        }
+        let problems = checks::judge_uninstall(&u);
+        if problems.is_empty() {
+            return Ok(true);
+        }
+        let files = collect_logs(session, &paths.build_dir, logs_dir, notices);
+        Err(InstallError::UninstallFailed {
+            problems,
+            excerpt: guest::excerpt(&files, &["uninstall"], &u.output_tail, 12),
+            logs_dir: logs_dir.to_path_buf(),
+        })
+    });
+    flush(progress, notices);
+    result
 }
 
 /// The first PsExec64.exe found on the host, or none if the build already carries one.

@@ -2,7 +2,8 @@
 # Stops services and drivers first, runs the uninstaller in a child PowerShell (the reference
 # scripts end with `exit 0` and import modules we must not keep), then reports which eBPF services
 # remain, so the caller judges the result rather than trusting the exit code.
-# Prints {dir, method, exit_code, output_tail[], services_after{}}.
+# Prints {dir, method, exit_code, output_tail[], services_after{}}; dir and method are null when
+# neither directory holds an uninstaller.
 param(
     [Parameter(Mandatory = $true)][string]$BuildDir,
     [Parameter(Mandatory = $true)][string]$FallbackDir,
@@ -31,7 +32,9 @@ if ($null -eq $method) {
     $method = Find-Uninstaller $dir
 }
 if ($null -eq $method) {
-    throw "neither '$BuildDir' nor '$FallbackDir' holds setup-ebpf.ps1 or install_ebpf.psm1"
+    # Nothing to uninstall with yet (e.g. the new build is not unpacked): the caller decides.
+    ConvertTo-Json -InputObject ([ordered]@{ dir = $null; method = $null; exit_code = $null; output_tail = @(); services_after = (Get-ServiceStates) }) -Compress -Depth 4
+    return
 }
 
 $old_pref = $ErrorActionPreference
