@@ -92,10 +92,13 @@ fn unreachable_guest_gives_a_connect_error() {
             "-c",
             cfg.to_str().unwrap(),
             "install",
+            "--connect-timeout",
+            "1",
             "--source",
             &format!("file:{}", build.display()),
         ])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("connecting to the guest"));
+        .stderr(predicate::str::contains("connecting to the guest"))
+        .stderr(predicate::str::contains("Connection refused"));
 }
