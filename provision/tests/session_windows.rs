@@ -371,3 +371,57 @@ fn reboot_waits_for_a_new_boot_id() {
         "{cmds:#?}"
     );
 }
+
+#[test]
+fn tree_upload_sends_one_archive_then_untars_and_verifies_sizes() {
+    let g = guest();
+    let src = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(src.path().join("sub")).unwrap();
+    std::fs::write(src.path().join("sub/a.dll"), vec![7u8; 1000]).unwrap();
+    std::fs::write(src.path().join("b.txt"), "hello").unwrap();
+    g.standin
+        .on(
+            "tar.exe -x -f $archivePath",
+            Reply::json(&json!({"dir": "C:\\harness\\efw\\k"})),
+        )
+        .on_times(
+            "Get-ChildItem -LiteralPath $Dir -Recurse",
+            1,
+            Reply::json(&json!({"files": [["sub/a.dll", 1000], ["b.txt", 5], ["old.txt", 1]]})),
+        )
+        .on(
+            "Get-ChildItem -LiteralPath $Dir -Recurse",
+            Reply::json(&json!({"files": [["sub/a.dll", 999]]})),
+        );
+    let mut s = g.session();
+    let st = s.upload_tree(src.path(), r"C:\harness\efw\k").unwrap();
+    assert_eq!((st.files, st.bytes), (2, 1005));
+    let cmds = g.commands();
+    assert_eq!(cmds.len(), 2, "{cmds:#?}");
+    let archive = cmds[0]
+        .split("-Archive '")
+        .nth(1)
+        .unwrap()
+        .split('\'')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(cmds[0].contains(r"-Dir 'C:\harness\efw\k'"), "{}", cmds[0]);
+    assert!(cmds[1].contains(r"-Dir 'C:\harness\efw\k'"));
+    // The archive arrived over SFTP in the user's home, whole.
+    let tar_path = g.standin.home().join(&archive);
+    let mut names: Vec<String> = tar::Archive::new(std::fs::File::open(&tar_path).unwrap())
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["b.txt", "sub", "sub/a.dll"]);
+    // A size that differs after unpacking is an error that names the file.
+    let err = s.upload_tree(src.path(), r"C:\harness\efw\k").unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("sub/a.dll: 999 bytes, expected 1000") && msg.contains("b.txt: missing"),
+        "{msg}"
+    );
+}

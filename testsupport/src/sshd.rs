@@ -58,6 +58,7 @@ impl Sshd {
         // Privilege separation directory; absent on hosts where sshd never ran.
         fs::create_dir_all("/run/sshd")?;
         let dir = tempfile::Builder::new().prefix("harness-sshd-").tempdir()?;
+        remove_at_exit(dir.path());
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755))?;
         keygen(&dir.path().join("host_ed25519"), "harness-test-host")?;
         keygen(&dir.path().join("client_ed25519"), "harness-test-client")?;
@@ -386,6 +387,27 @@ impl Sshd {
 impl Drop for Sshd {
     fn drop(&mut self) {
         self.stop_daemon();
+    }
+}
+
+/// Fixtures kept in a `static` are never dropped; their tempdirs are removed when the test
+/// process exits (libtest ends with `exit`, which runs `atexit` handlers).
+fn remove_at_exit(dir: &Path) {
+    static DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+    static REGISTER: std::sync::Once = std::sync::Once::new();
+    extern "C" fn cleanup() {
+        if let Ok(dirs) = DIRS.lock() {
+            for d in dirs.iter() {
+                let _ = fs::remove_dir_all(d);
+            }
+        }
+    }
+    REGISTER.call_once(|| {
+        // SAFETY: registering a plain extern "C" function with no captured state.
+        unsafe { libc::atexit(cleanup) };
+    });
+    if let Ok(mut dirs) = DIRS.lock() {
+        dirs.push(dir.to_path_buf());
     }
 }
 

@@ -99,6 +99,11 @@ impl Standin {
         self.dir.path()
     }
 
+    /// Where SFTP sessions start (the stand-in's "user profile"); relative SFTP paths land here.
+    pub fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
     /// The `ForceCommand` value that runs the stand-in with this directory.
     pub fn force_command(&self) -> String {
         format!("{} {}", exe().display(), self.dir.path().display())

@@ -5,7 +5,8 @@
 //! the rules in `DIR/rules` (written by `testsupport::standin`): stdout, stderr, exit code, a
 //! delay, or dropping the connection. Two Windows behaviours are built in: the harness wrapper's
 //! `##harness-pid:` line is answered with this process's pid, and `taskkill.exe /T /F /PID N`
-//! really kills N. SFTP requests are passed to the real sftp-server.
+//! really kills N. SFTP requests are passed to the real sftp-server, starting in `DIR/home`
+//! (the guest user's profile directory).
 //!
 //! Standard library only: the testsupport build script compiles it with plain rustc.
 
@@ -122,7 +123,13 @@ fn main() {
     }));
     let raw = env::var("SSH_ORIGINAL_COMMAND").unwrap_or_default();
     if raw == "internal-sftp" || raw.ends_with("sftp-server") {
-        let e = Command::new("/usr/lib/openssh/sftp-server").exec();
+        // SFTP starts in DIR/home (the "user profile"), so relative paths stay in the test's dir.
+        let home = dir.join("home");
+        let _ = fs::create_dir_all(&home);
+        let e = Command::new("/usr/lib/openssh/sftp-server")
+            .arg("-d")
+            .arg(&home)
+            .exec();
         eprintln!("standin: cannot run sftp-server: {e}");
         process::exit(96);
     }
