@@ -10,7 +10,7 @@
 //!
 //! Run: `cargo bench -p suites --bench overhead` (ITERATIONS=N, default 3, median reported).
 //! Another module: `BENCH_MODULE=/path/to/module BENCH_PACKAGES="./a ./b"`.
-//! Target: harness ≤ plain × 1.05 + 1 s.
+//! Target: harness ≤ plain × 1.05 + 1 s. `BENCH_PHASES=1` prints where each harness run spent its time.
 
 #[path = "../tests/support/ssh_exec.rs"]
 mod ssh_exec;
@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use ssh_exec::{SshCliExecutor, sh_quote};
 use suites::exec::Executor;
-use suites::{LocalExecutor, Provenance, Quiet, RunMode, RunOptions, SuiteConfig};
+use suites::{LocalExecutor, Provenance, RunMode, RunOptions, SuiteConfig};
 use testsupport::gomod;
 use testsupport::sshd::Sshd;
 
@@ -152,10 +152,26 @@ fn main() {
         };
         let opts = RunOptions::new("bench", suite, &module);
         let t0 = Instant::now();
-        let rec = suites::run(exec, &opts, &mut Quiet).unwrap();
+        let mut phases: Vec<(String, f64)> = Vec::new();
+        let mut obs = |e: &suites::RunEvent<'_>, _: &suites::Execution| {
+            if let suites::RunEvent::Phase(p) = e {
+                phases.push((p.to_string(), t0.elapsed().as_secs_f64()));
+            }
+        };
+        let rec = suites::run(exec, &opts, &mut obs).unwrap();
+        phases.push(("writing results".into(), t0.elapsed().as_secs_f64()));
         let out = tempfile::tempdir().unwrap();
         let w = suites::write(out.path(), &rec, &Provenance::default()).unwrap();
-        (t0.elapsed().as_secs_f64(), w.summary.totals.attempts)
+        let total = t0.elapsed().as_secs_f64();
+        if std::env::var_os("BENCH_PHASES").is_some() {
+            let mut line = format!("  {mode:?}:");
+            for (i, (p, t)) in phases.iter().enumerate() {
+                let end = phases.get(i + 1).map_or(total, |n| n.1);
+                line.push_str(&format!(" {p} {:.2}s", end - t));
+            }
+            eprintln!("{line} (start {:.2}s)", phases.first().map_or(0.0, |p| p.1));
+        }
+        (total, w.summary.totals.attempts)
     };
 
     let mut cases: Vec<(Case, Runner)> = vec![

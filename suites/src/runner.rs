@@ -526,14 +526,21 @@ fn run_host(
     ];
     let go = host_go(opts, target_env);
     st.phase("listing");
-    let listed = select(opts, go.list(&opts.suite.packages, &flags.build_args())?);
+    // `go tool -n test2json` may build the tool: do it while `go list` runs.
+    let native_go = host_go(opts, Vec::new());
+    let (listed, test2json) = std::thread::scope(|s| {
+        let t2j = s.spawn(|| native_go.test2json_path());
+        let listed = go.list(&opts.suite.packages, &flags.build_args());
+        (listed, t2j.join().expect("test2json lookup does not panic"))
+    });
+    let listed = select(opts, listed?);
+    let test2json = test2json?;
     st.obs.on_event(
         &RunEvent::Planned {
             packages: listed.len(),
         },
         &st.ex,
     );
-    let test2json = host_go(opts, Vec::new()).test2json_path()?;
 
     let staging = tempfile::Builder::new()
         .prefix("harness-suite-")
@@ -841,8 +848,6 @@ fn run_guest(
     if f.get("timeout").is_none() {
         f.set("timeout", &format!("{timeout_s}s"));
     }
-    // Listing on the host (if it has Go) tells how many packages to expect, which a lost target
-    // needs to mark the rest errored; sharding cannot work without it.
     let go = host_go(
         opts,
         vec![
@@ -850,8 +855,17 @@ fn run_guest(
             ("GOARCH".to_string(), exec.arch()),
         ],
     );
-    st.phase("listing");
-    let listed = match go.list(&opts.suite.packages, &flags.build_args()) {
+    // Listing on the host (if it has Go) tells how many packages to expect, which a lost target
+    // needs to mark the rest errored; sharding cannot work without it. It runs while the source
+    // tree is uploaded.
+    st.phase("uploading");
+    let remote = exec.remote_dir(&format!("suite-{}-src", opts.suite_name));
+    let (listed, uploaded) = std::thread::scope(|s| {
+        let listing = s.spawn(|| go.list(&opts.suite.packages, &flags.build_args()));
+        let uploaded = exec.upload_tree(&opts.module_dir, &remote, &is_git);
+        (listing.join().expect("go list does not panic"), uploaded)
+    });
+    let listed = match listed {
         Ok(l) => Some(select(opts, l)),
         Err(_) if opts.shard.is_none() => None,
         Err(_) => return Err(SuiteError::ShardNeedsGo),
@@ -867,10 +881,7 @@ fn run_guest(
     if patterns.is_empty() {
         return Ok(());
     }
-
-    st.phase("uploading");
-    let remote = exec.remote_dir(&format!("suite-{}-src", opts.suite_name));
-    if let Err(e) = exec.upload_tree(&opts.module_dir, &remote, &is_git) {
+    if let Err(e) = uploaded {
         let msg = e.to_string();
         for p in &patterns {
             st.errored(p, &msg);
