@@ -447,8 +447,14 @@ impl Fetcher {
             version: None,
             url: None,
         };
-        let md = std::fs::metadata(path)
-            .map_err(|e| ArtifactError::io("cannot read the file: source", path, e))?;
+        let md = std::fs::metadata(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => ArtifactError::NotFound {
+                what: format!("the build for {spec}"),
+                url: path.display().to_string(),
+                hint: "Give the path of a build zip or of an unpacked build directory".into(),
+            },
+            _ => ArtifactError::io("cannot read the file: source", path, e),
+        })?;
         if md.is_dir() {
             let what = spec.to_string();
             let root = find_build_root(path, &cfg.configuration, &cfg.expect).map_or_else(
