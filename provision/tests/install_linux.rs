@@ -33,6 +33,14 @@ impl Lab {
     }
 
     fn session(&self) -> Session {
+        self.session_restarting_with(&format!(
+            "kill -HUP \"$(cat {})\"",
+            self.sshd.pid_file().display()
+        ))
+    }
+
+    /// A session whose sshd "restart" runs `restart` instead.
+    fn session_restarting_with(&self, restart: &str) -> Session {
         let ep = Endpoint {
             host: self.sshd.host().into(),
             port: self.sshd.port(),
@@ -41,8 +49,7 @@ impl Lab {
             os: GuestOs::Linux,
         };
         let mut opts = SessionOptions::new(self.tmp.path().join("known_hosts"));
-        opts.linux_restart_command =
-            format!("kill -HUP \"$(cat {})\"", self.sshd.pid_file().display());
+        opts.linux_restart_command = restart.to_string();
         Session::connect(&ep, &opts).expect("connect")
     }
 
@@ -298,4 +305,27 @@ fn a_build_without_setup_sh_is_refused_before_touching_the_guest() {
     assert!(matches!(err, InstallError::Invalid(_)), "{err}");
     assert!(err.to_string().contains("needs setup.sh"), "{err}");
     assert!(ev.is_empty(), "{ev:?}");
+}
+
+#[test]
+fn without_a_real_sshd_restart_the_new_environment_is_not_seen_and_verify_fails() {
+    let lab = Lab::start();
+    let results = tempfile::tempdir().unwrap();
+    let opts = lab.options(results.path());
+    // "Restarting" sshd does nothing: sessions opened afterwards keep the old environment.
+    let mut session = lab.session_restarting_with("true");
+    let build = lab.build("build-a");
+    let err = install::install_runtime(&mut session, &build, &opts, &mut |_| {}).unwrap_err();
+    assert!(matches!(err, InstallError::VerifyFailed { .. }), "{err}");
+    assert!(err.to_string().contains("after sshd restarted"), "{err}");
+    assert_eq!(lab.events(), vec!["install build-a"], "setup.sh did run");
+    assert_eq!(
+        lab.fresh_env(),
+        "[]",
+        "a new session without the restart sees nothing"
+    );
+    assert_eq!(
+        install::installed(&mut session, &opts.config).unwrap(),
+        None
+    );
 }

@@ -221,7 +221,8 @@ fn verified(dll: Option<&str>, path: &str) -> Reply {
     Reply::json(&json!({
         "services": services(Some("Running"), Some("Running")),
         "ebpfapi_dll": dll, "path": path,
-        "netsh_exit_code": 0, "netsh_output": ["", "    ID  Pins  Loaded  Type  Name"]
+        "netsh_exit_code": 0, "netsh_output": ["", "    ID  Pins  Loaded  Type  Name"],
+        "runtime_version": "0.21.0.0"
     }))
 }
 
@@ -331,7 +332,9 @@ fn full_install_sequence_with_restart_and_fresh_session_verify() {
     assert_eq!(report.record.build, build.provenance);
     assert_eq!(report.record.guest_dir, g.build_dir());
     assert!(report.checks.iter().all(|c| c.ok), "{:?}", report.checks);
-    assert_eq!(report.checks.len(), 4);
+    assert_eq!(report.checks.len(), 5);
+    assert_eq!(report.record.runtime_version.as_deref(), Some("0.21.0.0"));
+    assert_eq!(report.record.ci_efw_version().as_deref(), Some("0.21.0"));
     let names: Vec<_> = report
         .logs
         .iter()

@@ -142,6 +142,9 @@ pub struct VerifyResult {
     /// Its first lines.
     #[serde(default, deserialize_with = "lines")]
     pub netsh_output: Vec<String>,
+    /// The installed runtime's version (MSI DisplayVersion or ebpfapi.dll's), if found.
+    #[serde(default)]
+    pub runtime_version: Option<String>,
 }
 
 /// Problems seen from a fresh session; the PATH problem names PATH, because that is what
@@ -415,6 +418,7 @@ mod tests {
             path: r"C:\Windows\system32;C:\Windows".into(),
             netsh_exit_code: Some(0),
             netsh_output: vec![],
+            runtime_version: None,
         };
         let p = judge_verify(&r, r"C:\Program Files\ebpf-for-windows");
         assert_eq!(p.len(), 1);

@@ -167,12 +167,13 @@ mod tests {
     fn step_emits_a_started_finished_pair_on_success_and_failure() {
         let mut seen = Vec::new();
         let mut sink = |e: &InstallEvent| seen.push(e.clone());
-        let mut p = Progress::new(&mut sink);
-        let ok: Result<u8, ()> = p.step(Step::Upload, || Ok(1));
-        let bad: Result<u8, &str> = p.step(Step::Install, || Err("boom"));
-        assert_eq!(ok, Ok(1));
-        assert_eq!(bad, Err("boom"));
-        drop(p);
+        {
+            let mut p = Progress::new(&mut sink);
+            let ok: Result<u8, ()> = p.step(Step::Upload, || Ok(1));
+            let bad: Result<u8, &str> = p.step(Step::Install, || Err("boom"));
+            assert_eq!(ok, Ok(1));
+            assert_eq!(bad, Err("boom"));
+        }
         let shape: Vec<(Step, Option<bool>)> = seen
             .iter()
             .map(|e| match e {

@@ -220,6 +220,7 @@ pub(super) fn install(
         guest_dir: paths.build_dir.clone(),
         installed_at: now_unix(),
         harness_version: env!("CARGO_PKG_VERSION").into(),
+        runtime_version: None,
     };
     let json = serde_json::to_string(&record).expect("record serializes");
     progress.step(Step::Record, || {

@@ -326,6 +326,7 @@ mod tests {
             guest_dir: format!("/x/{key}"),
             installed_at: 0,
             harness_version: "0".into(),
+            runtime_version: None,
         }
     }
 
@@ -333,7 +334,16 @@ mod tests {
     fn decision_table() {
         let a = rec("a");
         // (current, runtime_present, wanted, force, current_ok) → plan
-        let cases: Vec<(Option<&InstallRecord>, bool, &str, bool, Option<bool>, Plan)> = vec![
+        // (current, runtime_present, wanted, force, current_ok) → plan
+        type Case<'a> = (
+            Option<&'a InstallRecord>,
+            bool,
+            &'a str,
+            bool,
+            Option<bool>,
+            Plan,
+        );
+        let cases: Vec<Case> = vec![
             (
                 None,
                 false,

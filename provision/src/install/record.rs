@@ -56,6 +56,47 @@ pub struct InstallRecord {
     pub installed_at: u64,
     /// harness version that installed it.
     pub harness_version: String,
+    /// The runtime version found in the guest after install (CI builds carry no version).
+    #[serde(default)]
+    pub runtime_version: Option<String>,
+}
+
+impl InstallRecord {
+    /// The value for ebpf-go's `CI_EFW_VERSION` (it must parse as `x.y.z`): the build's version,
+    /// else the version found in the guest.
+    pub fn ci_efw_version(&self) -> Option<String> {
+        [
+            self.build.version.as_deref(),
+            self.runtime_version.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .find_map(normalize_version)
+    }
+}
+
+/// `v0.21.0`, `Release-v0.21.0`, `0.21.0.0`, `1.0.0-rc1` → `0.21.0`, `0.21.0`, `0.21.0`,
+/// `1.0.0-rc1`; anything without three numeric components → `None`.
+pub fn normalize_version(s: &str) -> Option<String> {
+    let s = s.trim();
+    let s = s.strip_prefix("Release-").unwrap_or(s);
+    let s = s
+        .strip_prefix('v')
+        .or_else(|| s.strip_prefix('V'))
+        .unwrap_or(s);
+    let (core, suffix) = match s.find('-') {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, ""),
+    };
+    let parts: Vec<&str> = core.split('.').collect();
+    if parts.len() < 3
+        || !parts
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+    {
+        return None;
+    }
+    Some(format!("{}.{}.{}{suffix}", parts[0], parts[1], parts[2]))
 }
 
 /// One extension as installed in the guest (for `ext list` and host state).
@@ -127,10 +168,40 @@ mod tests {
             guest_dir: r"C:\harness\efw\gh-artifact-1".into(),
             installed_at: 1,
             harness_version: "0.1.0".into(),
+            runtime_version: None,
         };
         save_host_record(&path, &rec).unwrap();
         assert_eq!(load_host_record(&path).unwrap(), Some(rec));
         std::fs::write(&path, "{").unwrap();
         assert!(load_host_record(&path).is_err());
+    }
+
+    #[test]
+    fn versions_for_ci_efw_version() {
+        for (input, want) in [
+            ("0.21.0", Some("0.21.0")),
+            ("v1.4.0", Some("1.4.0")),
+            ("Release-v0.21.1", Some("0.21.1")),
+            ("0.21.0.0", Some("0.21.0")),
+            ("1.0.0-rc1", Some("1.0.0-rc1")),
+            ("main", None),
+            ("1.2", None),
+            ("", None),
+        ] {
+            assert_eq!(normalize_version(input).as_deref(), want, "{input}");
+        }
+        let mut rec = InstallRecord {
+            build: InstalledBuild::default(),
+            method: InstallMethod::InstallPsm1,
+            guest_dir: String::new(),
+            installed_at: 0,
+            harness_version: String::new(),
+            runtime_version: Some("0.22.0.0".into()),
+        };
+        assert_eq!(rec.ci_efw_version().as_deref(), Some("0.22.0"));
+        rec.build.version = Some("v1.0.0".into());
+        assert_eq!(rec.ci_efw_version().as_deref(), Some("1.0.0"));
+        rec.build.version = Some("weird".into());
+        assert_eq!(rec.ci_efw_version().as_deref(), Some("0.22.0"));
     }
 }

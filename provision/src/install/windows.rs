@@ -268,6 +268,7 @@ pub(super) fn install(
         guest_dir: paths.build_dir.clone(),
         installed_at: now_unix(),
         harness_version: env!("CARGO_PKG_VERSION").into(),
+        runtime_version: verify.runtime_version.clone(),
     };
     let json = serde_json::to_string(&record).expect("record serializes");
     progress.step(Step::Record, || {
@@ -438,6 +439,15 @@ pub(super) fn verify_table(v: &VerifyResult) -> Vec<Check> {
         name: "ebpfapi.dll on PATH".into(),
         ok: v.ebpfapi_dll.is_some(),
         detail: v.ebpfapi_dll.clone().unwrap_or_else(|| "not found".into()),
+    });
+    rows.push(Check {
+        name: "efW version".into(),
+        // Informational: the build's own version may still be known.
+        ok: true,
+        detail: v
+            .runtime_version
+            .clone()
+            .unwrap_or_else(|| "unknown".into()),
     });
     rows.push(Check {
         name: "netsh ebpf show programs".into(),
