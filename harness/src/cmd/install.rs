@@ -103,29 +103,15 @@ pub fn run_ext(ctx: &Context, cmd: &ExtCmd) -> anyhow::Result<ExitCode> {
         ExtCmd::Install {
             source, offline, ..
         } => {
-            let mut states = Vec::new();
             let mut printer = EventPrinter::new(ctx);
-            for n in &names {
-                let entry = &ctx.config.extensions[n];
-                let mut build_cfg = entry.build.clone();
-                if build_cfg.expect.is_empty() {
-                    build_cfg.expect = vec![
-                        entry.install.driver.clone(),
-                        entry.install.export_tool.clone(),
-                    ];
-                }
-                let build = fetch_build(ctx, &build_cfg, source.as_deref(), *offline, n)
-                    .with_context(|| format!("fetching the {n} build"))?;
-                let state = install::install_extension(
-                    &mut session,
-                    n,
-                    &entry.install,
-                    &build,
-                    &ctx.config.install,
-                    &mut |e| printer.on_event(e),
-                )?;
-                states.push(state);
-            }
+            let states = install_extensions(
+                ctx,
+                &mut session,
+                &names,
+                source.as_deref(),
+                *offline,
+                &mut |e| printer.on_event(e),
+            )?;
             print_states(ctx, &states, &printer.events)?;
         }
         ExtCmd::Remove { .. } => {
@@ -151,6 +137,53 @@ pub fn run_ext(ctx: &Context, cmd: &ExtCmd) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Fetches and installs the named extensions in order (`harness up` passes the enabled ones).
+pub fn install_extensions(
+    ctx: &Context,
+    session: &mut Session,
+    names: &[String],
+    source: Option<&str>,
+    offline: bool,
+    on_event: &mut dyn FnMut(&InstallEvent),
+) -> anyhow::Result<Vec<ExtensionState>> {
+    let mut states = Vec::new();
+    for n in names {
+        let entry = ctx
+            .config
+            .extensions
+            .get(n)
+            .with_context(|| format!("no extension `{n}` in the configuration"))?;
+        let mut build_cfg = entry.build.clone();
+        if build_cfg.expect.is_empty() {
+            build_cfg.expect = vec![
+                entry.install.driver.clone(),
+                entry.install.export_tool.clone(),
+            ];
+        }
+        let build = fetch_build(ctx, &build_cfg, source, offline, n)
+            .with_context(|| format!("fetching the {n} build"))?;
+        states.push(install::install_extension(
+            session,
+            n,
+            &entry.install,
+            &build,
+            &ctx.config.install,
+            on_event,
+        )?);
+    }
+    Ok(states)
+}
+
+/// The extensions `harness up` installs: every configured one with `enabled = true`.
+pub fn enabled_extensions(ctx: &Context) -> Vec<String> {
+    ctx.config
+        .extensions
+        .iter()
+        .filter(|(_, e)| e.install.enabled)
+        .map(|(n, _)| n.clone())
+        .collect()
 }
 
 /// Installs `build` with the configured options, keeps logs in a new results folder, and
@@ -234,13 +267,8 @@ fn chosen(ctx: &Context, name: Option<&str>, only_enabled: bool) -> anyhow::Resu
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
-        None => Ok(ctx
-            .config
-            .extensions
-            .iter()
-            .filter(|(_, e)| !only_enabled || e.install.enabled)
-            .map(|(n, _)| n.clone())
-            .collect()),
+        None if only_enabled => Ok(enabled_extensions(ctx)),
+        None => Ok(ctx.config.extensions.keys().cloned().collect()),
     }
 }
 
