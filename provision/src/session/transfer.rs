@@ -313,7 +313,16 @@ impl Session {
                         .unwrap_or(BLOCKING_TIMEOUT * 60),
                 );
                 let mut stderr = String::new();
-                let mut feed = |ch: &mut ssh2::Channel| write_tar(local_dir, ch);
+                let cancel = self.cancel_handle();
+                let mut feed = |ch: &mut ssh2::Channel| {
+                    write_tar(
+                        local_dir,
+                        &mut CancelWriter {
+                            inner: ch,
+                            cancel: &cancel,
+                        },
+                    )
+                };
                 let status = self.exec_with_stdin(&cmd, &mut feed, &mut |s, l| {
                     if s == Stream::Stderr {
                         stderr.push_str(l);
@@ -490,6 +499,24 @@ impl Session {
                 Ok(m)
             }
         }
+    }
+}
+
+/// Fails writes once the session is cancelled, so a long upload stops at the next chunk.
+struct CancelWriter<'a, W: Write> {
+    inner: W,
+    cancel: &'a super::CancelHandle,
+}
+
+impl<W: Write> Write for CancelWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.cancel.is_cancelled() {
+            return Err(io::Error::other("cancelled"));
+        }
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
     }
 }
 
