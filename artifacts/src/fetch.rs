@@ -41,6 +41,9 @@ pub struct FetchOptions {
     pub retry: RetryPolicy,
     /// Bounds on what an archive may unpack to.
     pub limits: UnpackLimits,
+    /// How long one read (or the wait for response headers) may stall before the attempt is
+    /// retried; there is deliberately no limit on a whole download, which may take long.
+    pub read_timeout: std::time::Duration,
 }
 
 impl FetchOptions {
@@ -55,6 +58,7 @@ impl FetchOptions {
             cancel: None,
             retry: RetryPolicy::default(),
             limits: UnpackLimits::default(),
+            read_timeout: crate::http::READ_TIMEOUT,
         }
     }
 }
@@ -85,6 +89,7 @@ impl Fetcher {
             opts.retry.clone(),
             opts.cancel.clone(),
             opts.progress,
+            opts.read_timeout,
         )?;
         let cache = Cache::new(&opts.cache_dir);
         Ok(Fetcher { opts, http, cache })

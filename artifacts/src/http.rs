@@ -61,8 +61,8 @@ const PROGRESS_CREDIT: u64 = 1 << 20;
 const MAX_DOWNLOAD_ATTEMPTS: u32 = 50;
 /// Connect timeout; the body has a per-read timeout instead of a whole-request one.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-/// Per-read (and response-header) timeout.
-const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default per-read (and response-header) timeout.
+pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_REDIRECTS: usize = 5;
 
 /// A blocking client bound to one API origin and (optionally) one token.
@@ -93,6 +93,7 @@ impl Http {
         retry: RetryPolicy,
         cancel: Option<Arc<AtomicBool>>,
         progress: bool,
+        read_timeout: Duration,
     ) -> Result<Http> {
         let api = Url::parse(api_url.trim_end_matches('/')).map_err(|e| ArtifactError::BadSource {
             spec: api_url.to_string(),
@@ -100,7 +101,7 @@ impl Http {
         })?;
         let client = Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(READ_TIMEOUT)
+            .timeout(read_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("harness-artifacts/", env!("CARGO_PKG_VERSION")))
             .build()

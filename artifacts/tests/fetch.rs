@@ -632,3 +632,64 @@ fn list_and_prune_through_the_fetcher_cache() {
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].meta.run_id, Some(1303), "the newest survives");
 }
+
+#[test]
+fn the_read_timeout_is_per_read_not_per_download() {
+    let gh = GithubStandIn::start();
+    let mut files = efw_build_files();
+    files.push((
+        "big.pdb".into(),
+        testsupport::github::pseudo_random(300_000, 11),
+    ));
+    let zip = efw_artifact_zip("Debug", &files);
+    gh.add_run(RunSpec::new(1401));
+    gh.add_artifact_zip(1401, ART, zip.clone());
+    let first_cache = tempfile::tempdir().unwrap();
+    let mut o = opts(&gh, first_cache.path(), true);
+    o.read_timeout = Duration::from_millis(400);
+
+    // A stalled connection is given up after the read timeout and resumed where it stopped.
+    gh.stall_downloads_after(100_000, Duration::from_secs(3), 1);
+    let started = std::time::Instant::now();
+    let b = Fetcher::new(o.clone())
+        .unwrap()
+        .fetch(&cfg(), &SourceSpec::Main)
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "did not wait out the stall"
+    );
+    assert_eq!(b.meta.sha256, sha256_hex(&zip));
+    let storage: Vec<_> = gh
+        .requests()
+        .into_iter()
+        .filter(|r| r.listener == Listener::Storage)
+        .collect();
+    assert_eq!(storage.len(), 2, "{storage:?}");
+    assert_eq!(storage[1].header("range"), Some("bytes=100000-"));
+
+    // A slow but steady download taking longer than the read timeout in total still succeeds.
+    gh.throttle_downloads(Some((zip.len() as u64 / 8 + 1, Duration::from_millis(150))));
+    gh.clear_requests();
+    let cache = tempfile::tempdir().unwrap();
+    o.cache_dir = cache.path().to_path_buf();
+    let started = std::time::Instant::now();
+    let b = Fetcher::new(o)
+        .unwrap()
+        .fetch(&cfg(), &SourceSpec::Main)
+        .unwrap();
+    assert!(
+        started.elapsed() > Duration::from_millis(1000),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!b.cached);
+    assert_eq!(
+        gh.requests()
+            .iter()
+            .filter(|r| r.listener == Listener::Storage)
+            .count(),
+        1,
+        "no retry needed"
+    );
+}

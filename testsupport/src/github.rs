@@ -161,6 +161,10 @@ struct Faults {
     rate_limit: Option<(u16, u32, u64)>,
     /// `(body bytes to send before dropping, remaining)`.
     drop_after: Option<(u64, u32)>,
+    /// `(body bytes, silence, remaining)`.
+    stall_after: Option<(u64, Duration, u32)>,
+    /// `(bytes per burst, pause)` for every storage download.
+    throttle: Option<(u64, Duration)>,
     ignore_name_filter: bool,
     max_per_page: Option<usize>,
 }
@@ -354,6 +358,18 @@ impl GithubStandIn {
         self.with(|s| s.faults.drop_after = Some((bytes, times)));
     }
 
+    /// The next `times` storage downloads send `bytes` body bytes, then go silent for `silence`
+    /// (a stalled connection), then close.
+    pub fn stall_downloads_after(&self, bytes: u64, silence: Duration, times: u32) {
+        self.with(|s| s.faults.stall_after = Some((bytes, silence, times)));
+    }
+
+    /// Every storage download sends `bytes` at a time with `pause` between bursts (a slow link);
+    /// `None` turns it off.
+    pub fn throttle_downloads(&self, pace: Option<(u64, Duration)>) {
+        self.with(|s| s.faults.throttle = pace);
+    }
+
     /// Ignore the artifacts `name` filter (older GitHub Enterprise), forcing clients to paginate.
     pub fn ignore_name_filter(&self, on: bool) {
         self.with(|s| s.faults.ignore_name_filter = on);
@@ -494,10 +510,21 @@ struct Reply {
     body: Body,
 }
 
+/// How a blob body misbehaves.
+#[derive(Clone, Copy, Default)]
+struct Pace {
+    /// Close the connection after this many body bytes.
+    cut: Option<u64>,
+    /// After this many body bytes, go silent this long, then close.
+    stall: Option<(u64, Duration)>,
+    /// Send this many bytes, then pause this long, and so on.
+    throttle: Option<(u64, Duration)>,
+}
+
 enum Body {
     Bytes(Vec<u8>),
-    /// Slice of a blob, and an optional cut-off (dropped connection) after that many bytes.
-    Blob(Blob, u64, u64, Option<u64>),
+    /// Slice `[start, end)` of a blob, sent at `Pace`.
+    Blob(Blob, u64, u64, Pace),
 }
 
 fn json(status: u16, v: serde_json::Value) -> Reply {
@@ -595,11 +622,15 @@ fn write_reply(conn: &mut TcpStream, reply: Reply, count: impl Fn(u64)) {
             count(b.len() as u64);
             let _ = conn.write_all(&b);
         }
-        Body::Blob(blob, start, end, cut) => {
-            let stop = cut.map_or(end, |c| (start + c).min(end));
+        Body::Blob(blob, start, end, pace) => {
+            let mut stop = pace.cut.map_or(end, |c| (start + c).min(end));
+            if let Some((after, _)) = pace.stall {
+                stop = stop.min(start + after);
+            }
+            let step = pace.throttle.map_or(1 << 20, |t| t.0.max(1));
             let mut pos = start;
             while pos < stop {
-                let next = (pos + (1 << 20)).min(stop);
+                let next = (pos + step).min(stop);
                 count(next - pos);
                 if conn
                     .write_all(&blob.bytes[pos as usize..next as usize])
@@ -608,6 +639,14 @@ fn write_reply(conn: &mut TcpStream, reply: Reply, count: impl Fn(u64)) {
                     break;
                 }
                 pos = next;
+                if let Some((_, pause)) = pace.throttle {
+                    let _ = conn.flush();
+                    std::thread::sleep(pause);
+                }
+            }
+            if let Some((_, silence)) = pace.stall {
+                let _ = conn.flush();
+                std::thread::sleep(silence);
             }
         }
     }
@@ -931,13 +970,18 @@ fn storage(s: &mut State, req: &Parsed) -> Reply {
         return message(404, "BlobNotFound");
     };
     let len = blob.bytes.len() as u64;
-    let cut = match s.faults.drop_after.as_mut().filter(|d| d.1 > 0) {
-        Some((bytes, left)) => {
-            *left -= 1;
-            Some(*bytes)
-        }
-        None => None,
+    let mut pace = Pace {
+        throttle: s.faults.throttle,
+        ..Pace::default()
     };
+    if let Some((bytes, left)) = s.faults.drop_after.as_mut().filter(|d| d.1 > 0) {
+        *left -= 1;
+        pace.cut = Some(*bytes);
+    }
+    if let Some((bytes, silence, left)) = s.faults.stall_after.as_mut().filter(|d| d.2 > 0) {
+        *left -= 1;
+        pace.stall = Some((*bytes, *silence));
+    }
     let mut headers = vec![
         ("content-type".to_string(), "application/zip".to_string()),
         ("accept-ranges".to_string(), "bytes".to_string()),
@@ -951,7 +995,7 @@ fn storage(s: &mut State, req: &Parsed) -> Reply {
             Reply {
                 status: 206,
                 headers,
-                body: Body::Blob(blob, start, end, cut),
+                body: Body::Blob(blob, start, end, pace),
             }
         }
         Some(Err(())) => {
@@ -965,7 +1009,7 @@ fn storage(s: &mut State, req: &Parsed) -> Reply {
         None => Reply {
             status: 200,
             headers,
-            body: Body::Blob(blob, 0, len, cut),
+            body: Body::Blob(blob, 0, len, pace),
         },
     }
 }
