@@ -70,9 +70,13 @@ pub struct Fetcher {
     cache: Cache,
 }
 
+/// Now in RFC 3339 with a fixed-width fraction, so string order is time order.
 fn now_rfc3339() -> String {
+    let fmt = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:9]Z"
+    );
     time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
+        .format(&fmt)
         .unwrap_or_default()
 }
 

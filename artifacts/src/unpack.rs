@@ -232,7 +232,8 @@ fn unpack_at(
                 .name()
                 .map(|n| n.to_string())
                 .unwrap_or_else(|_| String::from_utf8_lossy(f.name_raw()).into_owned()),
-            is_dir: f.is_dir(),
+            // Windows PowerShell 5.1's Compress-Archive writes `\` separators, folders included.
+            is_dir: f.is_dir() || f.name_raw().ends_with(b"\\"),
             is_symlink: f.is_symlink(),
             encrypted: f.encrypted(),
             size: f.size(),
@@ -370,7 +371,7 @@ mod tests {
     fn e(name: &str, size: u64) -> EntryInfo {
         EntryInfo {
             name: name.into(),
-            is_dir: name.ends_with('/'),
+            is_dir: name.ends_with('/') || name.ends_with('\\'),
             is_symlink: false,
             encrypted: false,
             size,
@@ -446,6 +447,7 @@ mod tests {
         let got = extract_paths(
             plan(
                 &[
+                    e("x64\\Debug\\", 0),
                     e("x64\\Debug\\a", 1),
                     e("x64\\Debug\\b", 1),
                     e("x64\\Debug\\empty/", 0),

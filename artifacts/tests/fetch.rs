@@ -693,3 +693,21 @@ fn the_read_timeout_is_per_read_not_per_download() {
         "no retry needed"
     );
 }
+
+#[test]
+fn windows_powershell_zips_with_backslash_separators_unpack() {
+    use testsupport::github::{RawEntry, raw_zip};
+    let inner = raw_zip(&[
+        RawEntry::file("Debug\\", b""),
+        RawEntry::file("Debug\\setup-ebpf.ps1", b"exit 0"),
+        RawEntry::file("Debug\\bin\\tool.exe", b"MZ"),
+    ]);
+    let outer = raw_zip(&[RawEntry::file("build-Debug.zip", &inner)]);
+    let root = tempfile::tempdir().unwrap();
+    let path = root.path().join("ps51.zip");
+    std::fs::write(&path, outer).unwrap();
+    let f = Fetcher::new(FetchOptions::new(root.path().join("cache"))).unwrap();
+    let b = f.fetch(&cfg(), &SourceSpec::File(path)).unwrap();
+    assert!(b.path.join("setup-ebpf.ps1").is_file());
+    assert!(b.path.join("bin").join("tool.exe").is_file());
+}
