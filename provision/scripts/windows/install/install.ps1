@@ -28,7 +28,7 @@ try {
                 Import-Module .\install_ebpf.psm1 -ArgumentList ($WorkDir, $Log) -Force
                 Get-PSExec
                 Install-eBPFComponents -KmTracing $false -KmTraceType 'file' -TestMode 'Normal'
-            } -args $BuildDir, $LogName 2>&1 | ForEach-Object { "$_" }
+            } -args $BuildDir, $LogName *>&1 | ForEach-Object { "$_" }
         }
         'setup-ebpf' {
             Push-Location -LiteralPath $BuildDir

@@ -48,7 +48,7 @@ try {
             Import-Module .\install_ebpf.psm1 -ArgumentList ($WorkDir, $Log) -Force
             Stop-eBPFServiceAndDrivers
             Uninstall-eBPFComponents
-        } -args $dir, $LogName 2>&1 | ForEach-Object { "$_" }
+        } -args $dir, $LogName *>&1 | ForEach-Object { "$_" }
     } else {
         Push-Location -LiteralPath $dir
         try {

@@ -12,10 +12,15 @@ foreach ($name in @('eBPFCore', 'NetEbpfExt')) {
 
 $found = $null
 foreach ($entry in @($env:PATH -split ';' | Where-Object { $_ -ne '' })) {
-    $candidate = Join-Path $entry 'ebpfapi.dll'
-    if (Test-Path -LiteralPath $candidate) {
-        $found = $candidate
-        break
+    try {
+        $candidate = Join-Path $entry.Trim('"') 'ebpfapi.dll'
+        if (Test-Path -LiteralPath $candidate) {
+            $found = $candidate
+            break
+        }
+    } catch {
+        # An entry with characters a path cannot hold: the loader skips it too.
+        continue
     }
 }
 
