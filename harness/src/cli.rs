@@ -78,4 +78,17 @@ pub enum Command {
     Cp(cmd::guest::CpArgs),
     /// Open an interactive shell in the guest with the system ssh client and the pinned host key.
     Ssh(cmd::guest::SshArgs),
+    /// Bring the VM to SSH-ready: install once, then boot or restore the ready snapshot.
+    Up(cmd::vm::UpArgs),
+    /// Stop the VM: ACPI power button, then kill after `[vm] shutdown_timeout`.
+    Down(cmd::vm::DownArgs),
+    /// Delete the VM's overlay and state (`--all`: the base image too).
+    Destroy(cmd::vm::DestroyArgs),
+    /// Throw away every change since the base image (the next `up` starts clean).
+    Reset(cmd::vm::ResetArgs),
+    /// Show the VM: backend, state, SSH endpoint, base image, snapshots, accelerator.
+    Status(cmd::vm::StatusArgs),
+    /// Save, restore, list or delete RAM+disk snapshots of the VM.
+    #[command(subcommand)]
+    Snapshot(cmd::vm::SnapshotCmd),
 }

@@ -28,14 +28,15 @@ fn a_guest_without_sshd_times_out_with_screendump_and_serial_tail() {
     let msg = err.to_string();
     eprintln!("{msg}");
     match &err {
-        VmError::Timeout {
-            phase,
-            screendump,
-            serial_log,
-            serial_tail,
-            limit,
-            ..
-        } => {
+        VmError::Timeout(t) => {
+            let provision::vm::error::ReadinessTimeout {
+                phase,
+                screendump,
+                serial_log,
+                serial_tail,
+                limit,
+                ..
+            } = &**t;
             assert_eq!(*phase, Phase::Booting);
             assert_eq!(*limit, Duration::from_secs(45));
             let shot = screendump.as_ref().expect("a screendump was taken");

@@ -14,6 +14,7 @@ pub mod guest;
 pub mod report;
 pub mod test;
 pub mod install;
+pub mod vm;
 
 /// Runs the chosen subcommand.
 pub fn dispatch(ctx: &Context, command: &Command) -> anyhow::Result<ExitCode> {
@@ -29,5 +30,11 @@ pub fn dispatch(ctx: &Context, command: &Command) -> anyhow::Result<ExitCode> {
         Command::Exec(a) => guest::run_exec(ctx, a),
         Command::Cp(a) => guest::run_cp(ctx, a),
         Command::Ssh(a) => guest::run_ssh(ctx, a),
+        Command::Up(a) => vm::run_up(ctx, a),
+        Command::Down(a) => vm::run_down(ctx, a),
+        Command::Destroy(a) => vm::run_destroy(ctx, a),
+        Command::Reset(a) => vm::run_reset(ctx, a),
+        Command::Status(a) => vm::run_status(ctx, a),
+        Command::Snapshot(c) => vm::run_snapshot(ctx, c),
     }
 }

@@ -50,22 +50,8 @@ pub enum VmError {
         serial_log: PathBuf,
     },
 
-    #[error(
-        "{phase} timed out after {:.0?} (limit {:.0?}); screendump: {}; serial log: {}\n--- serial log tail ---\n{serial_tail}\nRaise the timeout in [vm] or look at the screendump to see where the guest is stuck.",
-        elapsed,
-        limit,
-        screendump.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| format!("not taken ({})", screendump_error.as_deref().unwrap_or("unknown reason"))),
-        serial_log.display()
-    )]
-    Timeout {
-        phase: Phase,
-        elapsed: Duration,
-        limit: Duration,
-        screendump: Option<PathBuf>,
-        screendump_error: Option<String>,
-        serial_log: PathBuf,
-        serial_tail: String,
-    },
+    #[error("{0}")]
+    Timeout(Box<ReadinessTimeout>),
 
     #[error("{phase} cancelled (Ctrl-C); QEMU was stopped")]
     Cancelled { phase: Phase },
@@ -105,5 +91,36 @@ impl VmError {
         let what = what.into();
         let path = path.into();
         move |source| VmError::Io { what, path, source }
+    }
+}
+
+/// A readiness phase ran out of time: where to look (boxed in [`VmError::Timeout`]).
+#[derive(Debug)]
+pub struct ReadinessTimeout {
+    pub phase: Phase,
+    pub elapsed: Duration,
+    pub limit: Duration,
+    /// PNG (or PPM) of the screen at the timeout, when QEMU could take one.
+    pub screendump: Option<PathBuf>,
+    pub screendump_error: Option<String>,
+    pub serial_log: PathBuf,
+    pub serial_tail: String,
+}
+
+impl std::fmt::Display for ReadinessTimeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shot = match (&self.screendump, &self.screendump_error) {
+            (Some(p), _) => p.display().to_string(),
+            (None, e) => format!("not taken ({})", e.as_deref().unwrap_or("unknown reason")),
+        };
+        write!(
+            f,
+            "{} timed out after {:.0?} (limit {:.0?}); screendump: {shot}; serial log: {}\n--- serial log tail ---\n{}\nRaise the timeout in [vm] or look at the screendump to see where the guest is stuck.",
+            self.phase,
+            self.elapsed,
+            self.limit,
+            self.serial_log.display(),
+            self.serial_tail
+        )
     }
 }

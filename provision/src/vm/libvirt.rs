@@ -129,7 +129,7 @@ impl LibvirtVm {
                 });
             }
             Err(WaitError::TimedOut { elapsed, limit }) => {
-                return Err(VmError::Timeout {
+                return Err(VmError::Timeout(Box::new(super::error::ReadinessTimeout {
                     phase: Phase::Booting,
                     elapsed,
                     limit,
@@ -142,7 +142,7 @@ impl LibvirtVm {
                         "domain {} has no IPv4 address answering SSH on port {port} (virsh domifaddr)",
                         self.cfg.domain
                     ),
-                });
+                })));
             }
         };
         Ok(UpOutcome {

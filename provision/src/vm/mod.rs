@@ -136,7 +136,7 @@ pub struct VmStatus {
 
 #[derive(Debug)]
 enum Backend {
-    Qemu(qemu::QemuVm),
+    Qemu(Box<qemu::QemuVm>),
     Libvirt(libvirt::LibvirtVm),
     Ssh(ssh::SshHost),
 }
@@ -145,6 +145,7 @@ enum Backend {
 #[derive(Debug)]
 pub struct Vm {
     backend: Backend,
+    dirs: VmDirs,
     _lock: Option<lock::VmLock>,
 }
 
@@ -161,12 +162,13 @@ impl Vm {
     /// Open without the lock, for read-only questions (`status`, `snapshot list`).
     pub fn inspect(cfg: &VmConfig, dirs: &VmDirs) -> Result<Vm, VmError> {
         let backend = match cfg.backend {
-            BackendKind::Qemu => Backend::Qemu(qemu::QemuVm::new(cfg, dirs)?),
+            BackendKind::Qemu => Backend::Qemu(Box::new(qemu::QemuVm::new(cfg, dirs)?)),
             BackendKind::Libvirt => Backend::Libvirt(libvirt::LibvirtVm::new(cfg, dirs)?),
             BackendKind::Ssh => Backend::Ssh(ssh::SshHost::new(cfg, dirs)?),
         };
         Ok(Vm {
             backend,
+            dirs: dirs.clone(),
             _lock: None,
         })
     }
@@ -265,6 +267,33 @@ impl Vm {
             Backend::Qemu(q) => q.snapshot_delete(name),
             Backend::Libvirt(l) => l.snapshot_delete(name),
             Backend::Ssh(_) => Err(ssh::unsupported("snapshots")),
+        }
+    }
+
+    /// The SSH endpoint of the running VM (`None` when stopped); for `harness exec/cp/ssh`.
+    pub fn endpoint(&mut self) -> Result<Option<Endpoint>, VmError> {
+        match &mut self.backend {
+            Backend::Qemu(q) => q.running_endpoint(),
+            Backend::Libvirt(l) => Ok(l.status()?.endpoint.map(|e| Endpoint {
+                host: e.host,
+                port: e.port,
+                user: e.user,
+                identity: e.identity,
+                os: e.os,
+            })),
+            Backend::Ssh(s) => Ok(Some(s.endpoint())),
+        }
+    }
+
+    /// known_hosts file to pin this VM's host key in. QEMU VMs get their own (their forwarded
+    /// port changes on every start and their key belongs to their disk); others share the
+    /// state-wide one.
+    pub fn known_hosts(&self) -> PathBuf {
+        match &self.backend {
+            Backend::Qemu(q) => q.session_options().known_hosts,
+            Backend::Libvirt(_) | Backend::Ssh(_) => {
+                crate::session::endpoint::known_hosts_path(&self.dirs.state)
+            }
         }
     }
 

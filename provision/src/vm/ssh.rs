@@ -37,7 +37,7 @@ impl SshHost {
         })
     }
 
-    fn endpoint(&self) -> Endpoint {
+    pub fn endpoint(&self) -> Endpoint {
         let mut ep = Endpoint::from_config(&self.cfg, &self.dirs.state, None);
         if ep.port == 0 {
             ep.port = 22;
@@ -72,7 +72,7 @@ impl SshHost {
                 });
             }
             Err(WaitError::TimedOut { elapsed, limit }) => {
-                return Err(VmError::Timeout {
+                return Err(VmError::Timeout(Box::new(super::error::ReadinessTimeout {
                     phase: Phase::WaitingForSsh,
                     elapsed,
                     limit,
@@ -82,7 +82,7 @@ impl SshHost {
                     ),
                     serial_log: Default::default(),
                     serial_tail: format!("nothing sent an SSH banner on {addr}"),
-                });
+                })));
             }
         }
         Ok(UpOutcome {
@@ -187,6 +187,6 @@ mod tests {
             .unwrap()
             .up(&UpOptions::default(), &mut |_| {})
             .unwrap_err();
-        assert!(matches!(e, VmError::Timeout { .. }), "{e}");
+        assert!(matches!(e, VmError::Timeout(_)), "{e}");
     }
 }

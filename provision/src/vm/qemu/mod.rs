@@ -377,7 +377,7 @@ impl QemuVm {
                 Ok(p) => (Some(p), None),
                 Err(e) => (None, Some(e.to_string())),
             };
-        VmError::Timeout {
+        VmError::Timeout(Box::new(crate::vm::error::ReadinessTimeout {
             phase,
             elapsed,
             limit,
@@ -385,7 +385,7 @@ impl QemuVm {
             screendump_error,
             serial_log: self.paths.serial_log.clone(),
             serial_tail: process::tail(&self.paths.serial_log, 20),
-        }
+        }))
     }
 
     /// Wait in `phase` until `check` yields, QEMU dies, the limit passes, or Ctrl-C.
@@ -585,23 +585,10 @@ impl QemuVm {
             },
         );
         match r {
-            Err(VmError::Timeout {
-                phase,
-                elapsed,
-                limit,
-                screendump,
-                screendump_error,
-                serial_log,
-                serial_tail,
-            }) => Err(VmError::Timeout {
-                phase,
-                elapsed,
-                limit,
-                screendump,
-                screendump_error,
-                serial_log,
-                serial_tail: format!("{serial_tail}\n--- last SSH error ---\n{last}"),
-            }),
+            Err(VmError::Timeout(mut t)) => {
+                t.serial_tail = format!("{}\n--- last SSH error ---\n{last}", t.serial_tail);
+                Err(VmError::Timeout(t))
+            }
             other => other,
         }
     }
@@ -650,6 +637,15 @@ impl QemuVm {
             .snapshots
             .iter()
             .any(|s| s.name == name))
+    }
+
+    /// Endpoint of the running VM, if it runs.
+    pub fn running_endpoint(&mut self) -> Result<Option<Endpoint>, VmError> {
+        let Some(rs) = self.running() else {
+            return Ok(None);
+        };
+        let key = keys::resolve(&self.cfg, &self.dirs.state)?;
+        Ok(Some(self.endpoint(rs.ssh_port, &key)))
     }
 
     /// Leave QEMU (and swtpm) running when this handle is dropped.
@@ -714,7 +710,7 @@ impl QemuVm {
                     break;
                 }
                 std::thread::sleep(POLL);
-                if t.elapsed().as_secs() % 5 == 0 {
+                if t.elapsed().as_secs().is_multiple_of(5) {
                     on_event(VmEvent::Waiting {
                         phase: Phase::ShuttingDown,
                         elapsed: t.elapsed(),
@@ -761,11 +757,13 @@ impl QemuVm {
     pub fn destroy(&mut self, all: bool) -> Result<(), VmError> {
         let base = RunState::read(&self.paths.run_state).and_then(|r| r.base_image);
         self.kill_now();
-        let base = base.or_else(|| {
-            image::info(&self.paths.overlay)
-                .ok()
-                .and_then(|i| i.backing_file)
-        });
+        let base = base
+            .or_else(|| {
+                image::info(&self.paths.overlay)
+                    .ok()
+                    .and_then(|i| i.backing_file)
+            })
+            .or_else(|| self.derived_base());
         if self.paths.dir.exists() {
             std::fs::remove_dir_all(&self.paths.dir)
                 .map_err(VmError::io("removing the VM state", &self.paths.dir))?;
@@ -787,6 +785,22 @@ impl QemuVm {
             }
         }
         Ok(())
+    }
+
+    /// The base image harness makes for this configuration, without creating it (for `destroy
+    /// --all` after `reset` removed the overlay that points at it).
+    fn derived_base(&self) -> Option<PathBuf> {
+        if self.cfg.image.is_some() {
+            return None;
+        }
+        match self.cfg.os {
+            GuestOs::Linux => Some(
+                self.paths
+                    .images
+                    .join(format!("linux-data-{}g.qcow2", self.cfg.data_disk_gib)),
+            ),
+            GuestOs::Windows => windows::cached_base_path(self),
+        }
     }
 
     pub fn status(&mut self) -> Result<VmStatus, VmError> {

@@ -58,6 +58,16 @@ fn iso_digest(iso: &Path, images: &Path) -> Result<String, VmError> {
     Ok(digest)
 }
 
+/// Path of the golden base for the configured ISO if its digest is already known (no hashing).
+pub(super) fn cached_base_path(vm: &QemuVm) -> Option<PathBuf> {
+    let iso = vm.cfg.iso.as_ref()?;
+    let cache: DigestCache = std::fs::read(vm.paths.images.join("iso-digests.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())?;
+    let (_, _, digest) = cache.0.get(&iso.display().to_string())?;
+    Some(vm.paths.images.join(format!("{}.qcow2", windows_base_name(digest, &vm.cfg))))
+}
+
 /// The golden base (and its UEFI variables) for this VM, installing Windows first if needed.
 pub(super) fn ensure_base(
     vm: &mut QemuVm,

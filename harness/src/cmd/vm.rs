@@ -1,0 +1,391 @@
+//! `harness up | down | destroy | reset | status | snapshot …`: thin wrappers over
+//! `provision::vm`. Progress comes from the library's typed events and is rendered here (text
+//! lines, a spinner on a terminal, GitHub Actions groups, or nothing with `--json`).
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use provision::vm::{Phase, UpOptions, UpOutcome, Vm, VmDirs, VmEvent, VmState, VmStatus};
+
+use crate::context::Context;
+
+/// `harness up`
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Windows 11 ISO to install from (overrides `[vm] iso`).
+    #[arg(long, value_name = "PATH")]
+    pub iso: Option<PathBuf>,
+    /// Boot even if the ready snapshot exists.
+    #[arg(long)]
+    pub cold: bool,
+    /// After a cold boot, save the ready snapshot (`[vm] ready_snapshot`) so the next `up` is fast.
+    #[arg(long)]
+    pub save_snapshot: bool,
+    /// Stop the VM again when this command ends (default: leave it running).
+    #[arg(long)]
+    pub no_detach: bool,
+}
+
+/// `harness down`
+#[derive(Debug, Args)]
+pub struct DownArgs {}
+
+/// `harness destroy`
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    /// Also delete the base image harness built (the next `up` reinstalls).
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// `harness reset`
+#[derive(Debug, Args)]
+pub struct ResetArgs {}
+
+/// `harness status`
+#[derive(Debug, Args)]
+pub struct StatusArgs {}
+
+/// `harness snapshot …`
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCmd {
+    /// Save RAM + disk of the running VM as NAME.
+    Save { name: String },
+    /// Go back to NAME (starts the VM from it when stopped).
+    Restore { name: String },
+    /// List snapshots.
+    List,
+    /// Delete NAME.
+    Delete { name: String },
+}
+
+fn dirs(ctx: &Context) -> VmDirs {
+    VmDirs {
+        state: ctx.paths.state.clone(),
+        cache: ctx.paths.cache.clone(),
+    }
+}
+
+/// Renders [`VmEvent`]s on stderr: one line per phase, a spinner with elapsed time on a
+/// terminal, `::group::` lines on GitHub Actions. Silent in `--json` mode.
+pub struct EventPrinter {
+    quiet: bool,
+    gha: bool,
+    spinner: Option<indicatif::ProgressBar>,
+}
+
+impl EventPrinter {
+    pub fn new(ctx: &Context) -> Self {
+        EventPrinter {
+            quiet: ctx.json || ctx.verbosity < 0,
+            gha: std::env::var_os("GITHUB_ACTIONS").is_some_and(|v| v == "true"),
+            spinner: None,
+        }
+    }
+
+    fn spinner(&mut self, phase: Phase) {
+        if let Some(s) = self.spinner.take() {
+            s.finish_and_clear();
+        }
+        let s = indicatif::ProgressBar::new_spinner();
+        s.set_message(phase.label().to_string());
+        s.enable_steady_tick(Duration::from_millis(200));
+        self.spinner = Some(s);
+    }
+
+    pub fn show(&mut self, ctx: &Context, e: &VmEvent) {
+        if self.quiet {
+            return;
+        }
+        let mut err = std::io::stderr();
+        match e {
+            VmEvent::Started { phase, timeout } => {
+                if self.gha {
+                    let _ = writeln!(err, "::group::{phase}");
+                }
+                if ctx.progress() {
+                    self.spinner(*phase);
+                } else {
+                    let _ = writeln!(err, "==> {phase} (limit {})", fmt_secs(*timeout));
+                }
+            }
+            VmEvent::Waiting { phase, elapsed } => {
+                if let Some(s) = &self.spinner {
+                    s.set_message(format!("{phase} {}", fmt_secs(*elapsed)));
+                } else if elapsed.as_secs() % 30 == 0 && elapsed.as_secs() > 0 {
+                    let _ = writeln!(err, "    {phase}: {} …", fmt_secs(*elapsed));
+                }
+            }
+            VmEvent::Finished { phase, elapsed } => {
+                if let Some(s) = self.spinner.take() {
+                    s.finish_and_clear();
+                }
+                let _ = writeln!(err, "✓ {phase} ({:.1} s)", elapsed.as_secs_f64());
+                if self.gha {
+                    let _ = writeln!(err, "::endgroup::");
+                }
+            }
+            VmEvent::Warning { message } => {
+                let line = if self.gha {
+                    format!("::warning::{message}")
+                } else {
+                    format!("warning: {message}")
+                };
+                match &self.spinner {
+                    Some(s) => s.println(line),
+                    None => drop(writeln!(err, "{line}")),
+                }
+            }
+            VmEvent::Note { message } => match &self.spinner {
+                Some(s) => s.println(message),
+                None => drop(writeln!(err, "{message}")),
+            },
+        }
+    }
+}
+
+impl Drop for EventPrinter {
+    fn drop(&mut self) {
+        if let Some(s) = self.spinner.take() {
+            s.finish_and_clear();
+        }
+    }
+}
+
+fn fmt_secs(d: Duration) -> String {
+    format!("{} s", d.as_secs())
+}
+
+/// Bring the configured VM up (the building block `harness up` and pipelines use). The VM lock
+/// is held while this runs; with `detach` the VM stays up after the returned [`Vm`] is dropped.
+pub fn bring_up(
+    ctx: &Context,
+    iso: Option<PathBuf>,
+    opts: &UpOptions,
+) -> anyhow::Result<(Vm, UpOutcome)> {
+    let mut cfg = ctx.config.vm.clone();
+    if iso.is_some() {
+        cfg.iso = iso;
+    }
+    let mut vm = Vm::open(&cfg, &dirs(ctx)).context("opening the VM")?;
+    let mut printer = EventPrinter::new(ctx);
+    let opts = UpOptions {
+        cancel: Some(ctx.cancel.flag()),
+        ..opts.clone()
+    };
+    let up = vm
+        .up(&opts, &mut |e| printer.show(ctx, &e))
+        .with_context(|| format!("bringing VM '{}' up", cfg.name))?;
+    Ok((vm, up))
+}
+
+fn outcome_json(up: &UpOutcome) -> serde_json::Value {
+    serde_json::json!({
+        "endpoint": provision::vm::EndpointInfo::from(up.endpoint.clone()),
+        "restored_snapshot": up.restored_snapshot,
+        "accel": up.accel.as_str(),
+        "elapsed_seconds": up.elapsed.as_secs_f64(),
+        "already_running": up.already_running,
+        "known_hosts": up.known_hosts,
+    })
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+pub fn run_up(ctx: &Context, args: &UpArgs) -> anyhow::Result<ExitCode> {
+    let opts = UpOptions {
+        detach: !args.no_detach,
+        cold: args.cold,
+        save_ready_snapshot: args.save_snapshot,
+        psexec: ctx.config.install.psexec.clone(),
+        ..Default::default()
+    };
+    let (_vm, up) = bring_up(ctx, args.iso.clone(), &opts)?;
+    if ctx.json {
+        print_json(&outcome_json(&up));
+    } else {
+        let how = match (&up.restored_snapshot, up.already_running) {
+            (_, true) => "already running".to_string(),
+            (Some(s), _) => format!("restored snapshot '{s}'"),
+            (None, _) => "booted".to_string(),
+        };
+        println!(
+            "VM '{}' is SSH-ready ({how}, {}, {:.1} s): ssh -p {} {}@{}",
+            ctx.config.vm.name,
+            up.accel.as_str(),
+            up.elapsed.as_secs_f64(),
+            up.endpoint.port,
+            up.endpoint.user,
+            up.endpoint.host
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_down(ctx: &Context, _args: &DownArgs) -> anyhow::Result<ExitCode> {
+    let mut vm = Vm::open(&ctx.config.vm, &dirs(ctx))?;
+    let mut printer = EventPrinter::new(ctx);
+    let stopped = vm
+        .down(&mut |e| printer.show(ctx, &e))
+        .context("stopping the VM")?;
+    if ctx.json {
+        print_json(&serde_json::json!({ "stopped": stopped }));
+    } else if stopped {
+        println!("VM '{}' stopped", ctx.config.vm.name);
+    } else {
+        println!("VM '{}' was not running", ctx.config.vm.name);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_destroy(ctx: &Context, args: &DestroyArgs) -> anyhow::Result<ExitCode> {
+    let mut vm = Vm::open(&ctx.config.vm, &dirs(ctx))?;
+    vm.destroy(args.all).context("destroying the VM")?;
+    if ctx.json {
+        print_json(
+            &serde_json::json!({ "destroyed": ctx.config.vm.name, "base_image_removed": args.all }),
+        );
+    } else {
+        println!(
+            "VM '{}' destroyed{}",
+            ctx.config.vm.name,
+            if args.all { " (base image too)" } else { "" }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_reset(ctx: &Context, _args: &ResetArgs) -> anyhow::Result<ExitCode> {
+    let mut vm = Vm::open(&ctx.config.vm, &dirs(ctx))?;
+    vm.reset().context("resetting the VM")?;
+    if ctx.json {
+        print_json(&serde_json::json!({ "reset": ctx.config.vm.name }));
+    } else {
+        println!(
+            "VM '{}' reset: the next `harness up` starts from the base image",
+            ctx.config.vm.name
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Text form of `harness status`.
+pub fn status_text(s: &VmStatus) -> String {
+    let state = match s.state {
+        VmState::Running => "running",
+        VmState::Paused => "paused",
+        VmState::Stopped => "stopped",
+        VmState::Absent => "absent (run `harness up`)",
+        VmState::Unmanaged => "existing host (not managed by harness)",
+    };
+    let mut out = format!("VM '{}' ({} backend): {state}\n", s.name, s.backend);
+    if let Some(e) = &s.endpoint {
+        out.push_str(&format!(
+            "  ssh:        ssh -p {} {}@{}\n",
+            e.port, e.user, e.host
+        ));
+    }
+    if let Some(a) = &s.accel {
+        out.push_str(&format!("  accel:      {a}\n"));
+    }
+    if let Some(p) = s.pid {
+        out.push_str(&format!("  pid:        {p}\n"));
+    }
+    if let Some(b) = &s.base_image {
+        out.push_str(&format!("  base image: {}\n", b.display()));
+    }
+    if let Some(o) = &s.overlay {
+        out.push_str(&format!("  overlay:    {}\n", o.display()));
+    }
+    if s.snapshots.is_empty() {
+        out.push_str("  snapshots:  none\n");
+    } else {
+        out.push_str("  snapshots:\n");
+        for sn in &s.snapshots {
+            out.push_str(&format!(
+                "    {} ({} MiB of RAM state)\n",
+                sn.name,
+                sn.vm_state_bytes / (1 << 20)
+            ));
+        }
+    }
+    out
+}
+
+pub fn run_status(ctx: &Context, _args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let mut vm = Vm::inspect(&ctx.config.vm, &dirs(ctx))?;
+    let s = vm.status().context("reading the VM status")?;
+    if ctx.json {
+        print_json(&serde_json::to_value(&s)?);
+    } else {
+        print!("{}", status_text(&s));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_snapshot(ctx: &Context, cmd: &SnapshotCmd) -> anyhow::Result<ExitCode> {
+    let d = dirs(ctx);
+    let mut printer = EventPrinter::new(ctx);
+    match cmd {
+        SnapshotCmd::List => {
+            let mut vm = Vm::inspect(&ctx.config.vm, &d)?;
+            let list = vm.snapshot_list()?;
+            if ctx.json {
+                print_json(&serde_json::to_value(&list)?);
+            } else if list.is_empty() {
+                println!("no snapshots");
+            } else {
+                for s in list {
+                    println!("{}\t{} MiB RAM state", s.name, s.vm_state_bytes / (1 << 20));
+                }
+            }
+        }
+        SnapshotCmd::Save { name } => {
+            let mut vm = Vm::open(&ctx.config.vm, &d)?;
+            vm.snapshot_save(name, &mut |e| printer.show(ctx, &e))
+                .with_context(|| format!("saving snapshot '{name}'"))?;
+            if ctx.json {
+                print_json(&serde_json::json!({ "saved": name }));
+            } else {
+                println!("snapshot '{name}' saved");
+            }
+        }
+        SnapshotCmd::Restore { name } => {
+            let mut vm = Vm::open(&ctx.config.vm, &d)?;
+            let opts = UpOptions {
+                detach: true,
+                cancel: Some(ctx.cancel.flag()),
+                ..Default::default()
+            };
+            let up = vm
+                .snapshot_restore(name, &opts, &mut |e| printer.show(ctx, &e))
+                .with_context(|| format!("restoring snapshot '{name}'"))?;
+            vm.detach();
+            if ctx.json {
+                print_json(&outcome_json(&up));
+            } else {
+                println!(
+                    "snapshot '{name}' restored: ssh -p {} {}@{}",
+                    up.endpoint.port, up.endpoint.user, up.endpoint.host
+                );
+            }
+        }
+        SnapshotCmd::Delete { name } => {
+            let mut vm = Vm::open(&ctx.config.vm, &d)?;
+            vm.snapshot_delete(name)
+                .with_context(|| format!("deleting snapshot '{name}'"))?;
+            if ctx.json {
+                print_json(&serde_json::json!({ "deleted": name }));
+            } else {
+                println!("snapshot '{name}' deleted");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
