@@ -125,9 +125,20 @@ impl Fetcher {
             SourceSpec::File(path) => self.local_file(cfg, spec, path),
             _ if self.opts.offline => self.cached_for(cfg, spec, "offline mode".into()),
             _ => match self.online(cfg, spec) {
-                Err(e) if e.is_unreachable() => self
-                    .cached_for(cfg, spec, format!("GitHub is unreachable ({e})"))
-                    .map_err(|_| e),
+                // Unreachable, or nothing live upstream any more (extension artifacts expire after
+                // days): the last good build in the cache stands in, with a warning.
+                Err(
+                    e @ (ArtifactError::Network { .. }
+                    | ArtifactError::NoBuild(_)
+                    | ArtifactError::Expired { .. }),
+                ) => {
+                    let why = if e.is_unreachable() {
+                        format!("GitHub is unreachable ({e})")
+                    } else {
+                        format!("GitHub has no live build ({e})")
+                    };
+                    self.cached_for(cfg, spec, why).map_err(|_| e)
+                }
                 other => other,
             },
         }?;

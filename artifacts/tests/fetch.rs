@@ -515,6 +515,17 @@ fn extension_builds_are_checked_against_the_expected_file() {
     let f = fetcher(&gh, cache.path());
     let b = f.fetch(&ext, &SourceSpec::Run(1101)).unwrap();
     assert!(b.path.join("ntosebpfext.sys").is_file() && !b.layout.is_efw());
+    // Upstream keeps extension artifacts 5 days: once expired, the last good cached build is used.
+    gh.expire_artifact(b.meta.artifact_id.unwrap());
+    let again = f.fetch(&ext, &SourceSpec::Main).unwrap();
+    assert!(again.cached && again.meta.key == b.meta.key);
+    assert!(
+        again.warnings.iter().any(|w| w.contains("no live build")),
+        "{:?}",
+        again.warnings
+    );
+    let again = f.fetch(&ext, &SourceSpec::Run(1101)).unwrap();
+    assert!(again.cached && again.meta.key == b.meta.key);
     let other = BuildSourceConfig {
         artifact: "Other".into(),
         ..ext.clone()
