@@ -425,3 +425,32 @@ fn tree_upload_sends_one_archive_then_untars_and_verifies_sizes() {
         "{msg}"
     );
 }
+
+#[test]
+fn programs_too_long_for_cmd_exe_travel_on_stdin() {
+    let g = guest();
+    g.standin.on("Big-Step", Reply::json(&json!({"ok": true})));
+    // ~12 KB of PowerShell: inline it would be ~32 KB of base64, far past cmd.exe's 8191.
+    let body = format!(
+        "{}\nBig-Step -Name 'é'\nConvertTo-Json @{{ ok = $true }}",
+        "# padding line\n".repeat(800)
+    );
+    let big = provision::session::Script::windows("big.ps1", Box::leak(body.into_boxed_str()));
+    let v = s_run(&g, &big);
+    assert_eq!(v["ok"], true);
+    let t = g.standin.transcript();
+    assert_eq!(t.len(), 1);
+    assert!(t[0].via_stdin, "expected the stdin bootstrap");
+    assert!(
+        t[0].raw.len() < provision::session::wrap::CMD_EXE_LIMIT,
+        "{}",
+        t[0].raw.len()
+    );
+    let src = t[0].decoded.as_deref().unwrap();
+    assert!(src.contains("Big-Step -Name 'é'") && src.contains("$ErrorActionPreference = 'Stop'"));
+    assert!(testsupport::ps1::check_source(provision::session::wrap::STDIN_BOOTSTRAP).is_empty());
+}
+
+fn s_run(g: &Guest, script: &provision::session::Script) -> serde_json::Value {
+    g.session().run_script(script, &[]).unwrap()
+}

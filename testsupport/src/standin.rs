@@ -69,8 +69,12 @@ pub struct Entry {
     pub seq: u64,
     /// The command line as sshd received it.
     pub raw: String,
-    /// The decoded `-EncodedCommand` source, if it was one.
+    /// The decoded `-EncodedCommand` source, if it was one (for a program sent through the stdin
+    /// bootstrap: the program read from stdin).
     pub decoded: Option<String>,
+    /// The program came through harness's stdin bootstrap (too long for cmd.exe).
+    #[serde(default)]
+    pub via_stdin: bool,
 }
 
 impl Entry {

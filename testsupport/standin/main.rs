@@ -133,10 +133,20 @@ fn main() {
         eprintln!("standin: cannot run sftp-server: {e}");
         process::exit(96);
     }
-    let decoded = decode_powershell(&raw);
+    let mut decoded = decode_powershell(&raw);
+    // harness's stdin bootstrap (programs too long for cmd.exe): the real program is base64 of
+    // UTF-8 on stdin.
+    let via_stdin = decoded
+        .as_deref()
+        .is_some_and(|d| d.contains("[Console]::In.ReadToEnd()"));
+    if via_stdin {
+        let mut b64 = String::new();
+        let _ = io::stdin().read_to_string(&mut b64);
+        decoded = b64_decode(b64.trim()).and_then(|b| String::from_utf8(b).ok());
+    }
     let text = decoded.clone().unwrap_or_else(|| raw.clone());
 
-    let rule = match record_and_match(&dir, &raw, decoded.as_deref(), &text) {
+    let rule = match record_and_match(&dir, &raw, decoded.as_deref(), via_stdin, &text) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("standin: {e}");
@@ -181,6 +191,7 @@ fn record_and_match(
     dir: &Path,
     raw: &str,
     decoded: Option<&str>,
+    via_stdin: bool,
     text: &str,
 ) -> io::Result<Option<Rule>> {
     let lock = File::create(dir.join("lock"))?;
@@ -189,7 +200,10 @@ fn record_and_match(
     let seq = fs::read_to_string(&transcript)
         .map(|t| t.lines().count())
         .unwrap_or(0);
-    let mut line = format!("{{\"seq\":{seq},\"raw\":{}", json_str(raw));
+    let mut line = format!(
+        "{{\"seq\":{seq},\"via_stdin\":{via_stdin},\"raw\":{}",
+        json_str(raw)
+    );
     match decoded {
         Some(d) => line.push_str(&format!(",\"decoded\":{}}}\n", json_str(d))),
         None => line.push_str(",\"decoded\":null}\n"),

@@ -8,7 +8,7 @@
 //! connection silent for three keepalive intervals is dead. On any connection error the libssh2
 //! session is discarded; the next call opens a new one.
 
-use std::io::{ErrorKind, Read};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -600,12 +600,32 @@ impl Session {
         feed: Option<Feed<'_>>,
         on_line: &mut dyn FnMut(Stream, &str),
     ) -> Result<ExitStatus, SessionError> {
-        let line = wrap::command_line(self.ep.os, cmd)?;
+        let inv = wrap::invocation(self.ep.os, cmd)?;
         let what = describe(self.ep.os, cmd);
         let timeout = cmd.timeout.or(self.opts.default_command_timeout);
         self.check_cancel(&what)?;
+        let mut send_source = |ch: &mut ssh2::Channel| -> std::io::Result<()> {
+            ch.write_all(inv.stdin.as_deref().unwrap_or("").as_bytes())
+        };
         let mut sink = LineSink::new(on_line);
-        let result = self.stream(&line, &what, timeout, feed, &mut sink);
+        let result = match (feed, inv.stdin.is_some()) {
+            (Some(_), true) => {
+                return Err(SessionError::InvalidCommand {
+                    reason: format!(
+                        "{what} is too long for a Windows command line and also needs stdin"
+                    ),
+                });
+            }
+            (Some(f), false) => self.stream(&inv.command_line, &what, timeout, Some(f), &mut sink),
+            (None, true) => self.stream(
+                &inv.command_line,
+                &what,
+                timeout,
+                Some(&mut send_source),
+                &mut sink,
+            ),
+            (None, false) => self.stream(&inv.command_line, &what, timeout, None, &mut sink),
+        };
         sink.flush();
         let (killed, err) = match result {
             Ok(End::Exited(code)) => return Ok(ExitStatus { code }),

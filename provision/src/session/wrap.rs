@@ -156,12 +156,55 @@ pub fn linux_command(cmd: &RemoteCommand) -> Result<String, SessionError> {
     Ok(s)
 }
 
-/// The command line sent over SSH for `cmd` on `os`.
-pub fn command_line(os: GuestOs, cmd: &RemoteCommand) -> Result<String, SessionError> {
-    match os {
-        GuestOs::Windows => Ok(encoded_powershell(&windows_source(cmd)?)),
-        GuestOs::Linux => linux_command(cmd),
+/// cmd.exe, sshd's default shell on Windows, refuses command lines longer than this.
+pub const CMD_EXE_LIMIT: usize = 8191;
+
+/// The fixed program sent as `-EncodedCommand` when the real one is too long for cmd.exe: it
+/// reads the real program from stdin as base64 of UTF-8 (ASCII on the wire, so no console code
+/// page can mangle it) and runs it.
+pub const STDIN_BOOTSTRAP: &str = "$ErrorActionPreference = 'Stop'\n\
+$harnessSource = [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String([Console]::In.ReadToEnd().Trim()))\n\
+& ([ScriptBlock]::Create($harnessSource))\n\
+exit $LASTEXITCODE\n";
+
+/// What to send over SSH for one command: the command line and, if needed, stdin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    pub command_line: String,
+    /// Sent on stdin, then EOF (Windows programs too long for the command line).
+    pub stdin: Option<String>,
+}
+
+/// How PowerShell `source` is sent: inline when the command line fits cmd.exe's limit (with a
+/// margin for `cmd.exe /c "…"`), else through [`STDIN_BOOTSTRAP`].
+pub fn windows_invocation(source: &str) -> Invocation {
+    let direct = encoded_powershell(source);
+    if direct.len() <= CMD_EXE_LIMIT - 100 {
+        return Invocation {
+            command_line: direct,
+            stdin: None,
+        };
     }
+    Invocation {
+        command_line: encoded_powershell(STDIN_BOOTSTRAP),
+        stdin: Some(base64::engine::general_purpose::STANDARD.encode(source.as_bytes())),
+    }
+}
+
+/// What is sent over SSH for `cmd` on `os`.
+pub fn invocation(os: GuestOs, cmd: &RemoteCommand) -> Result<Invocation, SessionError> {
+    match os {
+        GuestOs::Windows => Ok(windows_invocation(&windows_source(cmd)?)),
+        GuestOs::Linux => Ok(Invocation {
+            command_line: linux_command(cmd)?,
+            stdin: None,
+        }),
+    }
+}
+
+/// The command line sent over SSH for `cmd` on `os` (commands that fit on one line).
+pub fn command_line(os: GuestOs, cmd: &RemoteCommand) -> Result<String, SessionError> {
+    Ok(invocation(os, cmd)?.command_line)
 }
 
 /// The command that kills the process tree rooted at `pid` (as reported by [`PID_MARKER`]).
@@ -287,6 +330,27 @@ mod tests {
         let bad_env = RemoteCommand::new(["true"]).env("A-B", "x");
         assert!(linux_command(&bad_env).is_err());
         assert!(windows_source(&bad_env).is_err());
+    }
+
+    #[test]
+    fn long_windows_programs_go_through_stdin() {
+        let short = windows_invocation("Write-Output 1");
+        assert_eq!(short.stdin, None);
+        assert_eq!(
+            decode_encoded_powershell(&short.command_line).as_deref(),
+            Some("Write-Output 1")
+        );
+        let long_src = format!("# {}\nWrite-Output 'é'", "x".repeat(5000));
+        let long = windows_invocation(&long_src);
+        assert!(long.command_line.len() < CMD_EXE_LIMIT - 100);
+        assert_eq!(
+            decode_encoded_powershell(&long.command_line).as_deref(),
+            Some(STDIN_BOOTSTRAP)
+        );
+        let sent = base64::engine::general_purpose::STANDARD
+            .decode(long.stdin.unwrap())
+            .unwrap();
+        assert_eq!(String::from_utf8(sent).unwrap(), long_src);
     }
 
     #[test]
