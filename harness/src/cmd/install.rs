@@ -3,7 +3,7 @@
 //! Thin: fetch the build with `artifacts`, open a guest session, call `provision::install`, print
 //! its events and result. The helpers are public so `harness up` can run the same steps.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -78,7 +78,7 @@ pub fn run(ctx: &Context, args: &InstallArgs) -> anyhow::Result<ExitCode> {
     .context("fetching the efW build")?;
     let mut session = connect(ctx, &args.connect)?;
     let mut printer = EventPrinter::new(ctx);
-    let report = install_runtime(ctx, &mut session, &build, args.force, &mut |e| {
+    let report = install_runtime(ctx, &mut session, &build, args.force, None, &mut |e| {
         printer.on_event(e)
     })?;
     if ctx.json {
@@ -186,16 +186,20 @@ pub fn enabled_extensions(ctx: &Context) -> Vec<String> {
         .collect()
 }
 
-/// Installs `build` with the configured options, keeps logs in a new results folder, and
+/// Installs `build` with the configured options, keeps logs in `results_dir` (default: a new
+/// `<results>/install-<unix time>` folder) under `install-logs/`, and
 /// records what is installed in host state (`<state>/vms/<vm>/installed.json`).
 pub fn install_runtime(
     ctx: &Context,
     session: &mut Session,
     build: &BuildToInstall,
     force: bool,
+    results_dir: Option<&Path>,
     on_event: &mut dyn FnMut(&InstallEvent),
 ) -> anyhow::Result<InstallReport> {
-    let results_dir = ctx.paths.results.join(format!("install-{}", unix_now()));
+    let results_dir = results_dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| ctx.paths.results.join(format!("install-{}", unix_now())));
     let mut opts = InstallOptions::new(ctx.config.install.clone(), results_dir);
     opts.force = force;
     opts.cancel = Some(ctx.cancel.flag());
