@@ -295,3 +295,20 @@ fn qemu_accepts_the_windows_command_line() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// PowerShell harness generates for Windows VMs parses (the repo-wide walk covers the .ps1 files).
+#[test]
+fn generated_powershell_parses() {
+    use provision::session::GuestOs;
+    let sources = [
+        unattend::base_setup_source(Some(r"C:\harness\PsExec64.exe"), Some(r"C:\harness\go.zip")),
+        unattend::base_setup_source(None, None),
+        provision::vm::qemu::clock_script(GuestOs::Windows, 1_700_000_000),
+        unattend::SETUP_OPENSSH_PS1.to_string(),
+    ];
+    for src in sources {
+        let problems = testsupport::ps1::check_source(&src);
+        assert!(problems.is_empty(), "{problems:?}\n{src}");
+    }
+    assert!(unattend::base_setup_source(Some("C:\\a b"), None).ends_with("-PsExec 'C:\\a b'"));
+}

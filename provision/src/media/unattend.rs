@@ -14,6 +14,20 @@ pub const BASE_SETUP_PS1: &str = include_str!("../../templates/windows/base-setu
 /// Bumped when the template or scripts change meaningfully: part of the golden image key.
 pub const TEMPLATE_VERSION: &str = "1";
 
+/// The base-setup script invoked with its parameters (guest paths of uploaded files) (pure).
+pub fn base_setup_source(psexec: Option<&str>, go_zip: Option<&str>) -> String {
+    let mut args = Vec::new();
+    if let Some(p) = psexec {
+        args.push(format!("-PsExec {}", crate::session::wrap::ps_quote(p)));
+    }
+    if let Some(g) = go_zip {
+        args.push(format!("-GoZip {}", crate::session::wrap::ps_quote(g)));
+    }
+    format!("& {{\n{BASE_SETUP_PS1}\n}} {}", args.join(" "))
+        .trim_end()
+        .to_string()
+}
+
 /// virtio-win folders whose drivers Windows Setup may need (storage, network, balloon, panic).
 const VIRTIO_DRIVERS: &[&str] = &[
     "viostor",

@@ -127,15 +127,32 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_configured_identity_is_an_error_and_state_key_is_generated() {
+    fn a_missing_configured_identity_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = VmConfig {
             identity: Some(dir.path().join("nope")),
             ..Default::default()
         };
-        assert!(matches!(resolve(&cfg, dir.path()), Err(VmError::Config(_))));
-        // With HOME pointing at an empty dir the harness key is generated, then reused.
-        let cands = candidates(&VmConfig::default(), Some(dir.path()), dir.path());
-        assert_eq!(cands.len(), 2);
+        let e = resolve(&cfg, dir.path()).unwrap_err().to_string();
+        assert!(e.contains("identity") && e.contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn a_configured_identity_is_read_with_its_public_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = dir.path().join("k");
+        std::fs::write(&id, "private").unwrap();
+        std::fs::write(dir.path().join("k.pub"), "ssh-ed25519 AAAA me\n").unwrap();
+        let cfg = VmConfig {
+            identity: Some(id.clone()),
+            ..Default::default()
+        };
+        assert_eq!(
+            resolve(&cfg, dir.path()).unwrap(),
+            SshKey {
+                private: id,
+                public: "ssh-ed25519 AAAA me".into()
+            }
+        );
     }
 }

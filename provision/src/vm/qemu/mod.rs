@@ -125,6 +125,16 @@ pub fn kernel_append(configured: &str, public_key: &str) -> String {
         .to_string()
 }
 
+/// Guest command that sets the clock to `unix_seconds` (after a snapshot restore) (pure).
+pub fn clock_script(os: GuestOs, unix_seconds: u64) -> String {
+    match os {
+        GuestOs::Linux => format!("date -u -s @{unix_seconds} >/dev/null"),
+        GuestOs::Windows => format!(
+            "Set-Date -Date ([DateTimeOffset]::FromUnixTimeSeconds({unix_seconds}).LocalDateTime) | Out-Null\nw32tm /resync /nowait 2>$null | Out-Null\nexit 0"
+        ),
+    }
+}
+
 fn free_port() -> Result<u16, VmError> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")
         .map_err(VmError::io("finding a free port", "127.0.0.1:0"))?;
@@ -292,7 +302,7 @@ impl QemuVm {
         });
         let _ = probed;
         if let Some(w) = warning {
-            tracing::warn!("{w}");
+            tracing::debug!("{w}");
             on_event(VmEvent::Warning { message: w });
         }
         kind
@@ -604,14 +614,8 @@ impl QemuVm {
             phase: Phase::ResyncingClock,
             timeout: Duration::from_secs(60),
         });
-        let cmd = match self.cfg.os {
-            GuestOs::Linux => shell(GuestOs::Linux, &format!("date -u -s @{} >/dev/null", now_unix())),
-            GuestOs::Windows => shell(GuestOs::Windows, &format!(
-                "Set-Date -Date ([DateTimeOffset]::FromUnixTimeSeconds({}).LocalDateTime) | Out-Null; w32tm /resync /nowait 2>$null | Out-Null; exit 0",
-                now_unix()
-            )),
-        }
-        .timeout(Duration::from_secs(60));
+        let cmd = shell(self.cfg.os, &clock_script(self.cfg.os, now_unix()))
+            .timeout(Duration::from_secs(60));
         let out = session.exec_capture(&cmd)?;
         if !out.status.success() {
             on_event(VmEvent::Warning {

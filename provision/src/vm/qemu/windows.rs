@@ -65,7 +65,11 @@ pub(super) fn cached_base_path(vm: &QemuVm) -> Option<PathBuf> {
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())?;
     let (_, _, digest) = cache.0.get(&iso.display().to_string())?;
-    Some(vm.paths.images.join(format!("{}.qcow2", windows_base_name(digest, &vm.cfg))))
+    Some(
+        vm.paths
+            .images
+            .join(format!("{}.qcow2", windows_base_name(digest, &vm.cfg))),
+    )
 }
 
 /// The golden base (and its UEFI variables) for this VM, installing Windows first if needed.
@@ -204,25 +208,15 @@ fn install(
         &RemoteCommand::script("New-Item -ItemType Directory -Force C:\\harness | Out-Null")
             .timeout(Duration::from_secs(60)),
     )?;
-    let mut args = Vec::new();
     if let Some(psexec) = &opts.psexec {
         session.upload_file(psexec, "C:/harness/PsExec64.exe")?;
-        args.push(format!(
-            "-PsExec {}",
-            crate::session::wrap::ps_quote(r"C:\harness\PsExec64.exe")
-        ));
     }
     if let Some(go) = &vm.cfg.go_zip {
         session.upload_file(go, "C:/harness/go.zip")?;
-        args.push(format!(
-            "-GoZip {}",
-            crate::session::wrap::ps_quote(r"C:\harness\go.zip")
-        ));
     }
-    let source = format!(
-        "& {{\n{}\n}} {}",
-        media::unattend::BASE_SETUP_PS1,
-        args.join(" ")
+    let source = media::unattend::base_setup_source(
+        opts.psexec.as_ref().map(|_| r"C:\harness\PsExec64.exe"),
+        vm.cfg.go_zip.as_ref().map(|_| r"C:\harness\go.zip"),
     );
     let out = session.exec_capture(&RemoteCommand::script(source).timeout(limit))?;
     if !out.status.success() {
