@@ -988,3 +988,37 @@ fn forced_reinstall_uninstalls_before_replacing_the_directory_and_unknown_runtim
         steps_ok(&ev)
     );
 }
+
+#[test]
+fn missing_psexec_is_refused_before_the_guest_changes_but_a_no_op_does_not_need_it() {
+    let g = guest();
+    let build = g.build();
+    let rec = json!({"build": {"key": KEY, "source": "main"}, "method": "install-psm1", "guest_dir": g.build_dir(),
+                     "installed_at": 1, "harness_version": "0.1.0"});
+    g.standin
+        .on_times(
+            &step(&scripts::WIN_QUERY),
+            1,
+            Reply::json(&json!({"marker": rec, "services": services(Some("Running"), Some("Running")), "program_files": true})),
+        )
+        .on(&step(&scripts::WIN_VERIFY), verified(Some("C:\\x\\ebpfapi.dll"), "C:\\x"))
+        .on(&step(&scripts::WIN_QUERY), no_marker());
+    let results = tempfile::tempdir().unwrap();
+    let mut opts = g.options(results.path());
+    opts.psexec_candidates = vec![g.tmp.path().join("nowhere/PsExec64.exe")];
+    let mut session = g.session();
+    let r = install::install_runtime(&mut session, &build, &opts, &mut |_| {}).unwrap();
+    assert_eq!(r.outcome, InstallOutcome::AlreadyInstalled);
+    let err = install::install_runtime(&mut session, &build, &opts, &mut |_| {}).unwrap_err();
+    assert!(matches!(err, InstallError::PsexecMissing { .. }), "{err}");
+    assert!(
+        err.to_string().contains("nowhere/PsExec64.exe")
+            && err.to_string().contains("[install] psexec"),
+        "{err}"
+    );
+    assert_eq!(
+        g.sequence(),
+        ["query", "verify", "query"],
+        "nothing changed in the guest"
+    );
+}

@@ -355,9 +355,10 @@ pub(super) fn list(
     session: &mut Session,
     configs: &[(String, ExtensionConfig)],
 ) -> Result<Vec<ExtensionState>, InstallError> {
-    if let Some((name, _)) = configs.first() {
-        require_windows(session, name)?;
-    }
+    let Some((name, _)) = configs.first() else {
+        return Ok(Vec::new());
+    };
+    require_windows(session, name)?;
     let types: ProgramTypes = run(session, Step::Query, scripts::WIN_EXT_PROGRAM_TYPES, &[])?;
     let mut out = Vec::new();
     for (name, cfg) in configs {

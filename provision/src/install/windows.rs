@@ -34,7 +34,6 @@ pub(super) fn install(
     let layout = BuildLayout::of_dir(&build.local_dir);
     let method =
         plan::choose_method(cfg.method, GuestOs::Windows, layout).map_err(InstallError::Invalid)?;
-    let psexec = resolve_psexec(build, opts)?;
     let logs_dir = opts.results_dir.join("install-logs");
 
     check_cancel(&opts.cancel, Step::Query)?;
@@ -98,6 +97,9 @@ pub(super) fn install(
     else {
         unreachable!("decide returns Install once the current build was checked")
     };
+
+    // Needed only when installing; checked before anything in the guest changes.
+    let psexec = resolve_psexec(build, opts)?;
 
     // From here on an install may be half done: drop the record first, so a failure is never
     // mistaken for the old build still being installed.
