@@ -40,6 +40,9 @@ pub struct SuiteConfig {
     pub mode: RunMode,
     /// The `go` command in the guest (guest mode), e.g. `C:\\Program Files\\Go\\bin\\go.exe`.
     pub guest_go: String,
+    /// Guest mode: vendor the module's dependencies on the host (`go mod vendor`) and upload
+    /// them with the source, since the guest has no internet.
+    pub vendor: bool,
 }
 
 impl Default for SuiteConfig {
@@ -54,6 +57,7 @@ impl Default for SuiteConfig {
             trace_log_on_rerun: false,
             mode: RunMode::Auto,
             guest_go: "go".into(),
+            vendor: true,
         }
     }
 }

@@ -180,6 +180,19 @@ impl HostGo {
             .ok_or_else(|| self.err(&args, "printed no path".into()))
     }
 
+    /// `go mod vendor -o OUT`: the module's dependencies as a vendor tree, for a guest without
+    /// internet. `Ok(false)` when there was nothing to vendor.
+    pub fn vendor(&self, out: &Path) -> Result<bool, GoError> {
+        let args = vec![
+            "mod".to_string(),
+            "vendor".into(),
+            "-o".into(),
+            out.display().to_string(),
+        ];
+        self.run_ok(&args, Duration::from_secs(600))?;
+        Ok(out.join("modules.txt").is_file())
+    }
+
     /// `go version`, for provenance.
     pub fn version(&self) -> Option<String> {
         self.run(&["version".to_string()], Duration::from_secs(60))

@@ -832,6 +832,13 @@ fn batch_by_name(names: &[String]) -> Vec<Vec<usize>> {
     batches
 }
 
+/// Whether the module has dependencies and no `vendor` directory of its own.
+fn needs_vendor(module: &Path) -> bool {
+    !module.join("vendor").exists()
+        && std::fs::read_to_string(module.join("go.mod"))
+            .is_ok_and(|t| t.lines().any(|l| l.trim_start().starts_with("require")))
+}
+
 fn is_git(p: &Path) -> bool {
     p.components().any(|c| c.as_os_str() == ".git")
 }
@@ -856,14 +863,31 @@ fn run_guest(
         ],
     );
     // Listing on the host (if it has Go) tells how many packages to expect, which a lost target
-    // needs to mark the rest errored; sharding cannot work without it. It runs while the source
-    // tree is uploaded.
+    // needs to mark the rest errored; sharding cannot work without it. Vendoring gives an
+    // offline guest the module's dependencies. Both run on the host while the source uploads.
     st.phase("uploading");
     let remote = exec.remote_dir(&format!("suite-{}-src", opts.suite_name));
-    let (listed, uploaded) = std::thread::scope(|s| {
-        let listing = s.spawn(|| go.list(&opts.suite.packages, &flags.build_args()));
+    let vendor_tmp = tempfile::Builder::new()
+        .prefix("harness-vendor-")
+        .tempdir()
+        .map_err(|e| SuiteError::Staging {
+            path: std::env::temp_dir(),
+            source: e,
+        })?;
+    let vendor_dir = vendor_tmp.path().join("vendor");
+    let want_vendor = opts.suite.vendor && needs_vendor(&opts.module_dir);
+    let native_go = host_go(opts, Vec::new());
+    let (listed, vendored, uploaded) = std::thread::scope(|s| {
+        let host_side = s.spawn(|| {
+            let listed = go.list(&opts.suite.packages, &flags.build_args());
+            let vendored = want_vendor.then(|| native_go.vendor(&vendor_dir));
+            (listed, vendored)
+        });
         let uploaded = exec.upload_tree(&opts.module_dir, &remote, &is_git);
-        (listing.join().expect("go list does not panic"), uploaded)
+        let (listed, vendored) = host_side
+            .join()
+            .expect("host-side preparation does not panic");
+        (listed, vendored, uploaded)
     });
     let listed = match listed {
         Ok(l) => Some(select(opts, l)),
@@ -881,12 +905,32 @@ fn run_guest(
     if patterns.is_empty() {
         return Ok(());
     }
+    let uploaded = uploaded.and_then(|()| match vendored {
+        Some(Ok(true)) => {
+            if !f.has_build("mod") {
+                f.build.push(("mod".into(), Some("vendor".into())));
+            }
+            exec.upload_tree(&vendor_dir, &os.join(&remote, "vendor"), &|_| false)
+        }
+        Some(Err(e)) => {
+            let note =
+                format!("{HARNESS_MARK}could not vendor the dependencies for the guest: {e}");
+            tracing::warn!("{note}");
+            st.other.push(note);
+            Ok(())
+        }
+        _ => Ok(()),
+    });
     if let Err(e) = uploaded {
         let msg = e.to_string();
         for p in &patterns {
             st.errored(p, &msg);
         }
-        st.error = Some(msg);
+        if e.is_target_lost() {
+            st.lost = Some(msg);
+        } else {
+            st.error = Some(msg);
+        }
         return Ok(());
     }
 

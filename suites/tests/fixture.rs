@@ -462,3 +462,104 @@ fn copy(src: &Path, dst: &Path) {
         }
     }
 }
+
+#[test]
+fn ctrl_c_stops_after_the_running_package_and_errors_the_rest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut opts = RunOptions::new(
+        "cancel",
+        suite(
+            RunMode::Host,
+            &["./pass", "./skip", "./fail"],
+            1,
+            tmp.path(),
+        ),
+        gomod::path(),
+    );
+    opts.cancel = Some(flag.clone());
+    let mut exec = LocalExecutor::new(tmp.path().join("target"));
+    let mut obs = |e: &suites::RunEvent<'_>, _: &suites::Execution| {
+        if let suites::RunEvent::Event(ev) = e
+            && ev.test.is_none()
+            && ev.action.is_terminal()
+        {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    };
+    let record = suites::run(&mut exec, &opts, &mut obs).unwrap();
+    let t = record.execution.totals();
+    assert_eq!((t.packages, t.packages_errored), (3, 2), "{t:?}");
+    assert_eq!(record.execution.verdict(), Verdict::Errored);
+    assert!(record.meta.error.as_deref().unwrap().contains("cancelled"));
+}
+
+/// A module whose dependency lives next to it (a `replace` to `../dep`): the uploaded copy can
+/// only build if harness vendors the dependency on the host.
+fn module_with_local_dependency(root: &Path) -> PathBuf {
+    let dep = root.join("dep");
+    std::fs::create_dir_all(&dep).unwrap();
+    std::fs::write(dep.join("go.mod"), "module example.test/dep\n\ngo 1.21\n").unwrap();
+    std::fs::write(
+        dep.join("dep.go"),
+        "package dep\n\nfunc Answer() int { return 42 }\n",
+    )
+    .unwrap();
+    let m = root.join("mod");
+    std::fs::create_dir_all(m.join("a")).unwrap();
+    std::fs::write(
+        m.join("go.mod"),
+        "module example.test/usesdep\n\ngo 1.21\n\nrequire example.test/dep v0.0.0\n\nreplace example.test/dep => ../dep\n",
+    )
+    .unwrap();
+    std::fs::write(
+        m.join("a/a_test.go"),
+        "package a\n\nimport (\n\t\"testing\"\n\n\t\"example.test/dep\"\n)\n\nfunc TestDep(t *testing.T) {\n\tif dep.Answer() != 42 {\n\t\tt.Fatal(\"wrong\")\n\t}\n}\n",
+    )
+    .unwrap();
+    m
+}
+
+#[test]
+fn guest_mode_vendors_dependencies_for_an_offline_guest() {
+    for vendor in [true, false] {
+        let tmp = tempfile::tempdir().unwrap();
+        let module = module_with_local_dependency(tmp.path());
+        let s = SuiteConfig {
+            path: Some(module.clone()),
+            packages: vec!["./...".into()],
+            mode: RunMode::Guest,
+            vendor,
+            ..SuiteConfig::default()
+        };
+        let opts = RunOptions::new("vendored", s, &module);
+        let mut exec = LocalExecutor::new(tmp.path().join("remote/deeper"));
+        let record = suites::run(&mut exec, &opts, &mut Quiet).unwrap();
+        let t = record.execution.totals();
+        if vendor {
+            assert_eq!(
+                (t.tests, t.passed),
+                (1, 1),
+                "{t:?} {:?}",
+                record.other_output
+            );
+            assert_eq!(record.execution.verdict(), Verdict::Passed);
+        } else {
+            // The uploaded copy cannot resolve `../dep`: `go test` reports a failed build (setup
+            // failed) before any test runs, which is an infrastructure failure (exit 2).
+            assert_eq!(t.tests, 0);
+            let s = suites::summary::summarize(
+                &record.execution,
+                &record.meta,
+                &Provenance::default(),
+                &BTreeMap::new(),
+            );
+            assert_eq!(s.exit_code, 2, "{:?}", record.events);
+            let p = &record.execution.packages[0];
+            assert!(
+                p.build_failed,
+                "go test reports the setup failure as a failed build"
+            );
+        }
+    }
+}
