@@ -41,6 +41,17 @@ pub enum Nic {
     E1000,
 }
 
+/// How Windows Setup gets its answer file without waiting for a key press.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum InstallMedia {
+    /// Remaster the ISO with xorriso: answer media added, UEFI boots `efisys_noprompt.bin`.
+    #[default]
+    Remaster,
+    /// Boot the ISO as it is, answer media on a second small ISO, and press Enter through QMP.
+    Keypress,
+}
+
 /// The `[vm]` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -115,6 +126,8 @@ pub struct VmConfig {
     pub product_key: String,
     /// Windows base setup: a Go toolchain zip (windows-amd64) unpacked to `C:\go` in the golden image.
     pub go_zip: Option<PathBuf>,
+    /// `remaster` | `keypress`: how Setup starts unattended (see [`InstallMedia`]).
+    pub install_media: InstallMedia,
 }
 
 impl Default for VmConfig {
@@ -155,6 +168,7 @@ impl Default for VmConfig {
             windows_edition: "Windows 11 Pro".into(),
             product_key: "VK7JG-NPHTM-C97JM-9MPGT-3V66T".into(),
             go_zip: None,
+            install_media: InstallMedia::Remaster,
         }
     }
 }

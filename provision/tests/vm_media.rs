@@ -312,3 +312,26 @@ fn generated_powershell_parses() {
     }
     assert!(unattend::base_setup_source(Some("C:\\a b"), None).ends_with("-PsExec 'C:\\a b'"));
 }
+
+/// Keypress media: the small answer ISO carries the answer file where Setup looks (a CD root).
+#[test]
+fn answer_iso_carries_the_answer_file_at_its_root() {
+    let d = tempfile::tempdir().unwrap();
+    let media = d.path().join("media");
+    unattend::write_media_tree(&media, &settings()).unwrap();
+    let iso = remaster::answer_iso(&media, &d.path().join("answer.iso")).unwrap();
+    let dest = d.path().join("extracted.xml");
+    xorriso(&[
+        "-osirrox",
+        "on",
+        "-indev",
+        iso.to_str().unwrap(),
+        "-extract",
+        "/autounattend.xml",
+        dest.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read(&dest).unwrap(),
+        std::fs::read(media.join("autounattend.xml")).unwrap()
+    );
+}

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use super::{QemuVm, windows_base_name};
+use crate::config::InstallMedia;
 use crate::media;
 use crate::session::{GuestOs, RemoteCommand};
 use crate::vm::UpOptions;
@@ -56,6 +57,19 @@ fn iso_digest(iso: &Path, images: &Path) -> Result<String, VmError> {
         serde_json::to_vec_pretty(&cache).unwrap_or_default(),
     );
     Ok(digest)
+}
+
+/// CD-ROMs of the install run, boot disc first: the (remastered or original) Windows ISO, the
+/// virtio-win ISO, and with keypress media the small answer ISO (pure).
+pub fn install_cdroms(boot_iso: PathBuf, virtio: PathBuf, answer: Option<PathBuf>) -> Vec<PathBuf> {
+    let mut v = vec![boot_iso, virtio];
+    v.extend(answer);
+    v
+}
+
+/// QMP `send-key` arguments for the Enter key.
+pub fn enter_key() -> serde_json::Value {
+    serde_json::json!({ "keys": [{ "type": "qcode", "data": "ret" }] })
 }
 
 /// Path of the golden base for the configured ISO if its digest is already known (no hashing).
@@ -136,9 +150,6 @@ fn install(
         },
     )
     .map_err(media_err)?;
-    let install_iso =
-        media::remaster::remaster(iso, &tree, &vm.paths.media_dir.join("install.iso"))
-            .map_err(media_err)?;
     let virtio = media::virtio_win::ensure(
         vm.cfg.virtio_win_iso.as_deref(),
         &vm.dirs.cache.join("virtio-win"),
@@ -162,7 +173,23 @@ fn install(
     } else {
         super::free_port()?
     };
-    let mut spec = vm.spec(accel, port, key, &disk, vec![install_iso, virtio], None);
+    let keypress = vm.cfg.install_media == InstallMedia::Keypress;
+    let boot_iso = if keypress {
+        iso.to_path_buf()
+    } else {
+        media::remaster::remaster(iso, &tree, &vm.paths.media_dir.join("install.iso"))
+            .map_err(media_err)?
+    };
+    let answer = if keypress {
+        Some(
+            media::remaster::answer_iso(&tree, &vm.paths.media_dir.join("answer.iso"))
+                .map_err(media_err)?,
+        )
+    } else {
+        None
+    };
+    let cdroms = install_cdroms(boot_iso, virtio, answer);
+    let mut spec = vm.spec(accel, port, key, &disk, cdroms, None);
     if let Some(fw) = spec.firmware.as_mut() {
         fw.vars = vars_partial.clone();
     }
@@ -179,6 +206,10 @@ fn install(
         cancel,
         on_event,
         |_| {
+            // Keypress media: answer "Press any key to boot from CD" for the first minute.
+            if keypress && started.elapsed() < Duration::from_secs(60) {
+                let _ = qmp.execute("send-key", Some(enter_key()));
+            }
             let _ = qmp.status();
             Ok(qmp
                 .events
@@ -253,4 +284,29 @@ fn install(
         message: format!("golden image frozen at {}", base.display()),
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn install_discs_boot_the_windows_iso_first() {
+        assert_eq!(
+            install_cdroms("/m/install.iso".into(), "/c/virtio.iso".into(), None),
+            vec![
+                PathBuf::from("/m/install.iso"),
+                PathBuf::from("/c/virtio.iso")
+            ]
+        );
+        assert_eq!(
+            install_cdroms("/w.iso".into(), "/v.iso".into(), Some("/a.iso".into())),
+            vec![
+                PathBuf::from("/w.iso"),
+                PathBuf::from("/v.iso"),
+                PathBuf::from("/a.iso")
+            ]
+        );
+        assert_eq!(enter_key()["keys"][0]["data"], "ret");
+    }
 }
