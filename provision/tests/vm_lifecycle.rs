@@ -60,7 +60,12 @@ fn lifecycle_of_one_vm() {
     assert!(st.base_image.is_some() && st.overlay.is_some());
     let qemu_pid = st.pid.unwrap();
 
-    // Snapshot save/restore (disk + RAM).
+    // Snapshot save/restore (disk + RAM). The guest clock is set back to 2001 first: a restore
+    // without the clock re-sync would bring that back.
+    assert_eq!(
+        sh(&mut s, "date -u -s @1000000000 >/dev/null && date +%Y"),
+        (0, "2001".into())
+    );
     vm.snapshot_save("s1", &mut |_| {}).unwrap();
     assert_eq!(
         sh(&mut s, "echo two > /data/b && sync && ls /data"),
@@ -119,6 +124,11 @@ fn lifecycle_of_one_vm() {
     assert!(finished(&events.lock().unwrap(), Phase::RestoringSnapshot));
     assert!(finished(&events.lock().unwrap(), Phase::ResyncingClock));
     let mut s = session(&up);
+    let (_, guest_now) = sh(&mut s, "date +%s");
+    assert!(
+        guest_now.parse::<i64>().unwrap() > 1_700_000_000,
+        "clock not re-synced: {guest_now}"
+    );
     assert_eq!(
         sh(&mut s, "cat /data/a; ls /data"),
         (0, "one\na\nlost+found".into())
