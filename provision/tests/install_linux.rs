@@ -77,6 +77,7 @@ impl Lab {
         let dir = self.tmp.path().join("builds").join(key);
         fs::create_dir_all(dir.join("bin")).unwrap();
         fs::write(dir.join("bin/ebpfapi.so"), format!("runtime {key}\n")).unwrap();
+        fs::write(dir.join("VERSION"), "0.7.1\n").unwrap();
         let env = self.tmp.path().join("env");
         let state = self.state();
         fs::write(
@@ -105,7 +106,7 @@ echo "installed {key}"
             provenance: InstalledBuild {
                 key: key.into(),
                 source: format!("file:{key}"),
-                version: Some(format!("0.{}.0", key.len())),
+                version: None,
                 ..Default::default()
             },
         }
@@ -157,6 +158,8 @@ fn install_restarts_sshd_then_noop_then_replaces_with_uninstall_first() {
             .unwrap_or_else(|e| panic!("install A: {e}\n--- sshd log ---\n{}", lab.sshd.log()));
     assert_eq!(report.outcome, InstallOutcome::Installed { replaced: None });
     assert_eq!(report.record.build.key, "build-a");
+    assert_eq!(report.record.runtime_version.as_deref(), Some("0.7.1"));
+    assert_eq!(report.record.ci_efw_version().as_deref(), Some("0.7.1"));
     assert!(report.checks.iter().all(|c| c.ok), "{:?}", report.checks);
     let s = steps(&ev);
     for want in [
@@ -311,7 +314,8 @@ fn a_build_without_setup_sh_is_refused_before_touching_the_guest() {
 fn without_a_real_sshd_restart_the_new_environment_is_not_seen_and_verify_fails() {
     let lab = Lab::start();
     let results = tempfile::tempdir().unwrap();
-    let opts = lab.options(results.path());
+    let mut opts = lab.options(results.path());
+    opts.config.restart_timeout = 3;
     // "Restarting" sshd does nothing: sessions opened afterwards keep the old environment.
     let mut session = lab.session_restarting_with("true");
     let build = lab.build("build-a");

@@ -184,33 +184,48 @@ pub(super) fn install(
     logs.extend(installed?);
 
     check_cancel(&opts.cancel, Step::RestartSshd)?;
+    // sshd re-reads its configuration in place on SIGHUP (same pid), so a session that answers
+    // right after the trigger may still be served with the old configuration: keep reconnecting
+    // until the verify command passes, bounded by restart_timeout, and report its last outcome.
     let mut fresh: Option<Verified> = None;
-    progress.step(Step::RestartSshd, || {
+    let restarted = progress.step(Step::RestartSshd, || {
         let mut check = |s: &mut Session| -> Result<bool, SessionError> {
-            fresh = Some(verify_command(s, &cfg.verify_command, verify_timeout)?);
-            Ok(true)
+            let v = verify_command(s, &cfg.verify_command, verify_timeout)?;
+            let ok = v.code == 0;
+            fresh = Some(v);
+            Ok(ok)
         };
         session
             .restart_sshd(&mut check, Duration::from_secs(cfg.restart_timeout.max(1)))
             .map_err(InstallError::session(Step::RestartSshd))
-    })?;
+    });
+    if let Err(e) = restarted {
+        // The guest came back but never passed the check: that is a verification failure.
+        return Err(match fresh.take() {
+            Some(v) if v.code != 0 => verify_failed(
+                &cfg.verify_command,
+                &v,
+                cfg.restart_timeout,
+                logs_dir.clone(),
+            ),
+            _ => e,
+        });
+    }
     let verified = progress.step(Step::Verify, || {
         let v = match fresh.take() {
             Some(v) => v,
-            None => verify_command(session, &cfg.verify_command, verify_timeout).map_err(InstallError::session(Step::Verify))?,
+            None => verify_command(session, &cfg.verify_command, verify_timeout)
+                .map_err(InstallError::session(Step::Verify))?,
         };
         if v.code == 0 {
             Ok(v)
         } else {
-            Err(InstallError::VerifyFailed {
-                problems: vec![format!(
-                    "the verify command `{}` exited with {} in a new SSH session after sshd restarted; output: {}",
-                    cfg.verify_command,
-                    v.code,
-                    tail(&v.output, 10)
-                )],
-                logs_dir: logs_dir.clone(),
-            })
+            Err(verify_failed(
+                &cfg.verify_command,
+                &v,
+                cfg.restart_timeout,
+                logs_dir.clone(),
+            ))
         }
     })?;
 
@@ -220,7 +235,7 @@ pub(super) fn install(
         guest_dir: paths.build_dir.clone(),
         installed_at: now_unix(),
         harness_version: env!("CARGO_PKG_VERSION").into(),
-        runtime_version: None,
+        runtime_version: version_file(&build.local_dir),
     };
     let json = serde_json::to_string(&record).expect("record serializes");
     progress.step(Step::Record, || {
@@ -324,4 +339,24 @@ fn verify_row(command: &str, v: &Verified) -> Check {
 fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(n)..].join(" | ")
+}
+
+/// A Linux build may carry its version in `VERSION` at its root (what `CI_EFW_VERSION` needs;
+/// a CI-style build has no version in its name).
+fn version_file(dir: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join("VERSION")).ok()?;
+    let v = text.lines().next()?.trim();
+    (!v.is_empty() && v.len() < 64).then(|| v.to_string())
+}
+
+fn verify_failed(command: &str, v: &Verified, waited: u64, logs_dir: PathBuf) -> InstallError {
+    InstallError::VerifyFailed {
+        problems: vec![format!(
+            "the verify command `{command}` exited with {} in new SSH sessions after sshd restarted \
+             (retried for up to {waited} s); output: {}",
+            v.code,
+            tail(&v.output, 10)
+        )],
+        logs_dir,
+    }
 }
