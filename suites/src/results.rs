@@ -67,6 +67,8 @@ pub struct RunRecord {
     pub other_output: Vec<String>,
     /// Run facts.
     pub meta: RunMeta,
+    /// Where each package ran on the target (import path, directory), e.g. for `repro --shell`.
+    pub package_dirs: Vec<(String, String)>,
 }
 
 /// Paths of what [`write`] produced.
@@ -294,6 +296,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Written, ResultsError> {
         events: lines,
         other_output: other,
         meta,
+        package_dirs: Vec::new(),
     };
     write(out, &rec, &base.provenance)
 }

@@ -55,6 +55,9 @@ pub struct RunOptions {
     pub host_go: String,
     /// Parallel builds on the host.
     pub build_jobs: usize,
+    /// Run exactly these tests instead of the suite's packages (`harness repro`): each target's
+    /// package with its own `-run`, verbose as always, `count` times.
+    pub targets: Option<Vec<RerunTarget>>,
 }
 
 impl RunOptions {
@@ -78,6 +81,7 @@ impl RunOptions {
             cancel: None,
             host_go: "go".into(),
             build_jobs: 2,
+            targets: None,
         }
     }
 }
@@ -204,6 +208,7 @@ struct State<'o> {
     obs: &'o mut dyn Observer,
     lost: Option<String>,
     error: Option<String>,
+    package_dirs: Vec<(String, String)>,
 }
 
 impl State<'_> {
@@ -363,6 +368,24 @@ fn flags_for(opts: &RunOptions) -> Result<GoTestFlags, FlagError> {
     Ok(f)
 }
 
+/// The flags of a package's first run: the suite's, or a repro target's own `-run`.
+fn first_run_flags(opts: &RunOptions, base: &GoTestFlags, pkg: &str) -> GoTestFlags {
+    match opts
+        .targets
+        .as_ref()
+        .and_then(|ts| ts.iter().find(|t| t.package == pkg))
+    {
+        Some(t) => {
+            let mut f = rerun_flags(base, t, false);
+            if let Some(c) = opts.count {
+                f.set("count", &c.to_string());
+            }
+            f
+        }
+        None => base.clone(),
+    }
+}
+
 fn rerun_flags(base: &GoTestFlags, t: &RerunTarget, trace_log: bool) -> GoTestFlags {
     let mut f = base.clone();
     match t.run_regex() {
@@ -386,6 +409,15 @@ pub fn run(
     let t0 = Instant::now();
     let mode = resolve_mode(opts.suite.mode, &opts.host_go);
     let flags = flags_for(opts)?;
+    let mut targeted;
+    let opts = match &opts.targets {
+        Some(t) => {
+            targeted = opts.clone();
+            targeted.suite.packages = t.iter().map(|t| t.package.clone()).collect();
+            &targeted
+        }
+        None => opts,
+    };
     let mut st = State {
         ex: Execution::new(),
         events: Vec::new(),
@@ -393,6 +425,7 @@ pub fn run(
         obs,
         lost: None,
         error: None,
+        package_dirs: Vec::new(),
     };
     match mode {
         RunMode::Guest => run_guest(exec, opts, &flags, &mut st)?,
@@ -421,6 +454,7 @@ pub fn run(
         events: st.events,
         other_output: st.other,
         meta,
+        package_dirs: st.package_dirs,
     })
 }
 
@@ -621,11 +655,15 @@ fn run_host(
     };
 
     for b in &built {
+        st.package_dirs
+            .push((b.pkg.clone(), os.join(&remote, &b.rel_dir)));
+    }
+    for b in &built {
         if let Some(why) = stop_reason(opts, st) {
             st.errored(&b.pkg, &why);
             continue;
         }
-        run_one(exec, st, b, flags);
+        run_one(exec, st, b, &first_run_flags(opts, flags, &b.pkg));
     }
 
     let rounds = opts.rerun_fails.unwrap_or(opts.suite.rerun_fails);
@@ -901,6 +939,11 @@ fn run_guest(
     if let Some(l) = &listed {
         st.obs
             .on_event(&RunEvent::Planned { packages: l.len() }, &st.ex);
+        for p in l {
+            let rel = rel_dir(&opts.module_dir, &p.dir);
+            st.package_dirs
+                .push((p.import_path.clone(), os.join(&remote, &rel)));
+        }
     }
     if patterns.is_empty() {
         return Ok(());
@@ -1010,9 +1053,25 @@ fn run_guest(
         }
     };
 
-    let budget =
-        Duration::from_secs(timeout_s) * (patterns.len().max(1) as u32) + GUEST_BUILD_ALLOWANCE;
-    run_go(exec, st, &f, &patterns, budget);
+    if opts.targets.is_some() {
+        for p in &patterns {
+            if stop_reason(opts, st).is_some() {
+                break;
+            }
+            let budget = Duration::from_secs(timeout_s) + GUEST_BUILD_ALLOWANCE;
+            run_go(
+                exec,
+                st,
+                &first_run_flags(opts, &f, p),
+                std::slice::from_ref(p),
+                budget,
+            );
+        }
+    } else {
+        let budget =
+            Duration::from_secs(timeout_s) * (patterns.len().max(1) as u32) + GUEST_BUILD_ALLOWANCE;
+        run_go(exec, st, &f, &patterns, budget);
+    }
 
     let rounds = opts.rerun_fails.unwrap_or(opts.suite.rerun_fails);
     for round in 1..=rounds {

@@ -563,3 +563,57 @@ fn guest_mode_vendors_dependencies_for_an_offline_guest() {
         }
     }
 }
+
+#[test]
+fn repro_targets_rerun_exactly_the_failed_tests() {
+    let (failed, _) = suites::read_failures(&host_run().dir).unwrap();
+    let mut plan = suites::repro_plan(&failed, None, 2, false);
+    plan.targets.retain(|t| !t.package.ends_with("/hang"));
+    assert_eq!(plan.targets.len(), 3);
+    for mode in [RunMode::Host, RunMode::Guest] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut opts = RunOptions::new(
+            "repro",
+            suite(mode, &["./..."], 0, tmp.path()),
+            gomod::path(),
+        );
+        opts.targets = Some(plan.targets.clone());
+        opts.count = Some(2);
+        let mut exec = LocalExecutor::new(tmp.path().join("target"));
+        let rec = suites::run(&mut exec, &opts, &mut Quiet).unwrap();
+        let ex = &rec.execution;
+        let names: Vec<String> = ex
+            .packages
+            .iter()
+            .flat_map(|p| p.tests.iter().map(|t| t.name.clone()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "TestHostile",
+                "TestBroken",
+                "TestSub",
+                "TestSub/good",
+                "TestSub/bad",
+                "TestPanics"
+            ],
+            "{mode:?}"
+        );
+        let fail = ex.package(&gomod::pkg("fail")).unwrap();
+        assert_eq!(
+            fail.test("TestBroken").unwrap().attempts.len(),
+            2,
+            "{mode:?}: -count=2"
+        );
+        let dir = &rec
+            .package_dirs
+            .iter()
+            .find(|(p, _)| *p == gomod::pkg("fail"))
+            .unwrap()
+            .1;
+        assert!(
+            dir.ends_with("/fail") && Path::new(dir).is_dir(),
+            "{mode:?}: {dir}"
+        );
+    }
+}
