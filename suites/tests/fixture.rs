@@ -617,3 +617,58 @@ fn repro_targets_rerun_exactly_the_failed_tests() {
         );
     }
 }
+
+/// The local machine, but every output line ends with CR, as a Windows target may send it
+/// (test2json and the JSON parser must both cope).
+struct CrlfExecutor(LocalExecutor);
+
+impl Executor for CrlfExecutor {
+    fn os(&self) -> TargetOs {
+        self.0.os()
+    }
+    fn arch(&self) -> String {
+        self.0.arch()
+    }
+    fn run(
+        &mut self,
+        req: &ExecRequest,
+        on_line: &mut dyn FnMut(Stream, &[u8]),
+    ) -> Result<ExecOutcome, ExecError> {
+        self.0.run(req, &mut |s, l| {
+            let mut v = l.to_vec();
+            v.push(b'\r');
+            on_line(s, &v)
+        })
+    }
+    fn upload_tree(
+        &mut self,
+        local: &Path,
+        remote: &str,
+        skip: UploadFilter<'_>,
+    ) -> Result<(), ExecError> {
+        self.0.upload_tree(local, remote, skip)
+    }
+    fn remote_dir(&self, name: &str) -> String {
+        self.0.remote_dir(name)
+    }
+}
+
+#[test]
+fn crlf_line_endings_parse_in_both_modes() {
+    for mode in [RunMode::Host, RunMode::Guest] {
+        let tmp = tempfile::tempdir().unwrap();
+        let opts = RunOptions::new(
+            "crlf",
+            suite(mode, &["./pass", "./fail"], 0, tmp.path()),
+            gomod::path(),
+        );
+        let mut exec = CrlfExecutor(LocalExecutor::new(tmp.path().join("target")));
+        let rec = suites::run(&mut exec, &opts, &mut Quiet).unwrap();
+        let t = rec.execution.totals();
+        assert_eq!(
+            (t.tests, t.passed, t.failed),
+            (15, 12, 3),
+            "{mode:?}: {t:?}"
+        );
+    }
+}
