@@ -34,6 +34,8 @@ pub struct SuiteConfig {
     pub package_timeout: u64,
     /// How many times failed tests are rerun.
     pub rerun_fails: u32,
+    /// No reruns when more tests than this failed (a broken setup, not flakes).
+    pub rerun_max_failures: u32,
     /// Rerun failures with ebpf-go's `-trace-log` (Windows).
     pub trace_log_on_rerun: bool,
     /// Where test binaries are built.
@@ -54,6 +56,7 @@ impl Default for SuiteConfig {
             env: BTreeMap::new(),
             package_timeout: 600,
             rerun_fails: 0,
+            rerun_max_failures: 20,
             trace_log_on_rerun: false,
             mode: RunMode::Auto,
             guest_go: "go".into(),

@@ -669,7 +669,7 @@ fn run_host(
     let rounds = opts.rerun_fails.unwrap_or(opts.suite.rerun_fails);
     for round in 1..=rounds {
         let targets = rerun_targets(&st.ex);
-        if targets.is_empty() || stop_reason(opts, st).is_some() {
+        if targets.is_empty() || stop_reason(opts, st).is_some() || too_many_to_rerun(opts, st) {
             break;
         }
         st.phase("rerunning");
@@ -695,6 +695,22 @@ fn run_host(
         }
     }
     Ok(())
+}
+
+/// More failures than `rerun_max_failures` point at a broken setup, not flakes: reruns would
+/// only repeat them (gotestsum's `--rerun-fails-max-failures`). Says so in the output.
+fn too_many_to_rerun(opts: &RunOptions, st: &mut State<'_>) -> bool {
+    let failed = st.ex.failed_tests().len();
+    let max = opts.suite.rerun_max_failures as usize;
+    if failed <= max {
+        return false;
+    }
+    let note = format!(
+        "{HARNESS_MARK}{failed} tests failed, more than rerun_max_failures = {max}: not rerunning"
+    );
+    st.other.push(note.clone());
+    st.obs.on_event(&RunEvent::Output(&note), &st.ex);
+    true
 }
 
 fn stop_reason(opts: &RunOptions, st: &mut State<'_>) -> Option<String> {
@@ -1076,7 +1092,7 @@ fn run_guest(
     let rounds = opts.rerun_fails.unwrap_or(opts.suite.rerun_fails);
     for round in 1..=rounds {
         let targets = rerun_targets(&st.ex);
-        if targets.is_empty() || stop_reason(opts, st).is_some() {
+        if targets.is_empty() || stop_reason(opts, st).is_some() || too_many_to_rerun(opts, st) {
             break;
         }
         st.phase("rerunning");

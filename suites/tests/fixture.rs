@@ -672,3 +672,24 @@ fn crlf_line_endings_parse_in_both_modes() {
         );
     }
 }
+
+#[test]
+fn no_reruns_past_rerun_max_failures() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = suite(RunMode::Host, &["./fail", "./flaky"], 2, tmp.path());
+    s.rerun_max_failures = 3; // fail has 3 failures, flaky 1: 4 > 3
+    let opts = RunOptions::new("maxfail", s, gomod::path());
+    let mut exec = LocalExecutor::new(tmp.path().join("target"));
+    let rec = suites::run(&mut exec, &opts, &mut Quiet).unwrap();
+    let t = rec.execution.totals();
+    assert_eq!(
+        (t.tests, t.failed, t.flaky, t.attempts),
+        (7, 4, 0, 7),
+        "{t:?}"
+    );
+    assert!(
+        rec.other_output
+            .iter()
+            .any(|l| l.contains("rerun_max_failures = 3"))
+    );
+}
