@@ -186,6 +186,15 @@ pub fn run(ctx: &Context, args: &TestArgs) -> anyhow::Result<ExitCode> {
         opts.cancel = Some(ctx.cancel.flag());
         let mut prov = base_prov.clone();
         prov.library_commit = suites::gotool::git_commit(&module);
+        let host_go = suites::gotool::HostGo {
+            go: opts.host_go.clone(),
+            dir: module.clone(),
+            env: Vec::new(),
+            cancel: None,
+        };
+        if let Some(v) = host_go.version() {
+            prov.extra.insert("host_go".into(), v);
+        }
 
         let bar = if ctx.progress() {
             ProgressBar::new_spinner()
