@@ -41,6 +41,22 @@ fn with_pub(p: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// The key pair `resolve` would pick, if it already exists (never generates one: for read-only
+/// questions like `status`).
+pub fn existing(cfg: &VmConfig, state_dir: &Path) -> Option<SshKey> {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    candidates(cfg, home.as_deref(), state_dir)
+        .into_iter()
+        .find(|(private, public)| private.is_file() && public.is_file())
+        .and_then(|(private, public)| {
+            let line = std::fs::read_to_string(&public).ok()?;
+            Some(SshKey {
+                private,
+                public: line.trim().to_string(),
+            })
+        })
+}
+
 /// Resolve the key pair, generating the harness key when nothing else exists.
 pub fn resolve(cfg: &VmConfig, state_dir: &Path) -> Result<SshKey, VmError> {
     let home = std::env::var_os("HOME").map(PathBuf::from);
@@ -133,6 +149,7 @@ mod tests {
             identity: Some(dir.path().join("nope")),
             ..Default::default()
         };
+        assert_eq!(existing(&cfg, dir.path()), None);
         let e = resolve(&cfg, dir.path()).unwrap_err().to_string();
         assert!(e.contains("identity") && e.contains("nope"), "{e}");
     }
@@ -147,6 +164,10 @@ mod tests {
             identity: Some(id.clone()),
             ..Default::default()
         };
+        assert_eq!(
+            existing(&cfg, dir.path()),
+            Some(resolve(&cfg, dir.path()).unwrap())
+        );
         assert_eq!(
             resolve(&cfg, dir.path()).unwrap(),
             SshKey {

@@ -832,7 +832,7 @@ impl QemuVm {
             .is_file()
             .then(|| image::info(&self.paths.overlay))
             .transpose()?;
-        let key = keys::resolve(&self.cfg, &self.dirs.state).ok();
+        let key = keys::existing(&self.cfg, &self.dirs.state);
         Ok(VmStatus {
             name: self.cfg.name.clone(),
             backend: "qemu",
