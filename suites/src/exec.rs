@@ -42,6 +42,7 @@ impl TargetOs {
             TargetOs::Linux => '/',
             TargetOs::Windows => '\\',
         };
+        let rel = rel.trim_start_matches(['/', '\\']);
         let rel = match self {
             TargetOs::Linux => rel.to_string(),
             TargetOs::Windows => rel.replace('/', "\\"),
@@ -217,6 +218,9 @@ mod tests {
             (TargetOs::Linux, "/tmp/x", "", "/tmp/x"),
             (TargetOs::Windows, "C:\\h\\s", "a/b", "C:\\h\\s\\a\\b"),
             (TargetOs::Windows, "C:\\h\\s\\", "pkg", "C:\\h\\s\\pkg"),
+            // The module's root package: an empty relative dir before the binary name.
+            (TargetOs::Linux, "/tmp/x", "/ebpf.test", "/tmp/x/ebpf.test"),
+            (TargetOs::Windows, "C:\\h", "/ebpf.test.exe", "C:\\h\\ebpf.test.exe"),
         ];
         for (os, base, rel, want) in cases {
             assert_eq!(os.join(base, rel), want, "{os:?} {base} {rel}");

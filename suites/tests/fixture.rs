@@ -693,3 +693,33 @@ fn no_reruns_past_rerun_max_failures() {
             .any(|l| l.contains("rerun_max_failures = 3"))
     );
 }
+
+#[test]
+fn the_module_root_package_runs_in_host_mode() {
+    let tmp = tempfile::tempdir().unwrap();
+    let module = tmp.path().join("mod");
+    copy(&gomod::path(), &module);
+    std::fs::write(
+        module.join("root_test.go"),
+        "package fixture\n\nimport \"testing\"\n\nfunc TestRoot(t *testing.T) {}\n",
+    )
+    .unwrap();
+    let mut s = suite(RunMode::Host, &[".", "./skip"], 0, tmp.path());
+    s.path = Some(module.clone());
+    let opts = RunOptions::new("root", s, &module);
+    let rec = suites::run(
+        &mut LocalExecutor::new(tmp.path().join("target")),
+        &opts,
+        &mut Quiet,
+    )
+    .unwrap();
+    let root = rec
+        .execution
+        .package(gomod::MODULE)
+        .expect("root package ran");
+    assert_eq!(
+        root.test("TestRoot").unwrap().outcome(),
+        suites::model::Outcome::Pass
+    );
+    assert_eq!(rec.execution.verdict(), Verdict::Passed);
+}
