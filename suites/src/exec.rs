@@ -220,7 +220,12 @@ mod tests {
             (TargetOs::Windows, "C:\\h\\s\\", "pkg", "C:\\h\\s\\pkg"),
             // The module's root package: an empty relative dir before the binary name.
             (TargetOs::Linux, "/tmp/x", "/ebpf.test", "/tmp/x/ebpf.test"),
-            (TargetOs::Windows, "C:\\h", "/ebpf.test.exe", "C:\\h\\ebpf.test.exe"),
+            (
+                TargetOs::Windows,
+                "C:\\h",
+                "/ebpf.test.exe",
+                "C:\\h\\ebpf.test.exe",
+            ),
         ];
         for (os, base, rel, want) in cases {
             assert_eq!(os.join(base, rel), want, "{os:?} {base} {rel}");
