@@ -314,19 +314,44 @@ impl Session {
                 );
                 let mut stderr = String::new();
                 let cancel = self.cancel_handle();
-                let mut feed = |ch: &mut ssh2::Channel| {
-                    write_tar(
-                        local_dir,
-                        &mut CancelWriter {
-                            inner: ch,
-                            cancel: &cancel,
-                        },
-                    )
-                };
-                let status = self.exec_with_stdin(&cmd, &mut feed, &mut |s, l| {
-                    if s == Stream::Stderr {
-                        stderr.push_str(l);
-                        stderr.push('\n');
+                // A producer thread reads the files and builds the tar stream while this thread
+                // encrypts and sends: file I/O overlaps with SSH.
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+                let status = std::thread::scope(|scope| {
+                    let producer = scope.spawn(move || {
+                        let mut w = ChunkSender {
+                            tx,
+                            buf: Vec::with_capacity(CHUNK),
+                        };
+                        write_tar(local_dir, &mut w).and_then(|_| w.flush())
+                    });
+                    let mut feed = move |ch: &mut ssh2::Channel| -> io::Result<()> {
+                        for chunk in rx.iter() {
+                            if cancel.is_cancelled() {
+                                return Err(io::Error::other("cancelled"));
+                            }
+                            ch.write_all(&chunk)?;
+                        }
+                        Ok(())
+                    };
+                    let status = self.exec_with_stdin(&cmd, &mut feed, &mut |s, l| {
+                        if s == Stream::Stderr {
+                            stderr.push_str(l);
+                            stderr.push('\n');
+                        }
+                    });
+                    // Dropping the feed drops the receiver, so a producer still sending stops.
+                    drop(feed);
+                    let produced = producer
+                        .join()
+                        .unwrap_or_else(|_| Err(io::Error::other("tar producer panicked")));
+                    match (status, produced) {
+                        (Ok(st), Ok(())) => Ok(st),
+                        (Err(e), _) => Err(e),
+                        (Ok(_), Err(e)) => Err(SessionError::io(
+                            format!("packing {}", local_dir.display()),
+                            e,
+                        )),
                     }
                 })?;
                 if !status.success() {
@@ -502,27 +527,33 @@ impl Session {
     }
 }
 
-/// Fails writes once the session is cancelled, so a long upload stops at the next chunk.
-struct CancelWriter<'a, W: Write> {
-    inner: W,
-    cancel: &'a super::CancelHandle,
+/// Sends the tar stream to the sending thread in `CHUNK`-sized pieces.
+struct ChunkSender {
+    tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+    buf: Vec<u8>,
 }
 
-impl<W: Write> Write for CancelWriter<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.cancel.is_cancelled() {
-            return Err(io::Error::other("cancelled"));
+impl Write for ChunkSender {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.flush()?;
         }
-        self.inner.write(buf)
+        Ok(data.len())
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        self.tx
+            .send(full)
+            .map_err(|_| io::Error::other("the upload stopped"))
     }
 }
 
 /// Writes `dir`'s contents as a tar stream (paths relative to `dir`, symlinks kept as links).
 fn write_tar(dir: &Path, w: &mut dyn Write) -> io::Result<()> {
-    let w = BufWriter::with_capacity(CHUNK, w);
     let mut b = tar::Builder::new(w);
     b.follow_symlinks(false);
     b.mode(tar::HeaderMode::Deterministic);
@@ -541,7 +572,7 @@ fn write_tar(dir: &Path, w: &mut dyn Write) -> io::Result<()> {
             }
         }
     }
-    let mut w = b.into_inner()?;
+    let w = b.into_inner()?;
     w.flush()
 }
 

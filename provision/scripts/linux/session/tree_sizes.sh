@@ -1,9 +1,14 @@
 # Step: sizes of every file under a directory, to verify a tree transfer. $1 = directory.
 # Prints one "size<TAB>./relative/path" line per file, then {"done":true}.
+# GNU find prints sizes itself; busybox find has no -printf, so fall back to wc -c.
 set -eu
 cd -- "$1"
-find . -type f -exec wc -c {} + | while read -r size name; do
-    [ "$name" = total ] && continue
-    printf '%s\t%s\n' "$size" "$name"
-done
+if find . -maxdepth 0 -printf '' >/dev/null 2>&1; then
+    find . -type f -printf '%s\t./%P\n'
+else
+    find . -type f -exec wc -c {} + | while read -r size name; do
+        [ "$name" = total ] && continue
+        printf '%s\t%s\n' "$size" "$name"
+    done
+fi
 printf '{"done":true}\n'
