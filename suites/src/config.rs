@@ -30,6 +30,9 @@ pub struct SuiteConfig {
     pub flags: Vec<String>,
     /// Environment for the tests.
     pub env: BTreeMap<String, String>,
+    /// Packages run at once on the target in host mode (like `go test -p`), when the executor
+    /// can open more sessions; guest mode leaves this to `go test`.
+    pub parallel: u32,
     /// Seconds one package may run before its process tree is killed.
     pub package_timeout: u64,
     /// How many times failed tests are rerun.
@@ -54,6 +57,7 @@ impl Default for SuiteConfig {
             packages: vec!["./...".into()],
             flags: vec!["-short".into(), "-count=1".into()],
             env: BTreeMap::new(),
+            parallel: 2,
             package_timeout: 600,
             rerun_fails: 0,
             rerun_max_failures: 20,

@@ -177,6 +177,13 @@ pub trait Executor: Send {
 
     /// A scratch directory on the target for `name` (not necessarily existing yet).
     fn remote_dir(&self, name: &str) -> String;
+
+    /// Another executor on the same target that can run commands at the same time from another
+    /// thread (e.g. a second SSH session), so that host mode runs packages side by side.
+    /// `None` (the default) keeps runs one at a time.
+    fn try_clone(&self) -> Option<Box<dyn Executor>> {
+        None
+    }
 }
 
 impl<E: Executor + ?Sized> Executor for Box<E> {
@@ -203,6 +210,9 @@ impl<E: Executor + ?Sized> Executor for Box<E> {
     }
     fn remote_dir(&self, name: &str) -> String {
         (**self).remote_dir(name)
+    }
+    fn try_clone(&self) -> Option<Box<dyn Executor>> {
+        (**self).try_clone()
     }
 }
 

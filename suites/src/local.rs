@@ -204,6 +204,10 @@ impl Executor for LocalExecutor {
     fn remote_dir(&self, name: &str) -> String {
         self.base.join(name).display().to_string()
     }
+
+    fn try_clone(&self) -> Option<Box<dyn Executor>> {
+        Some(Box::new(LocalExecutor::new(self.base.clone())))
+    }
 }
 
 fn copy_tree(src: &Path, dst: &Path, rel: &Path, skip: UploadFilter<'_>) -> std::io::Result<()> {

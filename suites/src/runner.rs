@@ -616,55 +616,31 @@ fn run_host(
     }
 
     st.phase("running");
-    let timeout = Duration::from_secs(opts.suite.package_timeout.max(1));
-    let env = test_env(opts);
-    let run_one = |exec: &mut dyn Executor, st: &mut State<'_>, b: &Built, f: &GoTestFlags| {
-        let mut argv = vec![
-            os.join(&remote, &format!("{}/{}", b.rel_dir, b.bin)),
-            "-test.v=test2json".to_string(),
-            "-test.paniconexit0".to_string(),
-        ];
-        argv.extend(f.binary_args());
-        let req = ExecRequest {
-            argv,
-            env: env.clone(),
-            cwd: Some(os.join(&remote, &b.rel_dir)),
-            timeout,
-            cancel: opts.cancel.clone(),
-        };
-        let mut conv = match Converter::start(&test2json, &b.pkg) {
-            Ok(c) => c,
-            Err(e) => {
-                st.errored(
-                    &b.pkg,
-                    &format!("could not start test2json ({}): {e}", test2json.display()),
-                );
-                return;
-            }
-        };
-        let res = exec.run(&req, &mut |_, line| {
-            conv.feed(line);
-            for l in conv.ready() {
-                st.line(&l);
-            }
-        });
-        for l in conv.finish() {
-            st.line(&l);
-        }
-        st.settle(&b.pkg, res, timeout);
-    };
-
     for b in &built {
         st.package_dirs
             .push((b.pkg.clone(), os.join(&remote, &b.rel_dir)));
     }
-    for b in &built {
-        if let Some(why) = stop_reason(opts, st) {
-            st.errored(&b.pkg, &why);
-            continue;
-        }
-        run_one(exec, st, b, &first_run_flags(opts, flags, &b.pkg));
-    }
+    // More sessions on the target, when the executor can open them, run packages side by side
+    // as `go test -p` would.
+    let mut extra: Vec<Box<dyn Executor>> = (1..opts.suite.parallel.max(1))
+        .map_while(|_| exec.try_clone())
+        .collect();
+    let mut execs: Vec<&mut dyn Executor> = vec![exec];
+    execs.extend(extra.iter_mut().map(|e| e.as_mut() as &mut dyn Executor));
+    let pool = HostPool {
+        os,
+        remote: &remote,
+        env: test_env(opts),
+        timeout: Duration::from_secs(opts.suite.package_timeout.max(1)),
+        cancel: opts.cancel.clone(),
+        test2json: &test2json,
+    };
+
+    let jobs: Vec<(&Built, GoTestFlags)> = built
+        .iter()
+        .map(|b| (b, first_run_flags(opts, flags, &b.pkg)))
+        .collect();
+    pool.run(&mut execs, jobs, opts, st);
 
     let rounds = opts.rerun_fails.unwrap_or(opts.suite.rerun_fails);
     for round in 1..=rounds {
@@ -680,21 +656,117 @@ fn run_host(
             },
             &st.ex,
         );
-        for t in &targets {
-            if stop_reason(opts, st).is_some() {
-                break;
-            }
-            if let Some(b) = built.iter().find(|b| b.pkg == t.package) {
-                run_one(
-                    exec,
-                    st,
-                    b,
-                    &rerun_flags(flags, t, opts.suite.trace_log_on_rerun),
-                );
-            }
-        }
+        let jobs: Vec<(&Built, GoTestFlags)> = targets
+            .iter()
+            .filter_map(|t| {
+                let b = built.iter().find(|b| b.pkg == t.package)?;
+                Some((b, rerun_flags(flags, t, opts.suite.trace_log_on_rerun)))
+            })
+            .collect();
+        pool.run(&mut execs, jobs, opts, st);
     }
     Ok(())
+}
+
+/// Runs host-mode test binaries on one or more sessions of the target, converting each
+/// binary's output with its own test2json and folding everything on the calling thread.
+struct HostPool<'a> {
+    os: crate::exec::TargetOs,
+    remote: &'a str,
+    env: Vec<(String, String)>,
+    timeout: Duration,
+    cancel: Option<Arc<AtomicBool>>,
+    test2json: &'a Path,
+}
+
+/// What a worker reports to the folding thread.
+enum WorkerMsg {
+    Line(String),
+    Done(String, Result<ExecOutcome, ExecError>),
+    NoConverter(String, String),
+}
+
+impl HostPool<'_> {
+    fn request(&self, b: &Built, f: &GoTestFlags) -> ExecRequest {
+        let mut argv = vec![
+            self.os
+                .join(self.remote, &format!("{}/{}", b.rel_dir, b.bin)),
+            "-test.v=test2json".to_string(),
+            "-test.paniconexit0".to_string(),
+        ];
+        argv.extend(f.binary_args());
+        ExecRequest {
+            argv,
+            env: self.env.clone(),
+            cwd: Some(self.os.join(self.remote, &b.rel_dir)),
+            timeout: self.timeout,
+            cancel: self.cancel.clone(),
+        }
+    }
+
+    fn run(
+        &self,
+        execs: &mut [&mut dyn Executor],
+        jobs: Vec<(&Built, GoTestFlags)>,
+        opts: &RunOptions,
+        st: &mut State<'_>,
+    ) {
+        let queue = std::sync::Mutex::new(std::collections::VecDeque::from(jobs));
+        let stop = AtomicBool::new(stop_reason(opts, st).is_some());
+        let (tx, rx) = std::sync::mpsc::channel::<WorkerMsg>();
+        std::thread::scope(|s| {
+            for exec in execs.iter_mut() {
+                let tx = tx.clone();
+                let (queue, stop) = (&queue, &stop);
+                s.spawn(move || {
+                    while !stop.load(Ordering::SeqCst) {
+                        let Some((b, f)) = queue.lock().expect("queue").pop_front() else {
+                            break;
+                        };
+                        let mut conv = match Converter::start(self.test2json, &b.pkg) {
+                            Ok(c) => c,
+                            Err(e) => {
+                                let why = format!(
+                                    "could not start test2json ({}): {e}",
+                                    self.test2json.display()
+                                );
+                                let _ = tx.send(WorkerMsg::NoConverter(b.pkg.clone(), why));
+                                continue;
+                            }
+                        };
+                        let res = exec.run(&self.request(b, &f), &mut |_, line| {
+                            conv.feed(line);
+                            for l in conv.ready() {
+                                let _ = tx.send(WorkerMsg::Line(l));
+                            }
+                        });
+                        for l in conv.finish() {
+                            let _ = tx.send(WorkerMsg::Line(l));
+                        }
+                        if matches!(&res, Err(e) if e.is_target_lost()) {
+                            stop.store(true, Ordering::SeqCst);
+                        }
+                        let _ = tx.send(WorkerMsg::Done(b.pkg.clone(), res));
+                    }
+                });
+            }
+            drop(tx);
+            for msg in rx {
+                match msg {
+                    WorkerMsg::Line(l) => st.line(&l),
+                    WorkerMsg::Done(pkg, res) => st.settle(&pkg, res, self.timeout),
+                    WorkerMsg::NoConverter(pkg, why) => st.errored(&pkg, &why),
+                }
+                if stop_reason(opts, st).is_some() {
+                    stop.store(true, Ordering::SeqCst);
+                }
+            }
+        });
+        for (b, _) in queue.into_inner().expect("queue") {
+            let why = stop_reason(opts, st).unwrap_or_else(|| "not run".into());
+            st.errored(&b.pkg, &why);
+        }
+    }
 }
 
 /// More failures than `rerun_max_failures` point at a broken setup, not flakes: reruns would

@@ -477,6 +477,7 @@ fn ctrl_c_stops_after_the_running_package_and_errors_the_rest() {
         ),
         gomod::path(),
     );
+    opts.suite.parallel = 1; // one package at a time, so "the rest" is exact
     opts.cancel = Some(flag.clone());
     let mut exec = LocalExecutor::new(tmp.path().join("target"));
     let mut obs = |e: &suites::RunEvent<'_>, _: &suites::Execution| {
@@ -722,4 +723,60 @@ fn the_module_root_package_runs_in_host_mode() {
         suites::model::Outcome::Pass
     );
     assert_eq!(rec.execution.verdict(), Verdict::Passed);
+}
+
+#[test]
+fn host_mode_runs_packages_side_by_side() {
+    // Two packages that each sleep past 1 s finish in well under 2 × that when run in parallel.
+    let tmp = tempfile::tempdir().unwrap();
+    let module = tmp.path().join("mod");
+    copy(&gomod::path(), &module);
+    for name in ["slowa", "slowb"] {
+        std::fs::create_dir_all(module.join(name)).unwrap();
+        std::fs::write(
+            module.join(name).join("slow_test.go"),
+            format!("package {name}\n\nimport (\n\t\"testing\"\n\t\"time\"\n)\n\nfunc TestSlow(t *testing.T) {{ time.Sleep(1500 * time.Millisecond) }}\n"),
+        )
+        .unwrap();
+    }
+    let mut s = suite(RunMode::Host, &["./slowa", "./slowb"], 0, tmp.path());
+    s.path = Some(module.clone());
+    let opts = RunOptions::new("parallel", s, &module);
+    let rec = suites::run(
+        &mut LocalExecutor::new(tmp.path().join("target")),
+        &opts,
+        &mut Quiet,
+    )
+    .unwrap();
+    assert_eq!(rec.execution.totals().passed, 2);
+    let running: f64 = {
+        let evs: Vec<_> = rec
+            .events
+            .iter()
+            .filter_map(|l| suites::event::parse_line(l))
+            .collect();
+        let t = |a: &suites::event::Action, pkg: &str| {
+            evs.iter()
+                .find(|e| {
+                    &e.action == a
+                        && e.package.as_deref().is_some_and(|p| p.ends_with(pkg))
+                        && e.test.is_none()
+                })
+                .and_then(|e| e.time.clone())
+                .map(|t| {
+                    time::OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339)
+                        .unwrap()
+                })
+                .unwrap()
+        };
+        let start = t(&suites::event::Action::Start, "slowa")
+            .min(t(&suites::event::Action::Start, "slowb"));
+        let end =
+            t(&suites::event::Action::Pass, "slowa").max(t(&suites::event::Action::Pass, "slowb"));
+        (end - start).as_seconds_f64()
+    };
+    assert!(
+        running < 2.8,
+        "the two 1.5 s packages took {running:.2}s: not in parallel"
+    );
 }

@@ -19,6 +19,8 @@ pub struct SshCliExecutor {
     pub remote_base: String,
     /// Environment every remote command gets first (e.g. a PATH with Go).
     pub base_env: Vec<(String, String)>,
+    /// Clones share the original's connection; only the original closes it.
+    owner: bool,
 }
 
 /// Quotes for POSIX sh.
@@ -55,6 +57,7 @@ impl SshCliExecutor {
             ssh_base,
             remote_base: remote_base.to_string(),
             base_env,
+            owner: true,
         }
     }
 
@@ -102,6 +105,9 @@ fn files(
 impl Drop for SshCliExecutor {
     /// Stops the shared connection's master process.
     fn drop(&mut self) {
+        if !self.owner {
+            return;
+        }
         let (dest, opts) = self.ssh_base[1..].split_last().expect("destination");
         let _ = Command::new(&self.ssh_base[0])
             .args(opts)
@@ -210,5 +216,14 @@ impl Executor for SshCliExecutor {
 
     fn remote_dir(&self, name: &str) -> String {
         format!("{}/{}", self.remote_base.trim_end_matches('/'), name)
+    }
+
+    fn try_clone(&self) -> Option<Box<dyn Executor>> {
+        Some(Box::new(SshCliExecutor {
+            ssh_base: self.ssh_base.clone(),
+            remote_base: self.remote_base.clone(),
+            base_env: self.base_env.clone(),
+            owner: false,
+        }))
     }
 }
