@@ -46,6 +46,12 @@ fn restarts_dead_server_and_changed_host_key() {
     let out = s.exec_capture(&sh("echo back")).unwrap();
     assert_eq!(out.stdout, "back\n");
 
+    // 1b. sshd restarted while the session is idle: the next command just works.
+    assert!(s.is_connected());
+    sshd.restart().unwrap();
+    let out = s.exec_capture(&sh("echo fresh")).unwrap();
+    assert_eq!(out.stdout, "fresh\n");
+
     // 2. restart_sshd: the new environment is seen by a fresh session, within the bound.
     sshd.set_env(&[("HARNESS_MARK", "v2")]).unwrap();
     let old = s

@@ -174,6 +174,16 @@ impl Session {
 
     /// The live libssh2 session, connecting if needed.
     pub(crate) fn ssh(&mut self) -> Result<&ssh2::Session, SessionError> {
+        // A connection the server closed while we were idle (sshd restarted, guest rebooted):
+        // nothing was sent on it yet, so replace it instead of failing the next command.
+        if self
+            .conn
+            .as_ref()
+            .is_some_and(|c| peer_closed(c.as_raw_fd()))
+        {
+            tracing::info!(endpoint = %self.ep, "the server closed the idle connection; reconnecting");
+            self.conn = None;
+        }
         if self.conn.is_none() {
             self.conn = Some(open(&self.ep, &self.opts, self.opts.connect_timeout)?);
         }
@@ -649,6 +659,27 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         self.disconnect();
+    }
+}
+
+/// Whether the peer has closed (or reset) the socket, without blocking or consuming data.
+fn peer_closed(fd: i32) -> bool {
+    let mut b = [0u8; 1];
+    // SAFETY: a 1-byte peek into a local buffer on a socket we own.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            b.as_mut_ptr().cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    if n == 0 {
+        return true;
+    }
+    n < 0 && {
+        let e = std::io::Error::last_os_error().raw_os_error();
+        e != Some(libc::EAGAIN) && e != Some(libc::EWOULDBLOCK) && e != Some(libc::EINTR)
     }
 }
 
