@@ -361,3 +361,79 @@ fn bad_key_gives_an_auth_error() {
     assert!(matches!(err, SessionError::Auth { .. }), "{err}");
     assert!(err.to_string().contains("/nonexistent/key"));
 }
+
+/// A loopback relay that can be frozen: bytes stop flowing both ways but the sockets stay open,
+/// like a VM that hangs or a network path that dies silently.
+struct FreezableProxy {
+    port: u16,
+    frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FreezableProxy {
+    fn start(target: u16) -> FreezableProxy {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let frozen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let f = frozen.clone();
+        std::thread::spawn(move || {
+            let (client, _) = listener.accept().unwrap();
+            let server = std::net::TcpStream::connect(("127.0.0.1", target)).unwrap();
+            for (mut from, mut to) in [
+                (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                (server, client),
+            ] {
+                let f = f.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 65536];
+                    // Bounded: the relay ends with its sockets, at the latest when the test exits.
+                    loop {
+                        while f.load(Ordering::SeqCst) {
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                        match from.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                if f.load(Ordering::SeqCst) {
+                                    // Swallow what arrived while freezing.
+                                    continue;
+                                }
+                                if to.write_all(&buf[..n]).is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        FreezableProxy { port, frozen }
+    }
+}
+
+#[test]
+fn a_silently_dead_connection_is_detected_within_the_keepalive_bound() {
+    let f = fixture();
+    let proxy = FreezableProxy::start(f.sshd.port());
+    let mut ep = endpoint(f);
+    ep.port = proxy.port;
+    let mut opts = SessionOptions::new(tempfile::tempdir().unwrap().path().join("known_hosts"));
+    opts.keepalive = Duration::from_secs(1);
+    let mut s = Session::connect(&ep, &opts).unwrap();
+    let frozen = proxy.frozen.clone();
+    let start = Instant::now();
+    let err = s
+        .exec(&sh("echo started; sleep 60"), &mut |_, l| {
+            if l == "started" {
+                frozen.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        })
+        .unwrap_err();
+    let took = start.elapsed();
+    assert!(matches!(err, SessionError::ConnectionLost { .. }), "{err}");
+    assert!(err.to_string().contains("despite keepalives"), "{err}");
+    // 3 keepalive intervals + 5 s, plus the bounded teardown.
+    assert!(took < Duration::from_secs(15), "detected after {took:?}");
+    assert!(!s.is_connected());
+}

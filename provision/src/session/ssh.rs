@@ -502,7 +502,7 @@ impl Session {
                         }
                         Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                         Err(e) => {
-                            restore_blocking(&sess);
+                            give_up(&sess);
                             return Err(lost(&format!("reading the output of {what}"), &e));
                         }
                     }
@@ -526,13 +526,13 @@ impl Session {
                     Ok(secs) => next_keepalive = now + Duration::from_secs(u64::from(secs.max(1))),
                     Err(e) if would_block(&e) => next_keepalive = now + Duration::from_secs(1),
                     Err(e) => {
-                        restore_blocking(&sess);
+                        give_up(&sess);
                         return Err(lost(&format!("sending a keepalive during {what}"), &e));
                     }
                 }
             }
             if now.duration_since(last_rx) > dead_after {
-                restore_blocking(&sess);
+                give_up(&sess);
                 return Err(lost(
                     &format!("running {what}"),
                     &format!("nothing received for {:?} despite keepalives", dead_after),
@@ -579,7 +579,7 @@ impl Session {
                     wait_socket(fd, &sess, Duration::from_millis(100));
                 }
                 Err(e) => {
-                    restore_blocking(&sess);
+                    give_up(&sess);
                     return Err(lost(&format!("waiting for {what} to exit"), &e));
                 }
             }
@@ -704,6 +704,13 @@ fn kill_tree_blocking(sess: &ssh2::Session, os: GuestOs, pid: u32) -> Result<(),
 /// libssh2's "try again" in non-blocking mode.
 fn would_block(e: &ssh2::Error) -> bool {
     e.code() == ssh2::ErrorCode::Session(-37)
+}
+
+/// After a connection error: blocking again with a short bound, so freeing the channel and the
+/// session (which may try to send a close on a dead path) cannot hang.
+fn give_up(sess: &ssh2::Session) {
+    restore_blocking(sess);
+    sess.set_timeout(1000);
 }
 
 fn restore_blocking(sess: &ssh2::Session) {
