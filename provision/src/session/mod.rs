@@ -37,8 +37,10 @@ pub enum GuestOs {
 /// Where and how to reach a guest over SSH.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
+    /// Host name or address (the qemu backend: `127.0.0.1` with a forwarded port).
     pub host: String,
     pub port: u16,
+    /// Login user (an administrator on Windows guests).
     pub user: String,
     /// Private key file; `None` means use the SSH agent.
     pub identity: Option<PathBuf>,
@@ -101,7 +103,9 @@ pub struct RemoteCommand {
     /// Linux: argv. Windows: a single element holding PowerShell source (several elements are
     /// joined with spaces).
     pub argv: Vec<String>,
+    /// Set for this command only (names must be identifiers).
     pub env: BTreeMap<String, String>,
+    /// Working directory in the guest.
     pub cwd: Option<String>,
     /// Kill the remote process tree after this long.
     pub timeout: Option<Duration>,
@@ -147,6 +151,7 @@ impl RemoteCommand {
 /// The outcome of a finished remote command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExitStatus {
+    /// The exit code; a command killed by signal N reports 128 + N.
     pub code: i32,
 }
 
