@@ -62,7 +62,8 @@ pub enum Command {
     /// Fetch, list and prune efW (and extension) builds in the cache.
     #[command(subcommand)]
     Artifacts(cmd::artifacts::ArtifactsCmd),
-    /// Run Go test suites and write JUnit, JSON and Markdown results (exit 0/1/2).
+    /// Run Go test suites and write JUnit, JSON and Markdown results (exit 0/1/2; -v streams
+    /// the tests' output).
     Test(cmd::test::TestArgs),
     /// Work on results folders (merge shards).
     #[command(subcommand)]
