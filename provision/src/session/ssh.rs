@@ -701,6 +701,15 @@ fn kill_tree_blocking(sess: &ssh2::Session, os: GuestOs, pid: u32) -> Result<(),
     r.map_err(|e| e.to_string())
 }
 
+/// libssh2 errors that mean the transport failed (timeout, socket), not the protocol.
+fn is_transport_error(e: &ssh2::Error) -> bool {
+    matches!(
+        e.code(),
+        // TIMEOUT, SOCKET_SEND, SOCKET_DISCONNECT, SOCKET_TIMEOUT, SOCKET_RECV, BANNER_RECV
+        ssh2::ErrorCode::Session(-9 | -7 | -13 | -30 | -43 | -2)
+    )
+}
+
 /// libssh2's "try again" in non-blocking mode.
 fn would_block(e: &ssh2::Error) -> bool {
     e.code() == ssh2::ErrorCode::Session(-37)
@@ -830,6 +839,18 @@ fn open(
         }
     }
 
+    // A timeout or socket error during auth (a guest still booting behind QEMU's port forward)
+    // is a connection problem worth retrying, not a rejected key.
+    let auth_failure = |e: &ssh2::Error, rejected: SessionError| {
+        if is_transport_error(e) {
+            SessionError::Connect {
+                endpoint: endpoint.clone(),
+                detail: format!("authentication did not complete: {e}"),
+            }
+        } else {
+            rejected
+        }
+    };
     let auth_err = |how: String, detail: String| SessionError::Auth {
         endpoint: endpoint.clone(),
         user: ep.user.clone(),
@@ -843,11 +864,11 @@ fn open(
                 return Err(auth_err(how, "the key file does not exist".into()));
             }
             sess.userauth_pubkey_file(&ep.user, None, key, None)
-                .map_err(|e| auth_err(how, e.to_string()))?;
+                .map_err(|e| auth_failure(&e, auth_err(how, e.to_string())))?;
         }
         None => sess
             .userauth_agent(&ep.user)
-            .map_err(|e| auth_err("SSH agent".into(), e.to_string()))?,
+            .map_err(|e| auth_failure(&e, auth_err("SSH agent".into(), e.to_string())))?,
     }
     if !sess.authenticated() {
         return Err(auth_err(
