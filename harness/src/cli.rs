@@ -79,8 +79,10 @@ pub enum Command {
     Cp(cmd::guest::CpArgs),
     /// Open an interactive shell in the guest with the system ssh client and the pinned host key.
     Ssh(cmd::guest::SshArgs),
-    /// Bring the VM to SSH-ready: install once, then boot or restore the ready snapshot.
-    Up(cmd::vm::UpArgs),
+    /// Make the VM test-ready: boot or restore it, fetch efW, install it and the extensions.
+    Up(cmd::pipeline::UpArgs),
+    /// From nothing to results: `up`, run the suites, write results, then `down` (unless --keep).
+    Run(cmd::pipeline::RunArgs),
     /// Stop the VM: ACPI power button, then kill after `[vm] shutdown_timeout`.
     Down(cmd::vm::DownArgs),
     /// Delete the VM's overlay and state (`--all`: the base image too).

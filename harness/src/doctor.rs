@@ -370,37 +370,14 @@ impl Probes for SystemProbes {
         {
             return KvmProbe::NoDevice(format!("cannot open /dev/kvm: {e}"));
         }
-        // A guest with no disk runs the BIOS and idles; KVM failures show within a second or two.
-        let mut cmd = Command::new(qemu);
-        cmd.args([
-            "-accel",
-            "kvm",
-            "-machine",
-            "q35",
-            "-cpu",
-            "host",
-            "-m",
-            "64",
-            "-nodefaults",
-            "-display",
-            "none",
-            "-serial",
-            "none",
-            "-monitor",
-            "none",
-            "-no-reboot",
-        ]);
-        match run_for(cmd, Duration::from_secs(3)) {
-            RunFor::StillRunning => KvmProbe::Works,
-            RunFor::Exited(stderr) => KvmProbe::GuestFailed(
-                stderr
-                    .lines()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("qemu exited")
-                    .trim()
-                    .to_string(),
-            ),
-            RunFor::SpawnFailed(e) => KvmProbe::GuestFailed(e),
+        // provision's probe boots a tiny guest under KVM; a fresh verdict file forces a new try.
+        let Ok(dir) = tempfile::tempdir() else {
+            return KvmProbe::GuestFailed("cannot create a temporary directory".into());
+        };
+        match provision::vm::accel::kvm_works(&qemu.to_string_lossy(), &dir.path().join("kvm.json"))
+        {
+            (true, _) => KvmProbe::Works,
+            (false, detail) => KvmProbe::GuestFailed(detail),
         }
     }
 
@@ -452,41 +429,6 @@ fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Option<(String, Str
         String::from_utf8_lossy(&out.stderr).into_owned(),
         out.status.success(),
     ))
-}
-
-enum RunFor {
-    StillRunning,
-    Exited(String),
-    SpawnFailed(String),
-}
-
-/// Runs a command for up to `d`; a command still alive then is killed and counts as working.
-fn run_for(mut cmd: Command, d: Duration) -> RunFor {
-    use std::io::Read;
-    use std::os::unix::process::CommandExt;
-    let mut child = match cmd
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .process_group(0)
-        .spawn()
-    {
-        Ok(c) => c,
-        Err(e) => return RunFor::SpawnFailed(e.to_string()),
-    };
-    let deadline = std::time::Instant::now() + d;
-    while std::time::Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            let mut err = String::new();
-            if let Some(mut s) = child.stderr.take() {
-                let _ = s.read_to_string(&mut err);
-            }
-            return RunFor::Exited(err);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    kill_group(&mut child);
-    RunFor::StillRunning
 }
 
 fn kill_group(child: &mut std::process::Child) {

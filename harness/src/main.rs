@@ -7,6 +7,9 @@ mod cmd;
 mod config;
 mod context;
 mod doctor;
+mod gha;
+mod guest;
+mod phases;
 
 use std::process::ExitCode;
 

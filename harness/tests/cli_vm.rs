@@ -43,7 +43,7 @@ fn json(out: &[u8]) -> serde_json::Value {
 fn up_status_snapshot_down_destroy() {
     let d = tempfile::tempdir().unwrap();
     let out = harness(d.path())
-        .args(["--json", "up", "--save-snapshot"])
+        .args(["--json", "up", "--vm-only", "--save-snapshot"])
         .assert()
         .success();
     let up = json(&out.get_output().stdout);
@@ -89,7 +89,7 @@ fn up_status_snapshot_down_destroy() {
     // A second `up` is a no-op.
     let again = json(
         &harness(d.path())
-            .args(["--json", "up"])
+            .args(["--json", "up", "--vm-only"])
             .assert()
             .success()
             .get_output()
@@ -132,7 +132,7 @@ fn up_status_snapshot_down_destroy() {
     // Next `up` restores the ready snapshot.
     let up = json(
         &harness(d.path())
-            .args(["--json", "up"])
+            .args(["--json", "up", "--vm-only"])
             .assert()
             .success()
             .get_output()

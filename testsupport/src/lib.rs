@@ -11,3 +11,4 @@ pub mod guest;
 pub mod gomod;
 pub mod standin;
 pub mod ps1;
+pub mod demo;

@@ -11,9 +11,10 @@ pub mod completions;
 pub mod config;
 pub mod doctor;
 pub mod guest;
+pub mod install;
+pub mod pipeline;
 pub mod report;
 pub mod test;
-pub mod install;
 pub mod vm;
 
 /// Runs the chosen subcommand.
@@ -30,7 +31,8 @@ pub fn dispatch(ctx: &Context, command: &Command) -> anyhow::Result<ExitCode> {
         Command::Exec(a) => guest::run_exec(ctx, a),
         Command::Cp(a) => guest::run_cp(ctx, a),
         Command::Ssh(a) => guest::run_ssh(ctx, a),
-        Command::Up(a) => vm::run_up(ctx, a),
+        Command::Up(a) => pipeline::run_up(ctx, a),
+        Command::Run(a) => pipeline::run_run(ctx, a),
         Command::Down(a) => vm::run_down(ctx, a),
         Command::Destroy(a) => vm::run_destroy(ctx, a),
         Command::Reset(a) => vm::run_reset(ctx, a),

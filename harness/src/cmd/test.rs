@@ -44,24 +44,24 @@ pub struct TestArgs {
     pub extra: Vec<String>,
 }
 
-/// The executor for this run. The VM path is wired by `harness`'s guest session.
-fn executor(
+/// The executor for this run: this host with `--local`, else the configured guest over SSH,
+/// with provenance from what harness installed there.
+pub fn executor(
     ctx: &Context,
-    args: &TestArgs,
+    local: bool,
 ) -> anyhow::Result<(Box<dyn Executor>, suites::Provenance)> {
     let mut prov = suites::Provenance {
         harness_version: env!("CARGO_PKG_VERSION").to_string(),
         ..Default::default()
     };
-    if args.local {
+    if local {
         prov.guest_os = Some(format!("{} (local host)", std::env::consts::OS));
         let dir = ctx.paths.state.join("local-target");
         return Ok((Box::new(suites::LocalExecutor::new(dir)), prov));
     }
-    anyhow::bail!(
-        "running suites in the VM needs the guest session, which this build does not wire yet; \
-         use `harness test --local` to run on this host"
-    )
+    let session = crate::guest::session(ctx, false, std::time::Duration::from_secs(60))?;
+    crate::guest::fill_provenance(ctx, &mut prov);
+    Ok((Box::new(crate::guest::SessionExecutor::new(session)), prov))
 }
 
 /// Draws the live progress line and, when verbose, streams test output.
@@ -142,7 +142,62 @@ fn durations(dir: &Path) -> anyhow::Result<std::collections::BTreeMap<String, f6
         .collect())
 }
 
+/// One suite's results, as written to its folder.
+pub struct SuiteResult {
+    pub name: String,
+    pub module_dir: PathBuf,
+    pub record: suites::RunRecord,
+    pub written: suites::Written,
+}
+
 pub fn run(ctx: &Context, args: &TestArgs) -> anyhow::Result<ExitCode> {
+    let (mut exec, base_prov) = executor(ctx, args.local)?;
+    let results = run_suites(ctx, exec.as_mut(), &base_prov, args)?;
+    print_results(ctx, &results)?;
+    Ok(ExitCode::from(worst_exit(&results)))
+}
+
+/// The run's exit code: the worst of the suites' (0 passed, 1 test failures, 2 infrastructure).
+pub fn worst_exit(results: &[SuiteResult]) -> u8 {
+    results
+        .iter()
+        .map(|r| r.written.summary.exit_code)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Prints each suite's console summary (or one JSON document).
+pub fn print_results(ctx: &Context, results: &[SuiteResult]) -> anyhow::Result<()> {
+    if ctx.json {
+        let docs: Vec<_> = results
+            .iter()
+            .map(|r| serde_json::json!({"suite": r.name, "dir": r.written.dir, "summary": r.written.summary}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"exit_code": worst_exit(results), "suites": docs})
+            )?
+        );
+    } else {
+        for r in results {
+            print!(
+                "{}",
+                suites::render_console(&r.record.execution, &r.written.summary)
+            );
+            println!("results: {}", r.written.dir.display());
+        }
+    }
+    Ok(())
+}
+
+/// Runs the selected suites on `exec` and writes a results folder for each.
+pub fn run_suites(
+    ctx: &Context,
+    exec: &mut dyn Executor,
+    base_prov: &suites::Provenance,
+    args: &TestArgs,
+) -> anyhow::Result<Vec<SuiteResult>> {
     let names: Vec<String> = if args.suites.is_empty() {
         ctx.config.suites.keys().cloned().collect()
     } else {
@@ -163,9 +218,7 @@ pub fn run(ctx: &Context, args: &TestArgs) -> anyhow::Result<ExitCode> {
         .map(durations)
         .transpose()
         .context("reading --shard-durations")?;
-    let (mut exec, base_prov) = executor(ctx, args)?;
-    let mut worst = 0u8;
-    let mut docs = Vec::new();
+    let mut results = Vec::new();
     for name in &names {
         let suite = ctx.config.suites[name].clone();
         let module = suites::resolve_module_dir(
@@ -184,6 +237,11 @@ pub fn run(ctx: &Context, args: &TestArgs) -> anyhow::Result<ExitCode> {
         opts.shard_durations = shard_durations.clone();
         opts.extra_args = args.extra.clone();
         opts.cancel = Some(ctx.cancel.flag());
+        if let Some(v) = &base_prov.efw_version
+            && !opts.suite.env.contains_key("CI_EFW_VERSION")
+        {
+            opts.extra_env.push(("CI_EFW_VERSION".into(), v.clone()));
+        }
         let mut prov = base_prov.clone();
         prov.library_commit = suites::gotool::git_commit(&module);
         let host_go = suites::gotool::HostGo {
@@ -211,7 +269,7 @@ pub fn run(ctx: &Context, args: &TestArgs) -> anyhow::Result<ExitCode> {
             verbose: ctx.verbosity > 0 && !ctx.json,
             planned: None,
         };
-        let record = suites::run(exec.as_mut(), &opts, &mut progress)
+        let record = suites::run(exec, &opts, &mut progress)
             .with_context(|| format!("running suite `{name}`"))?;
         progress.bar.finish_and_clear();
 
@@ -222,22 +280,12 @@ pub fn run(ctx: &Context, args: &TestArgs) -> anyhow::Result<ExitCode> {
         };
         let written = suites::write(&dir, &record, &prov)
             .with_context(|| format!("writing results to {}", dir.display()))?;
-        worst = worst.max(written.summary.exit_code);
-        if ctx.json {
-            docs.push(serde_json::json!({"suite": name, "dir": dir, "summary": written.summary}));
-        } else {
-            print!(
-                "{}",
-                suites::render_console(&record.execution, &written.summary)
-            );
-            println!("results: {}", dir.display());
-        }
+        results.push(SuiteResult {
+            name: name.clone(),
+            module_dir: module,
+            record,
+            written,
+        });
     }
-    if ctx.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({"exit_code": worst, "suites": docs}))?
-        );
-    }
-    Ok(ExitCode::from(worst))
+    Ok(results)
 }

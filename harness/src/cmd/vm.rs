@@ -13,23 +13,6 @@ use provision::vm::{Phase, UpOptions, UpOutcome, Vm, VmDirs, VmEvent, VmState, V
 
 use crate::context::Context;
 
-/// `harness up`
-#[derive(Debug, Args)]
-pub struct UpArgs {
-    /// Windows 11 ISO to install from (overrides `[vm] iso`).
-    #[arg(long, value_name = "PATH")]
-    pub iso: Option<PathBuf>,
-    /// Boot even if the ready snapshot exists.
-    #[arg(long)]
-    pub cold: bool,
-    /// After a cold boot, save the ready snapshot (`[vm] ready_snapshot`) so the next `up` is fast.
-    #[arg(long)]
-    pub save_snapshot: bool,
-    /// Stop the VM again when this command ends (default: leave it running).
-    #[arg(long)]
-    pub no_detach: bool,
-}
-
 /// `harness down`
 #[derive(Debug, Args)]
 pub struct DownArgs {}
@@ -74,15 +57,16 @@ fn dirs(ctx: &Context) -> VmDirs {
 /// terminal, `::group::` lines on GitHub Actions. Silent in `--json` mode.
 pub struct EventPrinter {
     quiet: bool,
+    /// Print `::group::` lines (off inside the pipeline, whose phases are the groups).
     gha: bool,
     spinner: Option<indicatif::ProgressBar>,
 }
 
 impl EventPrinter {
-    pub fn new(ctx: &Context) -> Self {
+    pub fn new(ctx: &Context, groups: bool) -> Self {
         EventPrinter {
             quiet: ctx.json || ctx.verbosity < 0,
-            gha: std::env::var_os("GITHUB_ACTIONS").is_some_and(|v| v == "true"),
+            gha: groups && crate::gha::active(),
             spinner: None,
         }
     }
@@ -105,7 +89,7 @@ impl EventPrinter {
         match e {
             VmEvent::Started { phase, timeout } => {
                 if self.gha {
-                    let _ = writeln!(err, "::group::{phase}");
+                    println!("{}", crate::gha::group(&phase.to_string()));
                 }
                 if ctx.progress() {
                     self.spinner(*phase);
@@ -126,7 +110,7 @@ impl EventPrinter {
                 }
                 let _ = writeln!(err, "✓ {phase} ({:.1} s)", elapsed.as_secs_f64());
                 if self.gha {
-                    let _ = writeln!(err, "::endgroup::");
+                    println!("{}", crate::gha::endgroup());
                 }
             }
             VmEvent::Warning { message } => {
@@ -166,13 +150,14 @@ pub fn bring_up(
     ctx: &Context,
     iso: Option<PathBuf>,
     opts: &UpOptions,
+    groups: bool,
 ) -> anyhow::Result<(Vm, UpOutcome)> {
     let mut cfg = ctx.config.vm.clone();
     if iso.is_some() {
         cfg.iso = iso;
     }
     let mut vm = Vm::open(&cfg, &dirs(ctx)).context("opening the VM")?;
-    let mut printer = EventPrinter::new(ctx);
+    let mut printer = EventPrinter::new(ctx, groups);
     let opts = UpOptions {
         cancel: Some(ctx.cancel.flag()),
         ..opts.clone()
@@ -183,7 +168,7 @@ pub fn bring_up(
     Ok((vm, up))
 }
 
-fn outcome_json(up: &UpOutcome) -> serde_json::Value {
+pub fn outcome_json(up: &UpOutcome) -> serde_json::Value {
     serde_json::json!({
         "endpoint": provision::vm::EndpointInfo::from(up.endpoint.clone()),
         "restored_snapshot": up.restored_snapshot,
@@ -198,39 +183,9 @@ fn print_json(v: &serde_json::Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
-pub fn run_up(ctx: &Context, args: &UpArgs) -> anyhow::Result<ExitCode> {
-    let opts = UpOptions {
-        detach: !args.no_detach,
-        cold: args.cold,
-        save_ready_snapshot: args.save_snapshot,
-        psexec: ctx.config.install.psexec.clone(),
-        ..Default::default()
-    };
-    let (_vm, up) = bring_up(ctx, args.iso.clone(), &opts)?;
-    if ctx.json {
-        print_json(&outcome_json(&up));
-    } else {
-        let how = match (&up.restored_snapshot, up.already_running) {
-            (_, true) => "already running".to_string(),
-            (Some(s), _) => format!("restored snapshot '{s}'"),
-            (None, _) => "booted".to_string(),
-        };
-        println!(
-            "VM '{}' is SSH-ready ({how}, {}, {:.1} s): ssh -p {} {}@{}",
-            ctx.config.vm.name,
-            up.accel.as_str(),
-            up.elapsed.as_secs_f64(),
-            up.endpoint.port,
-            up.endpoint.user,
-            up.endpoint.host
-        );
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
 pub fn run_down(ctx: &Context, _args: &DownArgs) -> anyhow::Result<ExitCode> {
     let mut vm = Vm::open(&ctx.config.vm, &dirs(ctx))?;
-    let mut printer = EventPrinter::new(ctx);
+    let mut printer = EventPrinter::new(ctx, true);
     let stopped = vm
         .down(&mut |e| printer.show(ctx, &e))
         .context("stopping the VM")?;
@@ -331,7 +286,7 @@ pub fn run_status(ctx: &Context, _args: &StatusArgs) -> anyhow::Result<ExitCode>
 
 pub fn run_snapshot(ctx: &Context, cmd: &SnapshotCmd) -> anyhow::Result<ExitCode> {
     let d = dirs(ctx);
-    let mut printer = EventPrinter::new(ctx);
+    let mut printer = EventPrinter::new(ctx, true);
     match cmd {
         SnapshotCmd::List => {
             let mut vm = Vm::inspect(&ctx.config.vm, &d)?;

@@ -17,9 +17,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use diagnose::ConfigError;
 pub use layers::{Layered, Origin, Sources, leaf_keys, load};
-pub use validate::{Problem, Severity, validate};
+pub use validate::{Severity, validate};
 
 /// The whole configuration, as `config.toml` documents it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]

@@ -1,0 +1,3 @@
+module example.com/efwdemo
+
+go 1.22

@@ -1,0 +1,457 @@
+//! `harness up` and `harness run`: the pipeline, phase by phase.
+//!
+//! up:  provision → artifacts → install → extensions
+//! run: up → suites → results → down (unless --keep)
+//!
+//! Each phase is timed and rendered by [`Phases`] (spinner, plain lines, or GitHub Actions
+//! groups); failures of the tests exit 1, failures of harness or the infrastructure exit 2.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use provision::GuestOs;
+use provision::install::{InstallOutcome, InstallReport};
+use provision::session::{CancelHandle, Session, SessionOptions};
+use provision::vm::{UpOptions, UpOutcome, Vm, VmDirs};
+
+use crate::cmd::{install, test, vm};
+use crate::context::Context;
+use crate::gha;
+use crate::phases::{PhaseTiming, Phases};
+
+/// `harness up`
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Windows 11 ISO to install from (overrides `[vm] iso`).
+    #[arg(long, value_name = "PATH")]
+    pub iso: Option<PathBuf>,
+    /// Which efW build: main, run:<id>, release:<version>, file:<zip or dir>, url:<https://…>
+    /// (default: `[efw] source`).
+    #[arg(long, value_name = "SPEC")]
+    pub source: Option<String>,
+    /// Reinstall efW even if the same build is installed and verified.
+    #[arg(long)]
+    pub force: bool,
+    /// Use only cached builds; never touch the network.
+    #[arg(long)]
+    pub offline: bool,
+    /// Boot even if the ready snapshot exists.
+    #[arg(long)]
+    pub cold: bool,
+    /// Only bring the VM to SSH-ready: no build, no install.
+    #[arg(long)]
+    pub vm_only: bool,
+    /// After a cold boot, save the ready snapshot (`[vm] ready_snapshot`) so the next `up` is
+    /// fast (always on for the full pipeline).
+    #[arg(long)]
+    pub save_snapshot: bool,
+    /// Stop the VM again when this command ends (default: leave it running).
+    #[arg(long)]
+    pub no_detach: bool,
+    /// Accept a guest host key that differs from the pinned one.
+    #[arg(long)]
+    pub accept_new_host_key: bool,
+}
+
+/// `harness run`
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub up: UpArgs,
+    /// Reset the VM to its golden image first (throws away every change, snapshots included).
+    #[arg(long)]
+    pub fresh: bool,
+    /// Leave the VM running afterwards (default: `down`).
+    #[arg(long)]
+    pub keep: bool,
+    /// Suites to run (default: every configured suite).
+    #[arg(long = "suite", value_name = "NAME")]
+    pub suites: Vec<String>,
+    /// Run only tests matching this regular expression.
+    #[arg(long, value_name = "REGEX")]
+    pub run: Option<String>,
+    /// Run each test N times.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u32>,
+    /// Rerun failed tests up to N times (default: the suite's `rerun_fails`).
+    #[arg(long, value_name = "N")]
+    pub rerun_fails: Option<u32>,
+    /// Run the I-th of N deterministic shards of the packages, e.g. `2/4`.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<suites::Shard>,
+    /// Results folder (default: a new folder under the results dir, linked as `latest`).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Extra `go test` arguments, after `--`.
+    #[arg(last = true, value_name = "GO TEST ARGS")]
+    pub extra: Vec<String>,
+}
+
+fn vm_dirs(ctx: &Context) -> VmDirs {
+    VmDirs {
+        state: ctx.paths.state.clone(),
+        cache: ctx.paths.cache.clone(),
+    }
+}
+
+/// What `up` leaves behind for `run`.
+pub struct Ready {
+    /// Held for its lock; dropping it stops a VM started without `detach`.
+    pub _vm: Vm,
+    pub up: UpOutcome,
+    pub session: Option<Session>,
+    pub install: Option<InstallReport>,
+}
+
+/// Opens a session to the VM `up` just made ready.
+fn connect(ctx: &Context, up: &UpOutcome, accept_new: bool) -> anyhow::Result<Session> {
+    let mut opts = SessionOptions::new(up.known_hosts.clone());
+    opts.accept_new_host_key = accept_new || ctx.config.vm.backend == provision::BackendKind::Qemu;
+    let s = Session::connect_with_retry(&up.endpoint, &opts, Duration::from_secs(60))
+        .with_context(|| format!("connecting to the guest at {}", up.endpoint))?;
+    Ok(s.with_cancel(CancelHandle::from_flag(ctx.cancel.flag())))
+}
+
+/// provision → artifacts → install → extensions.
+pub fn up(
+    ctx: &Context,
+    args: &UpArgs,
+    phases: &mut Phases,
+    results_dir: Option<&Path>,
+) -> anyhow::Result<Ready> {
+    let opts = UpOptions {
+        detach: !args.no_detach,
+        cold: args.cold,
+        save_ready_snapshot: args.save_snapshot || !args.vm_only,
+        psexec: ctx.config.install.psexec.clone(),
+        ..Default::default()
+    };
+    let (vm, up) = phases.run("provision", |_| {
+        let (vm, up) = vm::bring_up(ctx, args.iso.clone(), &opts, false)?;
+        let how = match (&up.restored_snapshot, up.already_running) {
+            (_, true) => "already running".to_string(),
+            (Some(s), _) => format!("restored snapshot '{s}'"),
+            (None, _) => "booted".to_string(),
+        };
+        let detail = format!("{how}, {}, ssh {}", up.accel.as_str(), up.endpoint);
+        Ok(((vm, up), detail))
+    })?;
+    if args.vm_only {
+        return Ok(Ready {
+            _vm: vm,
+            up,
+            session: None,
+            install: None,
+        });
+    }
+    let mut session = connect(ctx, &up, args.accept_new_host_key)?;
+
+    let build = phases.run("artifacts", |_| {
+        let b = install::fetch_build(
+            ctx,
+            &ctx.config.efw,
+            args.source.as_deref(),
+            args.offline,
+            "efW",
+        )?;
+        let p = &b.provenance;
+        let detail = format!(
+            "{} ({}{})",
+            p.key,
+            p.source,
+            p.run_id.map(|r| format!(", run {r}")).unwrap_or_default()
+        );
+        Ok((b, detail))
+    })?;
+
+    let mut printer = install::EventPrinter::new(ctx);
+    let report = phases.run("install", |_| {
+        let logs = results_dir.map(|d| d.join("install"));
+        let r = install::install_runtime(
+            ctx,
+            &mut session,
+            &build,
+            args.force,
+            logs.as_deref(),
+            &mut |e| printer.on_event(e),
+        )?;
+        let what = match &r.outcome {
+            InstallOutcome::AlreadyInstalled => "already installed".to_string(),
+            InstallOutcome::Installed { replaced: None } => "installed".to_string(),
+            InstallOutcome::Installed { replaced: Some(o) } => {
+                format!("installed, replaced {}", o.key)
+            }
+        };
+        let version = r
+            .record
+            .ci_efw_version()
+            .map(|v| format!(", version {v}"))
+            .unwrap_or_default();
+        Ok((r, format!("{what}: {}{version}", build.provenance.key)))
+    })?;
+
+    let names = install::enabled_extensions(ctx);
+    if !names.is_empty() {
+        phases.run("extensions", |_| {
+            if ctx.config.vm.os != GuestOs::Windows {
+                return Ok((
+                    (),
+                    "skipped: extensions are kernel drivers for Windows guests".into(),
+                ));
+            }
+            let states = install::install_extensions(
+                ctx,
+                &mut session,
+                &names,
+                None,
+                args.offline,
+                &mut |e| printer.on_event(e),
+            )?;
+            Ok((
+                (),
+                format!("{} installed: {}", states.len(), names.join(", ")),
+            ))
+        })?;
+    }
+    Ok(Ready {
+        _vm: vm,
+        up,
+        session: Some(session),
+        install: Some(report),
+    })
+}
+
+pub fn run_up(ctx: &Context, args: &UpArgs) -> anyhow::Result<ExitCode> {
+    let mut phases = Phases::new(ctx);
+    let ready = up(ctx, args, &mut phases, None)?;
+    let ep = &ready.up.endpoint;
+    if ctx.json {
+        let mut doc = vm::outcome_json(&ready.up);
+        doc["installed"] = serde_json::to_value(ready.install.as_ref().map(|r| &r.record))?;
+        doc["phases"] = serde_json::to_value(&phases.timings)?;
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "VM '{}' is ready ({}): `harness ssh`, or ssh -p {} {}@{}",
+        ctx.config.vm.name,
+        ready.up.accel.as_str(),
+        ep.port,
+        ep.user,
+        ep.host
+    );
+    if let Some(r) = &ready.install {
+        let b = &r.record.build;
+        println!(
+            "efW: {} ({}{}{})",
+            b.key,
+            b.source,
+            b.run_id.map(|id| format!(", run {id}")).unwrap_or_default(),
+            r.record
+                .ci_efw_version()
+                .map(|v| format!(", version {v}"))
+                .unwrap_or_default()
+        );
+        for c in &r.checks {
+            println!(
+                "  {} {:<28} {}",
+                if c.ok { "ok" } else { "!!" },
+                c.name,
+                c.detail
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The `package_dir` for annotations: the import path relative to the module's path.
+fn package_rel_dir(module_dir: &Path, import_path: &str) -> String {
+    let module = std::fs::read_to_string(module_dir.join("go.mod"))
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.trim()
+                    .strip_prefix("module ")
+                    .map(|m| m.trim().trim_matches('"').to_string())
+            })
+        })
+        .unwrap_or_default();
+    import_path
+        .strip_prefix(&module)
+        .map(|r| r.trim_start_matches('/').to_string())
+        .unwrap_or_else(|| import_path.to_string())
+}
+
+pub fn run_run(ctx: &Context, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    if args.fresh {
+        let mut vm = Vm::open(&ctx.config.vm, &vm_dirs(ctx)).context("opening the VM")?;
+        vm.reset()
+            .context("resetting the VM to its golden image (--fresh)")?;
+    }
+    let mut phases = Phases::new(ctx);
+    let out = match &args.out {
+        Some(d) => d.clone(),
+        None => suites::new_run_dir(&ctx.paths.results, "run")?,
+    };
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+
+    let result = run_pipeline(ctx, args, &mut phases, &out);
+    // Whatever happened, leave the VM in a known state and write what we have.
+    let down = if args.keep {
+        None
+    } else {
+        Some(phases.always("down", |_| {
+            let mut vm = Vm::open(&ctx.config.vm, &vm_dirs(ctx)).context("opening the VM")?;
+            let was_up = vm.down(&mut |_| {})?;
+            Ok((
+                (),
+                if was_up {
+                    "powered off".into()
+                } else {
+                    "was not running".into()
+                },
+            ))
+        }))
+    };
+    write_timings(&out, &phases.timings, phases.total_seconds())?;
+    let code = result?;
+    if let Some(Err(e)) = down {
+        return Err(e.context("stopping the VM after the run"));
+    }
+    if !ctx.json && ctx.verbosity >= 0 {
+        eprintln!("results: {}", out.display());
+    }
+    Ok(ExitCode::from(code))
+}
+
+fn run_pipeline(
+    ctx: &Context,
+    args: &RunArgs,
+    phases: &mut Phases,
+    out: &Path,
+) -> anyhow::Result<u8> {
+    // The VM must survive this function so `down` can stop it cleanly (or --keep keep it).
+    let up_args = UpArgs {
+        no_detach: false,
+        ..clone_up(&args.up)
+    };
+    let ready = up(ctx, &up_args, phases, Some(out))?;
+    let session = ready.session.expect("full up opens a session");
+    let mut prov = suites::Provenance {
+        harness_version: env!("CARGO_PKG_VERSION").to_string(),
+        ..Default::default()
+    };
+    crate::guest::fill_provenance(ctx, &mut prov);
+    let mut exec = crate::guest::SessionExecutor::new(session);
+    let names: Vec<String> = if args.suites.is_empty() {
+        ctx.config.suites.keys().cloned().collect()
+    } else {
+        args.suites.clone()
+    };
+    let test_args = test::TestArgs {
+        suites: names.clone(),
+        run: args.run.clone(),
+        count: args.count,
+        rerun_fails: args.rerun_fails,
+        shard: args.shard,
+        shard_durations: None,
+        out: Some(if names.len() > 1 {
+            out.to_path_buf()
+        } else {
+            out.join("tests")
+        }),
+        local: false,
+        extra: args.extra.clone(),
+    };
+    let results = phases.run("suites", |_| {
+        let r = test::run_suites(ctx, &mut exec, &prov, &test_args)?;
+        let t: Vec<String> = r
+            .iter()
+            .map(|r| {
+                let t = &r.written.summary.totals;
+                format!(
+                    "{}: {} passed, {} failed, {} skipped",
+                    r.name, t.passed, t.failed, t.skipped
+                )
+            })
+            .collect();
+        Ok((r, t.join("; ")))
+    })?;
+    phases.run("results", |_| {
+        report(ctx, &results)?;
+        Ok(((), format!("{}", out.display())))
+    })?;
+    Ok(test::worst_exit(&results))
+}
+
+fn clone_up(a: &UpArgs) -> UpArgs {
+    UpArgs {
+        iso: a.iso.clone(),
+        source: a.source.clone(),
+        force: a.force,
+        offline: a.offline,
+        cold: a.cold,
+        vm_only: false,
+        save_snapshot: a.save_snapshot,
+        no_detach: a.no_detach,
+        accept_new_host_key: a.accept_new_host_key,
+    }
+}
+
+/// Console summary, GitHub Actions annotations and step summary.
+fn report(ctx: &Context, results: &[test::SuiteResult]) -> anyhow::Result<()> {
+    test::print_results(ctx, results)?;
+    if gha::active() {
+        for r in results {
+            for (pkg, t) in r.record.execution.failed_tests() {
+                let output: String = t
+                    .attempts
+                    .last()
+                    .map(|a| a.output.clone())
+                    .unwrap_or_default();
+                println!(
+                    "{}",
+                    gha::error_annotation(
+                        &package_rel_dir(&r.module_dir, &pkg.name),
+                        &t.name,
+                        &output
+                    )
+                );
+            }
+            let md = std::fs::read_to_string(r.written.dir.join("summary.md")).unwrap_or_default();
+            gha::append_step_summary(&md).context("appending to $GITHUB_STEP_SUMMARY")?;
+        }
+    }
+    Ok(())
+}
+
+fn write_timings(out: &Path, timings: &[PhaseTiming], total: f64) -> anyhow::Result<()> {
+    let doc = serde_json::json!({"total_seconds": total, "phases": timings});
+    let p = out.join("phases.json");
+    std::fs::write(&p, serde_json::to_vec_pretty(&doc)?)
+        .with_context(|| format!("writing {}", p.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn package_dirs_relative_to_the_module() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("go.mod"),
+            "module github.com/cilium/ebpf\n\ngo 1.22\n",
+        )
+        .unwrap();
+        assert_eq!(
+            package_rel_dir(d.path(), "github.com/cilium/ebpf/link"),
+            "link"
+        );
+        assert_eq!(package_rel_dir(d.path(), "github.com/cilium/ebpf"), "");
+        assert_eq!(package_rel_dir(d.path(), "other.org/x"), "other.org/x");
+    }
+}

@@ -1,0 +1,277 @@
+//! The bridge between a provision guest [`Session`] and suites' [`Executor`]: suites knows
+//! nothing of VMs, so harness backs its executor with the guest session.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use provision::GuestOs;
+use provision::session::{RemoteCommand, Session, SessionError, Stream as GuestStream};
+use suites::{ExecError, ExecOutcome, ExecRequest, Executor, Stream, TargetOs, UploadFilter};
+
+/// Runs suites' commands in the guest over SSH.
+pub struct SessionExecutor {
+    session: Session,
+}
+
+impl SessionExecutor {
+    pub fn new(session: Session) -> Self {
+        SessionExecutor { session }
+    }
+}
+
+/// The Windows form of an argv: PowerShell that runs the program with literal arguments and
+/// passes its exit code on.
+pub fn powershell_invocation(argv: &[String]) -> String {
+    let quoted: Vec<String> = argv
+        .iter()
+        .map(|a| provision::session::wrap::ps_quote(a))
+        .collect();
+    format!("& {}\nexit $LASTEXITCODE", quoted.join(" "))
+}
+
+fn remote_command(os: GuestOs, req: &ExecRequest) -> RemoteCommand {
+    let mut cmd = match os {
+        GuestOs::Linux => RemoteCommand::new(req.argv.iter().cloned()),
+        GuestOs::Windows => RemoteCommand::script(powershell_invocation(&req.argv)),
+    };
+    for (k, v) in &req.env {
+        cmd = cmd.env(k.clone(), v.clone());
+    }
+    if let Some(d) = &req.cwd {
+        cmd = cmd.cwd(d.clone());
+    }
+    cmd.timeout(req.timeout)
+}
+
+fn lost(e: SessionError) -> ExecError {
+    ExecError::TargetLost {
+        detail: e.to_string(),
+    }
+}
+
+impl Executor for SessionExecutor {
+    fn os(&self) -> TargetOs {
+        match self.session.os() {
+            GuestOs::Linux => TargetOs::Linux,
+            GuestOs::Windows => TargetOs::Windows,
+        }
+    }
+
+    fn run(
+        &mut self,
+        req: &ExecRequest,
+        on_line: &mut dyn FnMut(Stream, &[u8]),
+    ) -> Result<ExecOutcome, ExecError> {
+        if !self.session.is_connected() {
+            self.session
+                .reconnect(Duration::from_secs(30))
+                .map_err(lost)?;
+        }
+        let cmd = remote_command(self.session.os(), req);
+        // The session's cancel handle is the Ctrl-C flag; a request may carry its own.
+        let cancel = req.cancel.clone();
+        let handle = self.session.cancel_handle();
+        let watcher = cancel.map(|flag| {
+            let handle = handle.clone();
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let stop2 = stop.clone();
+            let t = std::thread::spawn(move || {
+                while !stop2.load(Ordering::SeqCst) {
+                    if flag.load(Ordering::SeqCst) {
+                        handle.cancel();
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            });
+            (stop, t)
+        });
+        let result = self.session.exec(&cmd, &mut |s, line| {
+            let s = match s {
+                GuestStream::Stdout => Stream::Stdout,
+                GuestStream::Stderr => Stream::Stderr,
+            };
+            on_line(s, line.as_bytes());
+        });
+        if let Some((stop, t)) = watcher {
+            stop.store(true, Ordering::SeqCst);
+            let _ = t.join();
+        }
+        match result {
+            Ok(status) => Ok(ExecOutcome {
+                exit_code: Some(status.code),
+                timed_out: false,
+                cancelled: false,
+            }),
+            Err(SessionError::Timeout { .. }) => Ok(ExecOutcome {
+                exit_code: None,
+                timed_out: true,
+                cancelled: false,
+            }),
+            Err(SessionError::Cancelled { .. }) => Ok(ExecOutcome {
+                exit_code: None,
+                timed_out: false,
+                cancelled: true,
+            }),
+            Err(e) if e.is_connection_error() => Err(lost(e)),
+            Err(e) => Err(ExecError::Spawn {
+                program: req.argv.first().cloned().unwrap_or_default(),
+                detail: e.to_string(),
+            }),
+        }
+    }
+
+    fn upload_tree(
+        &mut self,
+        local: &Path,
+        remote: &str,
+        skip: UploadFilter<'_>,
+    ) -> Result<(), ExecError> {
+        let upload_err = |detail: String| ExecError::Upload {
+            local: local.display().to_string(),
+            remote: remote.to_string(),
+            detail,
+        };
+        // The session sends whole trees; stage the kept entries as hard links (copies across
+        // filesystems) so the filter costs no data copy.
+        let staged = tempfile::Builder::new()
+            .prefix("harness-upload-")
+            .tempdir()
+            .map_err(|e| upload_err(e.to_string()))?;
+        stage(local, local, staged.path(), skip).map_err(|e| upload_err(e.to_string()))?;
+        match self.session.upload_tree(staged.path(), remote) {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_connection_error() => Err(lost(e)),
+            Err(e) => Err(upload_err(e.to_string())),
+        }
+    }
+
+    fn remote_dir(&self, name: &str) -> String {
+        match self.session.os() {
+            GuestOs::Linux => format!("/tmp/harness/{name}"),
+            GuestOs::Windows => format!(r"C:\harness\work\{name}"),
+        }
+    }
+}
+
+fn stage(root: &Path, dir: &Path, out: &Path, skip: UploadFilter<'_>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        let rel = path.strip_prefix(root).expect("under root");
+        if skip(rel) {
+            continue;
+        }
+        let target = out.join(rel);
+        let ft = entry.file_type()?;
+        if ft.is_dir() {
+            std::fs::create_dir_all(&target)?;
+            stage(root, &path, out, skip)?;
+        } else if ft.is_file() && std::fs::hard_link(&path, &target).is_err() {
+            std::fs::copy(&path, &target)?;
+        }
+        // Symlinks and special files are not sent: test inputs are regular files.
+    }
+    Ok(())
+}
+
+/// A session to the configured VM or host, wherever its SSH endpoint is: the qemu backend keeps
+/// the forwarded port in its state, libvirt asks virsh, the ssh backend takes `[vm]`.
+/// QEMU VMs pin host keys in their own known_hosts and accept the key of a freshly made disk.
+pub fn session(
+    ctx: &crate::context::Context,
+    accept_new_host_key: bool,
+    connect_timeout: Duration,
+) -> anyhow::Result<Session> {
+    use anyhow::Context as _;
+    let cfg = &ctx.config.vm;
+    let dirs = provision::vm::VmDirs {
+        state: ctx.paths.state.clone(),
+        cache: ctx.paths.cache.clone(),
+    };
+    let mut vm = provision::vm::Vm::inspect(cfg, &dirs).context("looking up the VM")?;
+    let ep = vm.endpoint().context("finding the VM's SSH endpoint")?;
+    let Some(ep) = ep else {
+        anyhow::bail!(
+            "VM '{}' is not running: start it with `harness up` (or set [vm] backend = \"ssh\" with host and port for an existing machine)",
+            cfg.name
+        );
+    };
+    if ep.port == 0 {
+        anyhow::bail!(
+            "no SSH port for the guest: set [vm] port (22 for a normal sshd) or start a VM with `harness up`"
+        );
+    }
+    let mut opts = provision::session::SessionOptions::new(vm.known_hosts());
+    opts.accept_new_host_key = accept_new_host_key || cfg.backend == provision::BackendKind::Qemu;
+    let s = Session::connect_with_retry(&ep, &opts, connect_timeout.max(Duration::from_secs(1)))
+        .with_context(|| format!("connecting to the guest at {ep}"))?;
+    Ok(s.with_cancel(provision::session::CancelHandle::from_flag(
+        ctx.cancel.flag(),
+    )))
+}
+
+/// Fills the efW fields of the provenance from the host's record of what harness installed in
+/// this VM (`<state>/vms/<vm>/installed.json`); the tests get the version as `CI_EFW_VERSION`.
+pub fn fill_provenance(ctx: &crate::context::Context, prov: &mut suites::Provenance) {
+    let path = provision::install::host_record_path(&ctx.paths.state, &ctx.config.vm.name);
+    match provision::install::load_host_record(&path) {
+        Ok(Some(rec)) => {
+            prov.efw_source = Some(rec.build.source.clone());
+            prov.efw_run_id = rec.build.run_id.map(|r| r.to_string());
+            prov.efw_sha = rec.build.head_sha.clone();
+            prov.efw_version = rec.ci_efw_version();
+            prov.extra
+                .insert("efw_build_key".into(), rec.build.key.clone());
+        }
+        Ok(None) => tracing::warn!(
+            "no efW install recorded for VM '{}' ({}): CI_EFW_VERSION stays unset; run `harness install` first",
+            ctx.config.vm.name,
+            path.display()
+        ),
+        Err(e) => tracing::warn!("cannot read {}: {e}", path.display()),
+    }
+    prov.guest_os = Some(
+        serde_json::to_value(ctx.config.vm.os)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_invocation_quotes_every_argument() {
+        let s = powershell_invocation(&[
+            r"C:\harness\work\x\link.test.exe".into(),
+            "-test.run=^(TestA|TestB)$".into(),
+            "it's".into(),
+        ]);
+        assert_eq!(
+            s,
+            "& 'C:\\harness\\work\\x\\link.test.exe' '-test.run=^(TestA|TestB)$' 'it''s'\nexit $LASTEXITCODE"
+        );
+    }
+
+    #[test]
+    fn staging_applies_the_filter() {
+        let src = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(src.path().join(".git/objects")).unwrap();
+        std::fs::write(src.path().join(".git/objects/x"), "x").unwrap();
+        std::fs::create_dir_all(src.path().join("pkg/testdata")).unwrap();
+        std::fs::write(src.path().join("pkg/testdata/a"), "a").unwrap();
+        std::fs::write(src.path().join("go.mod"), "module m").unwrap();
+        let out = tempfile::tempdir().unwrap();
+        stage(src.path(), src.path(), out.path(), &|p: &Path| {
+            p.starts_with(".git")
+        })
+        .unwrap();
+        assert!(out.path().join("pkg/testdata/a").is_file());
+        assert!(out.path().join("go.mod").is_file());
+        assert!(!out.path().join(".git").exists());
+    }
+}

@@ -1,0 +1,308 @@
+//! End to end on the Linux guest: `harness run` from an empty state dir to results, a warm second
+//! run, Ctrl-C mid-run, and the GitHub Actions output of a failing run.
+//!
+//! One demo environment (guest build + GitHub API stand-in serving the efW-shaped build) is shared
+//! by every test of this binary; each test has its own state dir, so its own VM.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use testsupport::demo::{DemoEnv, demo_dir, repo_root};
+
+fn demo() -> &'static DemoEnv {
+    static ENV: OnceLock<DemoEnv> = OnceLock::new();
+    ENV.get_or_init(|| DemoEnv::start().expect("starting the demo environment"))
+}
+
+/// `harness -c <config> …` with an isolated state, cache and home.
+fn harness(dir: &Path, config: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_harness"));
+    c.current_dir(repo_root())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap())
+        .env("HOME", dir)
+        .env("HARNESS_STATE_DIR", dir.join("state"))
+        .env("HARNESS_CACHE_DIR", dir.join("cache"))
+        .arg("-c")
+        .arg(config);
+    for (k, v) in demo().env() {
+        c.env(k, v);
+    }
+    c
+}
+
+/// Runs to completion within a bound; returns (exit code, stdout, stderr).
+fn run(mut c: Command, limit: Duration) -> (i32, String, String) {
+    let child = c
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_bounded(child, limit);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn wait_bounded(mut child: Child, limit: Duration) -> std::process::Output {
+    let t0 = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "harness did not finish within {limit:?}\n--- stderr ---\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+fn phase<'a>(phases: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    phases["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["phase"] == name)
+        .unwrap_or_else(|| panic!("no phase {name} in {phases}"))
+}
+
+/// QEMU processes whose command line mentions `needle` (the test's state dir).
+fn qemu_processes(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmdline = entry.path().join("cmdline");
+        if let Ok(bytes) = std::fs::read(&cmdline) {
+            let text = String::from_utf8_lossy(&bytes).replace('\0', " ");
+            if text.contains("qemu-system") && text.contains(needle) {
+                found.push(text);
+            }
+        }
+    }
+    found
+}
+
+const LIMIT: Duration = Duration::from_secs(600);
+
+#[test]
+fn run_from_nothing_to_results_then_warm_run_reuses_cache_and_snapshot() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = demo_dir().join("harness.toml");
+    let out1 = d.path().join("results1");
+    let mut c = harness(d.path(), &cfg);
+    c.args(["run", "--out"]).arg(&out1);
+    let (code, stdout, stderr) = run(c, LIMIT);
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+
+    // Results a CI system understands, with the expected counts.
+    let summary = json(&out1.join("tests/summary.json"));
+    let t = &summary["totals"];
+    assert_eq!(
+        (
+            t["passed"].as_u64(),
+            t["failed"].as_u64(),
+            t["skipped"].as_u64()
+        ),
+        (Some(4), Some(0), Some(1)),
+        "{summary}"
+    );
+    assert_eq!(summary["provenance"]["efw_version"], "0.0.0-demo");
+    assert_eq!(
+        summary["provenance"]["efw_run_id"],
+        testsupport::demo::RUN_ID.to_string()
+    );
+    let junit = std::fs::read_to_string(out1.join("tests/junit.xml")).unwrap();
+    assert_eq!(junit.matches("<testcase").count(), 5, "{junit}");
+    assert!(out1.join("tests/events.jsonl").is_file());
+    assert!(out1.join("tests/summary.md").is_file());
+    assert!(
+        out1.join("install").is_dir(),
+        "install logs are collected into the results"
+    );
+    let phases = json(&out1.join("phases.json"));
+    assert!(
+        phase(&phases, "provision")["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("booted"),
+        "{phases}"
+    );
+    for p in [
+        "provision",
+        "artifacts",
+        "install",
+        "suites",
+        "results",
+        "down",
+    ] {
+        assert_eq!(phase(&phases, p)["ok"], true, "{p}: {phases}");
+    }
+    assert!(
+        phase(&phases, "install")["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("installed"),
+        "{phases}"
+    );
+    assert!(
+        qemu_processes(&d.path().display().to_string()).is_empty(),
+        "run must `down` the VM"
+    );
+    let transferred = demo().github.storage_bytes();
+    assert!(transferred > 0);
+
+    // Warm: the build comes from the cache (no bytes from storage), the VM from the snapshot.
+    let out2 = d.path().join("results2");
+    let mut c = harness(d.path(), &cfg);
+    c.args(["run", "--out"]).arg(&out2);
+    let (code, stdout, stderr) = run(c, LIMIT);
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let phases = json(&out2.join("phases.json"));
+    assert!(
+        phase(&phases, "provision")["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("restored snapshot 'ready'"),
+        "{phases}"
+    );
+    assert_eq!(
+        demo().github.storage_bytes(),
+        transferred,
+        "the second fetch transferred bytes"
+    );
+    assert!(stdout.contains("PASSED"), "{stdout}");
+}
+
+#[test]
+fn ctrl_c_mid_run_stops_cleanly_and_leaves_no_processes() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = demo_dir().join("harness.toml");
+    let out = d.path().join("results");
+    let mut c = harness(d.path(), &cfg);
+    c.args(["run", "--out"]).arg(&out);
+    let mut child = c
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupt once the VM is up and the pipeline is inside a later phase.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("==> artifacts") || line.contains("==> install") {
+                let _ = tx.send(());
+            }
+            lines.push(line);
+        }
+        lines
+    });
+    rx.recv_timeout(LIMIT)
+        .expect("the run never reached the artifacts phase");
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "harness did not stop within 120 s of Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!status.success(), "an interrupted run must not succeed");
+    // Bounded wait for the VM's processes to go (the down phase powers it off).
+    let t0 = Instant::now();
+    while !qemu_processes(&d.path().display().to_string()).is_empty() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "qemu still running after Ctrl-C: {:?}",
+            qemu_processes(&d.path().display().to_string())
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let phases = json(&out.join("phases.json"));
+    assert_eq!(phase(&phases, "down")["ok"], true, "{phases}");
+}
+
+#[test]
+fn failing_test_gives_exit_1_junit_and_github_actions_annotations() {
+    let d = tempfile::tempdir().unwrap();
+    // The demo config plus an environment that makes one test fail.
+    let cfg = d.path().join("fail.toml");
+    let text = std::fs::read_to_string(demo_dir().join("harness.toml")).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("{text}\n[suites.demo.env]\nEFW_DEMO_FAIL = \"yes\"\n"),
+    )
+    .unwrap();
+    let summary_md = d.path().join("step-summary.md");
+    let out = d.path().join("results");
+    let mut c = harness(d.path(), &cfg);
+    c.env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &summary_md)
+        .args(["run", "--rerun-fails", "1", "--out"])
+        .arg(&out);
+    let (code, stdout, stderr) = run(c, LIMIT);
+    assert_eq!(
+        code, 1,
+        "test failures exit 1\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    for p in [
+        "provision",
+        "artifacts",
+        "install",
+        "suites",
+        "results",
+        "down",
+    ] {
+        assert!(
+            stdout.contains(&format!("::group::{p}\n")),
+            "no group for {p}:\n{stdout}"
+        );
+    }
+    assert_eq!(
+        stdout.matches("::group::").count(),
+        stdout.matches("::endgroup::").count()
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("::error "))
+        .unwrap_or_else(|| panic!("no annotation:\n{stdout}"));
+    assert!(
+        line.starts_with(
+            "::error file=runtime/runtime_test.go,line=48,title=TestFailsOnRequest failed::"
+        ),
+        "{line}"
+    );
+    assert!(
+        line.contains("failing on request (EFW_DEMO_FAIL=yes)"),
+        "{line}"
+    );
+    let md = std::fs::read_to_string(&summary_md).unwrap();
+    assert!(md.contains("TestFailsOnRequest"), "{md}");
+    let summary = json(&out.join("tests/summary.json"));
+    assert_eq!(summary["totals"]["failed"], 1, "{summary}");
+    assert_eq!(summary["exit_code"], 1);
+    let junit = std::fs::read_to_string(out.join("tests/junit.xml")).unwrap();
+    assert!(junit.contains("<failure"), "{junit}");
+}
