@@ -124,7 +124,8 @@ impl RemoteCommand {
         }
     }
 
-    /// PowerShell source (Windows) or a shell snippet run by `sh -c` (Linux).
+    /// PowerShell source, for Windows guests. On Linux a one-element argv is a program name; for
+    /// a shell snippet on either OS use [`wrap::shell`].
     pub fn script(source: impl Into<String>) -> Self {
         Self::new([source.into()])
     }
