@@ -95,8 +95,10 @@ pub fn windows_source(cmd: &RemoteCommand) -> Result<String, SessionError> {
     let mut s = String::new();
     s.push_str("$ErrorActionPreference = 'Stop'\n");
     s.push_str("$ProgressPreference = 'SilentlyContinue'\n");
-    s.push_str("[Console]::OutputEncoding = New-Object System.Text.UTF8Encoding $false\n");
-    s.push_str("$OutputEncoding = [Console]::OutputEncoding\n");
+    // UTF-8 output; setting the console encoding can throw when no console is attached, and
+    // that must not fail the command.
+    s.push_str("try { [Console]::OutputEncoding = New-Object System.Text.UTF8Encoding $false } catch { }\n");
+    s.push_str("$OutputEncoding = New-Object System.Text.UTF8Encoding $false\n");
     s.push_str(&format!(
         "[Console]::Error.WriteLine('{PID_MARKER}' + $PID)\n"
     ));
