@@ -210,10 +210,12 @@ pub fn command_line(os: GuestOs, cmd: &RemoteCommand) -> Result<String, SessionE
 }
 
 /// The command that kills the process tree rooted at `pid` (as reported by [`PID_MARKER`]).
+/// (Windows PowerShell 5.1 turns a redirected native stderr line into a terminating error under
+/// `$ErrorActionPreference = 'Stop'`; taskkill complains when part of the tree is already gone.)
 pub fn kill_tree(os: GuestOs, pid: u32) -> RemoteCommand {
     match os {
         GuestOs::Windows => RemoteCommand::new([format!(
-            "taskkill.exe /T /F /PID {pid} 2>&1 | Out-Null; $global:LASTEXITCODE = 0"
+            "$ErrorActionPreference = 'Continue'; taskkill.exe /T /F /PID {pid} 2>&1 | Out-Null; $global:LASTEXITCODE = 0"
         )]),
         GuestOs::Linux => RemoteCommand::new([
             "sh".to_string(),
