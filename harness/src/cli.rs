@@ -83,6 +83,8 @@ pub enum Command {
     Up(cmd::pipeline::UpArgs),
     /// From nothing to results: `up`, run the suites, write results, then `down` (unless --keep).
     Run(cmd::pipeline::RunArgs),
+    /// Rerun a results folder's failed tests verbosely on the same efW build (`--shell` to stay).
+    Repro(cmd::repro::ReproArgs),
     /// Stop the VM: ACPI power button, then kill after `[vm] shutdown_timeout`.
     Down(cmd::vm::DownArgs),
     /// Delete the VM's overlay and state (`--all`: the base image too).

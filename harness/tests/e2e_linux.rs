@@ -305,4 +305,28 @@ fn failing_test_gives_exit_1_junit_and_github_actions_annotations() {
     assert_eq!(summary["exit_code"], 1);
     let junit = std::fs::read_to_string(out.join("tests/junit.xml")).unwrap();
     assert!(junit.contains("<failure"), "{junit}");
+
+    // repro: the same build (run 4242), only the failed test, verbose, with the command to copy.
+    let mut c = harness(d.path(), &cfg);
+    c.arg("repro").arg(&out);
+    let (code, stdout, stderr) = run(c, LIMIT);
+    assert_eq!(
+        code, 1,
+        "the failure reproduces\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(stderr.contains("on efW run:4242"), "{stderr}");
+    assert!(
+        stderr.contains("failing on request (EFW_DEMO_FAIL=yes)"),
+        "output streamed:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("=== RUN   TestTestdata"),
+        "only the failed test reruns:\n{stderr}"
+    );
+    assert!(
+        stdout.contains("-run='^(TestFailsOnRequest)$' example.com/efwdemo/runtime")
+            || stdout.contains("-run='^TestFailsOnRequest$' example.com/efwdemo/runtime"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("go test -v"), "{stdout}");
 }

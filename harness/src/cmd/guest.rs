@@ -9,10 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
-use provision::session::{
-    CancelHandle, Endpoint, GuestOs, PathKind, RemoteCommand, Session, SessionOptions, Stream,
-    hostkey,
-};
+use provision::session::{Endpoint, GuestOs, PathKind, RemoteCommand, Session, Stream, hostkey};
 
 use crate::context::Context;
 
@@ -76,26 +73,13 @@ pub struct SshArgs {
     pub args: Vec<String>,
 }
 
-/// The guest endpoint from `[vm]`, with a clear error when its port is unknown.
-pub fn endpoint(ctx: &Context) -> anyhow::Result<Endpoint> {
-    let ep = Endpoint::from_config(&ctx.config.vm, &ctx.paths.state, None);
-    if ep.port == 0 {
-        anyhow::bail!(
-            "no SSH port for the guest: start it with `harness up`, or set [vm] host and port for an existing machine"
-        );
-    }
-    Ok(ep)
-}
-
-/// A session to the configured guest, cancelled by Ctrl-C.
+/// A session to the configured guest (wherever its backend says it is), cancelled by Ctrl-C.
 pub fn connect(ctx: &Context, args: &ConnectArgs) -> anyhow::Result<Session> {
-    let ep = endpoint(ctx)?;
-    let mut opts = SessionOptions::in_state(&ctx.paths.state);
-    opts.accept_new_host_key = args.accept_new_host_key;
-    let s =
-        Session::connect_with_retry(&ep, &opts, Duration::from_secs(args.connect_timeout.max(1)))
-            .with_context(|| format!("connecting to the guest at {ep}"))?;
-    Ok(s.with_cancel(CancelHandle::from_flag(ctx.cancel.flag())))
+    crate::guest::session(
+        ctx,
+        args.accept_new_host_key,
+        Duration::from_secs(args.connect_timeout.max(1)),
+    )
 }
 
 /// The remote command for CLI words on `os`.
@@ -288,8 +272,8 @@ pub fn run_ssh(ctx: &Context, args: &SshArgs) -> anyhow::Result<ExitCode> {
     // Connecting once pins the host key (or refuses a changed one) before ssh sees it.
     let session = connect(ctx, &args.connect)?;
     let ep = session.endpoint().clone();
+    let kh = session.options().known_hosts.clone();
     drop(session);
-    let kh = provision::session::endpoint::known_hosts_path(&ctx.paths.state);
     let text = std::fs::read_to_string(&kh).unwrap_or_default();
     let pattern = hostkey::host_pattern(&ep.host, ep.port);
     let pinned_type = text

@@ -14,6 +14,7 @@ pub mod guest;
 pub mod install;
 pub mod pipeline;
 pub mod report;
+pub mod repro;
 pub mod test;
 pub mod vm;
 
@@ -33,6 +34,7 @@ pub fn dispatch(ctx: &Context, command: &Command) -> anyhow::Result<ExitCode> {
         Command::Ssh(a) => guest::run_ssh(ctx, a),
         Command::Up(a) => pipeline::run_up(ctx, a),
         Command::Run(a) => pipeline::run_run(ctx, a),
+        Command::Repro(a) => repro::run(ctx, a),
         Command::Down(a) => vm::run_down(ctx, a),
         Command::Destroy(a) => vm::run_destroy(ctx, a),
         Command::Reset(a) => vm::run_reset(ctx, a),
