@@ -5,10 +5,10 @@
 //! - `guest`: a small Linux guest (kernel + busybox + sshd initramfs) built from Debian's packages, cached under `target/`.
 //! - `gomod`: the fixture Go module used by the suites tests.
 
-pub mod sshd;
-pub mod github;
-pub mod guest;
-pub mod gomod;
-pub mod standin;
-pub mod ps1;
 pub mod demo;
+pub mod github;
+pub mod gomod;
+pub mod guest;
+pub mod ps1;
+pub mod sshd;
+pub mod standin;
