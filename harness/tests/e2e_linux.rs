@@ -167,25 +167,52 @@ fn run_from_nothing_to_results_then_warm_run_reuses_cache_and_snapshot() {
     assert!(transferred > 0);
 
     // Warm: the build comes from the cache (no bytes from storage), the VM from the snapshot.
+    // `--json --keep`: one document for machines, and the VM stays up for `exec`.
     let out2 = d.path().join("results2");
     let mut c = harness(d.path(), &cfg);
-    c.args(["run", "--out"]).arg(&out2);
+    c.args(["--json", "run", "--keep", "--out"]).arg(&out2);
     let (code, stdout, stderr) = run(c, LIMIT);
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
-    let phases = json(&out2.join("phases.json"));
+    let doc: serde_json::Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(doc["exit_code"], 0);
+    assert_eq!(doc["suites"][0]["summary"]["totals"]["passed"], 4, "{doc}");
     assert!(
-        phase(&phases, "provision")["detail"]
+        phase(&doc, "provision")["detail"]
             .as_str()
             .unwrap()
             .starts_with("restored snapshot 'ready'"),
-        "{phases}"
+        "{doc}"
+    );
+    assert!(
+        doc["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["phase"] != "down"),
+        "--keep: {doc}"
     );
     assert_eq!(
         demo().github.storage_bytes(),
         transferred,
         "the second fetch transferred bytes"
     );
-    assert!(stdout.contains("PASSED"), "{stdout}");
+
+    // The kept VM answers `harness exec` through its backend's endpoint, in a session that sees
+    // the installed runtime.
+    let mut c = harness(d.path(), &cfg);
+    c.args(["exec", "--", "echo \"runtime=$EFW_RUNTIME_DIR\"; exit 3"]);
+    let (code, stdout, stderr) = run(c, Duration::from_secs(120));
+    assert_eq!(
+        code, 3,
+        "exec passes the exit code on\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(stdout.contains("runtime=/opt/efw-demo"), "{stdout}");
+    let mut c = harness(d.path(), &cfg);
+    c.arg("down");
+    let (code, _, stderr) = run(c, Duration::from_secs(120));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(qemu_processes(&d.path().display().to_string()).is_empty());
 }
 
 #[test]

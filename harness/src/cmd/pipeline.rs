@@ -321,10 +321,22 @@ pub fn run_run(ctx: &Context, args: &RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(Err(e)) = down {
         return Err(e.context("stopping the VM after the run"));
     }
-    if !ctx.json && ctx.verbosity >= 0 {
+    if ctx.json {
+        let (exit_code, suites) = code;
+        let doc = serde_json::json!({
+            "exit_code": exit_code,
+            "results": out,
+            "total_seconds": phases.total_seconds(),
+            "phases": phases.timings,
+            "suites": suites,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(ExitCode::from(exit_code));
+    }
+    if ctx.verbosity >= 0 {
         eprintln!("results: {}", out.display());
     }
-    Ok(ExitCode::from(code))
+    Ok(ExitCode::from(code.0))
 }
 
 fn run_pipeline(
@@ -332,7 +344,7 @@ fn run_pipeline(
     args: &RunArgs,
     phases: &mut Phases,
     out: &Path,
-) -> anyhow::Result<u8> {
+) -> anyhow::Result<(u8, Vec<serde_json::Value>)> {
     // The VM must survive this function so `down` can stop it cleanly (or --keep keep it).
     let up_args = UpArgs {
         no_detach: false,
@@ -384,7 +396,11 @@ fn run_pipeline(
         report(ctx, &results)?;
         Ok(((), format!("{}", out.display())))
     })?;
-    Ok(test::worst_exit(&results))
+    let docs = results
+        .iter()
+        .map(|r| serde_json::json!({"suite": r.name, "dir": r.written.dir, "summary": r.written.summary}))
+        .collect();
+    Ok((test::worst_exit(&results), docs))
 }
 
 fn clone_up(a: &UpArgs) -> UpArgs {
@@ -403,7 +419,9 @@ fn clone_up(a: &UpArgs) -> UpArgs {
 
 /// Console summary, GitHub Actions annotations and step summary.
 fn report(ctx: &Context, results: &[test::SuiteResult]) -> anyhow::Result<()> {
-    test::print_results(ctx, results)?;
+    if !ctx.json {
+        test::print_results(ctx, results)?;
+    }
     if gha::active() {
         for r in results {
             for (pkg, t) in r.record.execution.failed_tests() {
