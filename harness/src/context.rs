@@ -106,3 +106,27 @@ impl Context {
         !self.json && self.verbosity >= 0 && std::io::stderr().is_terminal()
     }
 }
+
+#[cfg(test)]
+impl Context {
+    /// The built-in defaults, with every directory under `dir`.
+    pub fn for_test(dir: &std::path::Path) -> Context {
+        let layered = crate::config::load(&crate::config::Sources {
+            cwd: dir.to_path_buf(),
+            ..Default::default()
+        })
+        .expect("defaults load");
+        Context {
+            config: layered.config.clone(),
+            layered,
+            paths: Paths {
+                cache: dir.join("cache"),
+                state: dir.join("state"),
+                results: dir.join("results"),
+            },
+            json: false,
+            verbosity: 0,
+            cancel: Cancel::default(),
+        }
+    }
+}

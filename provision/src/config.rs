@@ -206,6 +206,9 @@ pub struct InstallConfig {
     pub linux_guest_dir: String,
     /// Seconds allowed for sshd to restart and a fresh session to see the new environment.
     pub restart_timeout: u64,
+    /// Where harness downloads Sysinternals PSTools (for PsExec64.exe) when no `psexec` is on the
+    /// host; empty: never download.
+    pub psexec_url: String,
 }
 
 impl Default for InstallConfig {
@@ -218,6 +221,7 @@ impl Default for InstallConfig {
             timeout: 1800,
             linux_guest_dir: "/var/tmp/harness/efw".into(),
             restart_timeout: 180,
+            psexec_url: "https://download.sysinternals.com/files/PSTools.zip".into(),
         }
     }
 }

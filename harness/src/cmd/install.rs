@@ -204,11 +204,58 @@ pub fn install_runtime(
     opts.force = force;
     opts.cancel = Some(ctx.cancel.flag());
     opts.psexec_candidates = psexec_candidates(ctx);
+    if session.os() == provision::GuestOs::Windows
+        && !build.local_dir.join("PsExec64.exe").is_file()
+        && !opts.psexec_candidates.iter().any(|p| p.is_file())
+        && !ctx.config.install.psexec_url.is_empty()
+    {
+        // Once per host: the guest may have no internet, so the host fetches PSTools for it.
+        match fetch_psexec(ctx, &ctx.config.install.psexec_url, &tools_dir(ctx)) {
+            Ok(p) => on_event(&InstallEvent::Notice {
+                message: format!("downloaded PsExec64.exe to {}", p.display()),
+            }),
+            Err(e) => tracing::warn!("could not download PsExec64.exe: {e:#}"),
+        }
+    }
     let report = install::install_runtime(session, build, &opts, on_event)?;
     let state = install::host_record_path(&ctx.paths.state, &ctx.config.vm.name);
     install::save_host_record(&state, &report.record)
         .with_context(|| format!("recording the installed build in {}", state.display()))?;
     Ok(report)
+}
+
+fn tools_dir(ctx: &Context) -> PathBuf {
+    ctx.paths.cache.join("tools")
+}
+
+/// Downloads Sysinternals PSTools from `url` and keeps its `PsExec64.exe` in `tools`.
+pub fn fetch_psexec(ctx: &Context, url: &str, tools: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(tools).with_context(|| format!("creating {}", tools.display()))?;
+    let mut opts = FetchOptions::new(ctx.paths.cache.clone());
+    opts.progress = ctx.progress();
+    opts.cancel = Some(ctx.cancel.flag());
+    let fetcher = Fetcher::new(opts)?;
+    let zip = tools.join("PSTools.zip");
+    fetcher
+        .download_to(url, &zip, None)
+        .with_context(|| format!("downloading {url}"))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".pstools-")
+        .tempdir_in(tools)
+        .context("creating a staging directory")?;
+    let unpacked = staging.path().join("x");
+    artifacts::unpack_zip(&zip, &unpacked, &artifacts::UnpackLimits::default())
+        .with_context(|| format!("unpacking {}", zip.display()))?;
+    let found = unpacked.join("PsExec64.exe");
+    anyhow::ensure!(
+        found.is_file(),
+        "{url} has no PsExec64.exe at its root; download PSTools by hand and set [install] psexec"
+    );
+    let dest = tools.join("PsExec64.exe");
+    std::fs::rename(&found, &dest)
+        .with_context(|| format!("moving PsExec64.exe to {}", dest.display()))?;
+    let _ = std::fs::remove_file(&zip);
+    Ok(dest)
 }
 
 /// Where PsExec64.exe may be on the host: `[install] psexec`, then `<cache>/tools/PsExec64.exe`.
@@ -220,7 +267,7 @@ pub fn psexec_candidates(ctx: &Context) -> Vec<PathBuf> {
         .iter()
         .map(|p| expand_home(p))
         .collect();
-    v.push(ctx.paths.cache.join("tools").join("PsExec64.exe"));
+    v.push(tools_dir(ctx).join("PsExec64.exe"));
     v
 }
 
@@ -383,4 +430,55 @@ fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use testsupport::github::{GithubStandIn, zip_of};
+
+    #[test]
+    fn psexec_comes_from_pstools_once() {
+        let d = tempfile::tempdir().unwrap();
+        let ctx = Context::for_test(d.path());
+        let gh = GithubStandIn::start();
+        let zip = zip_of(&[
+            ("PsExec.exe", b"MZ32".as_slice()),
+            ("PsExec64.exe", b"MZ64".as_slice()),
+            ("Eula.txt", b"eula".as_slice()),
+        ]);
+        gh.add_release_in("sysinternals/pstools", "v1", "PSTools.zip", zip);
+        let url = format!(
+            "{}/sysinternals/pstools/releases/download/v1/PSTools.zip",
+            gh.url()
+        );
+        let tools = d.path().join("cache/tools");
+        let p = fetch_psexec(&ctx, &url, &tools).unwrap();
+        assert_eq!(p, tools.join("PsExec64.exe"));
+        assert_eq!(std::fs::read(&p).unwrap(), b"MZ64");
+        assert!(
+            psexec_candidates(&ctx).contains(&p),
+            "install looks where it was put"
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(&tools)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(leftovers, vec![std::ffi::OsString::from("PsExec64.exe")]);
+
+        // A zip without PsExec64.exe is a clear error.
+        gh.add_release_in(
+            "sysinternals/pstools",
+            "v2",
+            "PSTools.zip",
+            zip_of(&[("x.txt", b"x".as_slice())]),
+        );
+        let url = format!(
+            "{}/sysinternals/pstools/releases/download/v2/PSTools.zip",
+            gh.url()
+        );
+        let e = fetch_psexec(&ctx, &url, &d.path().join("t2")).unwrap_err();
+        assert!(format!("{e:#}").contains("no PsExec64.exe"), "{e:#}");
+    }
 }
