@@ -204,7 +204,9 @@ pub fn session(
         );
     }
     let mut opts = provision::session::SessionOptions::new(vm.known_hosts());
-    opts.accept_new_host_key = accept_new_host_key || cfg.backend == provision::BackendKind::Qemu;
+    // The qemu backend pins the key itself while it (re)creates the VM; after that a changed key
+    // is refused like any other.
+    opts.accept_new_host_key = accept_new_host_key;
     let s = Session::connect_with_retry(&ep, &opts, connect_timeout.max(Duration::from_secs(1)))
         .with_context(|| format!("connecting to the guest at {ep}"))?;
     Ok(s.with_cancel(provision::session::CancelHandle::from_flag(

@@ -109,7 +109,7 @@ pub struct Ready {
 /// Opens a session to the VM `up` just made ready.
 fn connect(ctx: &Context, up: &UpOutcome, accept_new: bool) -> anyhow::Result<Session> {
     let mut opts = SessionOptions::new(up.known_hosts.clone());
-    opts.accept_new_host_key = accept_new || ctx.config.vm.backend == provision::BackendKind::Qemu;
+    opts.accept_new_host_key = accept_new;
     let s = Session::connect_with_retry(&up.endpoint, &opts, Duration::from_secs(60))
         .with_context(|| format!("connecting to the guest at {}", up.endpoint))?;
     Ok(s.with_cancel(CancelHandle::from_flag(ctx.cancel.flag())))
