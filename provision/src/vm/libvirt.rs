@@ -242,16 +242,10 @@ impl LibvirtVm {
 }
 
 fn banner(host: &str, port: u16) -> bool {
-    let Ok(addr) = format!("{host}:{port}").parse::<std::net::SocketAddr>() else {
-        return false;
-    };
-    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    let mut buf = [0u8; 64];
-    std::io::Read::read(&mut s, &mut buf)
-        .is_ok_and(|n| readiness::parse_banner(&buf[..n]).is_some())
+    host.parse::<std::net::IpAddr>().is_ok_and(|ip| {
+        readiness::ssh_banner_at(std::net::SocketAddr::new(ip, port), Duration::from_secs(2))
+            .is_some()
+    })
 }
 
 #[cfg(test)]

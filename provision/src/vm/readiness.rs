@@ -64,7 +64,11 @@ pub fn wait_phase<T, E>(
 /// QEMU user networking accepts forwarded connections even before the guest listens, so a TCP
 /// connect alone proves nothing: only the `SSH-2.0-` banner does.
 pub fn ssh_banner(port: u16, timeout: Duration) -> Option<String> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    ssh_banner_at(SocketAddr::from(([127, 0, 0, 1], port)), timeout)
+}
+
+/// The SSH identification line if `addr` sends one within `timeout`.
+pub fn ssh_banner_at(addr: SocketAddr, timeout: Duration) -> Option<String> {
     let mut s = TcpStream::connect_timeout(&addr, timeout).ok()?;
     s.set_read_timeout(Some(timeout)).ok()?;
     let deadline = Instant::now() + timeout;

@@ -114,16 +114,10 @@ impl SshHost {
 
 fn banner_at(addr: &str) -> bool {
     use std::net::ToSocketAddrs;
-    let Some(sa) = addr.to_socket_addrs().ok().and_then(|mut a| a.next()) else {
-        return false;
-    };
-    let Ok(mut s) = std::net::TcpStream::connect_timeout(&sa, Duration::from_secs(2)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    let mut buf = [0u8; 64];
-    std::io::Read::read(&mut s, &mut buf)
-        .is_ok_and(|n| readiness::parse_banner(&buf[..n]).is_some())
+    addr.to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|sa| readiness::ssh_banner_at(sa, Duration::from_secs(2)).is_some())
 }
 
 #[cfg(test)]
