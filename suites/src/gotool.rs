@@ -28,6 +28,12 @@ pub enum GoError {
         /// Its output or error.
         detail: String,
     },
+    /// The cancel flag (Ctrl-C) stopped it.
+    #[error("`{cmd}` was cancelled (Ctrl-C)")]
+    Cancelled {
+        /// The command line.
+        cmd: String,
+    },
 }
 
 /// One package from `go list -json`.
@@ -80,6 +86,8 @@ pub struct HostOutput {
     pub stderr: Vec<String>,
     /// Killed by the timeout.
     pub timed_out: bool,
+    /// Killed because the cancel flag was raised.
+    pub cancelled: bool,
 }
 
 impl HostGo {
@@ -99,6 +107,7 @@ impl HostGo {
             stdout: Vec::new(),
             stderr: Vec::new(),
             timed_out: false,
+            cancelled: false,
         };
         let outcome = LocalExecutor::new(std::env::temp_dir())
             .run(&req, &mut |s, l| {
@@ -111,6 +120,7 @@ impl HostGo {
             .map_err(|e| self.err(&argv, e.to_string()))?;
         out.code = outcome.exit_code;
         out.timed_out = outcome.timed_out;
+        out.cancelled = outcome.cancelled;
         Ok(out)
     }
 
@@ -127,6 +137,11 @@ impl HostGo {
         if out.code != Some(0) {
             let mut argv = vec![self.go.clone()];
             argv.extend(args.iter().cloned());
+            if out.cancelled {
+                return Err(GoError::Cancelled {
+                    cmd: argv.join(" "),
+                });
+            }
             let detail = if out.timed_out {
                 format!("timed out after {}s", timeout.as_secs())
             } else {
