@@ -356,4 +356,10 @@ fn failing_test_gives_exit_1_junit_and_github_actions_annotations() {
         "{stdout}"
     );
     assert!(stdout.contains("go test -v"), "{stdout}");
+    // repro leaves the VM up for a closer look; `down` stops it.
+    let mut c = harness(d.path(), &cfg);
+    c.arg("down");
+    let (code, _, stderr) = run(c, Duration::from_secs(120));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(qemu_processes(&d.path().display().to_string()).is_empty());
 }

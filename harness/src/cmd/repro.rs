@@ -197,7 +197,9 @@ pub fn run(ctx: &Context, args: &ReproArgs) -> anyhow::Result<ExitCode> {
             suites::render_console(&record.execution, &written.summary)
         );
         println!("results: {}", out.display());
-        println!("\nthe same by hand, in the guest (`harness ssh`):");
+        println!(
+            "\nthe VM stays up for a closer look (`harness down` when done); the same by hand, in the guest (`harness ssh`):"
+        );
         for t in &plan.targets {
             let pkg_dir = record
                 .package_dirs
