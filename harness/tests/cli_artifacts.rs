@@ -1,6 +1,8 @@
 //! `harness artifacts fetch|list|prune` against the GitHub stand-in, with an isolated config,
 //! cache and token.
 
+mod common;
+
 use std::path::Path;
 
 use assert_cmd::Command;
@@ -8,15 +10,8 @@ use predicates::prelude::*;
 use testsupport::github::{GithubStandIn, RunSpec, efw_artifact_zip, efw_build_files, sha256_hex};
 
 fn harness(dir: &Path, gh: &GithubStandIn) -> Command {
-    let mut c = Command::cargo_bin("harness").unwrap();
-    c.current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap())
-        .env("HOME", dir)
-        .env("XDG_CONFIG_HOME", dir.join("xdg-config"))
-        .env("HARNESS_STATE_DIR", dir.join("state"))
-        .env("HARNESS_CACHE_DIR", dir.join("cache"))
-        .env("HARNESS_GITHUB_API_URL", gh.url())
+    let mut c = common::isolated_harness(dir);
+    c.env("HARNESS_GITHUB_API_URL", gh.url())
         .env("GITHUB_TOKEN", gh.token());
     c
 }

@@ -1,6 +1,8 @@
 //! `harness exec`, `harness cp`, `harness ssh` against a real sshd on loopback (`[vm] backend =
 //! "ssh"`, Linux guest flavour). One sshd for this binary.
 
+mod common;
+
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -27,16 +29,8 @@ fn harness(dir: &Path) -> Command {
         ),
     )
     .unwrap();
-    let mut c = Command::cargo_bin("harness").unwrap();
-    c.current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap())
-        .env("HOME", dir)
-        .env("XDG_CONFIG_HOME", dir.join("xdg-config"))
-        .env("HARNESS_STATE_DIR", dir.join("state"))
-        .env("HARNESS_CACHE_DIR", dir.join("cache"))
-        .arg("-c")
-        .arg(&cfg);
+    let mut c = common::isolated_harness(dir);
+    c.arg("-c").arg(&cfg);
     c
 }
 

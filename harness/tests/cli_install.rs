@@ -1,23 +1,11 @@
 //! `harness install` and `harness ext`: argument handling and the errors a user meets first.
 //! (The install flow itself is tested in provision's tests against a real sshd.)
 
-use std::path::Path;
+mod common;
 
-use assert_cmd::Command;
+use common::isolated_harness as harness;
+
 use predicates::prelude::*;
-
-/// A harness command isolated from the developer's own config, state and token.
-fn harness(dir: &Path) -> Command {
-    let mut c = Command::cargo_bin("harness").unwrap();
-    c.current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap())
-        .env("HOME", dir)
-        .env("XDG_CONFIG_HOME", dir.join("xdg-config"))
-        .env("HARNESS_STATE_DIR", dir.join("state"))
-        .env("HARNESS_CACHE_DIR", dir.join("cache"));
-    c
-}
 
 #[test]
 fn help_shows_install_and_ext_commands() {

@@ -1,6 +1,8 @@
 //! `harness up | status | snapshot | down | reset | destroy` with the Linux test guest under
 //! QEMU/TCG (one VM), and the lock that keeps a second harness from driving it.
 
+mod common;
+
 use std::path::Path;
 
 use assert_cmd::Command;
@@ -21,15 +23,8 @@ fn harness(dir: &Path) -> Command {
         ),
     )
     .unwrap();
-    let mut c = Command::cargo_bin("harness").unwrap();
-    c.current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap())
-        .env("HOME", dir)
-        .env("XDG_CONFIG_HOME", dir.join("xdg-config"))
-        .env("HARNESS_STATE_DIR", dir.join("state"))
-        .env("HARNESS_CACHE_DIR", dir.join("cache"))
-        .arg("-c")
+    let mut c = common::isolated_harness(dir);
+    c.arg("-c")
         .arg(&cfg)
         .timeout(std::time::Duration::from_secs(600));
     c
