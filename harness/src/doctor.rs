@@ -41,8 +41,8 @@ pub struct Check {
 /// What KVM did when tried.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KvmProbe {
-    /// A guest ran under KVM.
-    Works,
+    /// A guest ran under KVM (what it did, in a sentence).
+    Works(String),
     /// No /dev/kvm, or it cannot be opened.
     NoDevice(String),
     /// /dev/kvm opened but a guest failed (the QEMU error).
@@ -116,7 +116,7 @@ pub fn diagnose(cfg: &Config, cache_dir: &Path, p: &dyn Probes) -> Vec<Check> {
     out.push(match &qemu {
         None => check("kvm", Status::Missing, "needs qemu first".into(), Some("install qemu, then rerun doctor"), false),
         Some((path, _)) => match p.kvm(path) {
-            KvmProbe::Works => check("kvm", Status::Ok, "a test guest ran under KVM".into(), None, false),
+            KvmProbe::Works(what) => check("kvm", Status::Ok, what, None, false),
             KvmProbe::NoDevice(why) => check(
                 "kvm",
                 if cfg.vm.accel == Accel::Kvm { Status::Broken } else { Status::Warn },
@@ -127,7 +127,7 @@ pub fn diagnose(cfg: &Config, cache_dir: &Path, p: &dyn Probes) -> Vec<Check> {
             KvmProbe::GuestFailed(why) => check(
                 "kvm",
                 if cfg.vm.accel == Accel::Kvm { Status::Broken } else { Status::Warn },
-                format!("/dev/kvm opens but a guest failed under it ({why}); guests will run under TCG"),
+                format!("/dev/kvm opens, but {why}; guests will run under TCG"),
                 Some("the CPU lacks vmx/svm for guests (common in nested VMs): enable nested virtualization on the outer hypervisor, or set vm.accel = \"tcg\" to silence this"),
                 cfg.vm.accel == Accel::Kvm,
             ),
@@ -376,7 +376,7 @@ impl Probes for SystemProbes {
         };
         match provision::vm::accel::kvm_works(&qemu.to_string_lossy(), &dir.path().join("kvm.json"))
         {
-            (true, _) => KvmProbe::Works,
+            (true, detail) => KvmProbe::Works(detail),
             (false, detail) => KvmProbe::GuestFailed(detail),
         }
     }
@@ -469,7 +469,9 @@ mod tests {
             self.gh
         }
         fn kvm(&self, _: &Path) -> KvmProbe {
-            self.kvm.clone().unwrap_or(KvmProbe::Works)
+            self.kvm
+                .clone()
+                .unwrap_or(KvmProbe::Works("probe finished under KVM".into()))
         }
         fn free_bytes(&self, _: &Path) -> Option<u64> {
             self.free
@@ -493,7 +495,7 @@ mod tests {
                 .collect(),
             env: [("HOME", "/home/u"), ("GITHUB_TOKEN", "ghp_secret")].into(),
             gh: false,
-            kvm: Some(KvmProbe::Works),
+            kvm: Some(KvmProbe::Works("probe finished under KVM".into())),
             free: Some(100 << 30),
         }
     }

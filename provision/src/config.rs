@@ -98,6 +98,9 @@ pub struct VmConfig {
     pub install_timeout: u64,
     /// Seconds allowed from QEMU start to the guest answering SSH.
     pub boot_timeout: u64,
+    /// Under `accel = "auto"`: seconds a guest may show no progress (serial output, screen
+    /// change) under KVM before harness stops it and falls back to TCG; 0 turns the watchdog off.
+    pub boot_watchdog: u64,
     /// libvirt backend: domain name.
     pub domain: String,
     /// libvirt backend: connection URI.
@@ -154,6 +157,7 @@ impl Default for VmConfig {
             ready_snapshot: "ready".into(),
             install_timeout: 7200,
             boot_timeout: 600,
+            boot_watchdog: 60,
             domain: String::new(),
             libvirt_uri: "qemu:///system".into(),
             public_key: None,

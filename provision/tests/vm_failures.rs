@@ -1,6 +1,7 @@
 //! Failure paths with real QEMU: a guest that never starts sshd fails at the readiness timeout
-//! naming the screendump and serial tail; Ctrl-C during `up` leaves no QEMU behind.
-//! The two tests boot one VM each and run in parallel.
+//! naming the screendump and serial tail; Ctrl-C during `up` leaves no QEMU behind; under
+//! `accel = "auto"`, a guest that stalls under KVM although the probe said KVM works is stopped
+//! by the boot watchdog and booted under TCG. The tests boot one VM each and run in parallel.
 
 mod vm_common;
 
@@ -136,4 +137,77 @@ fn ctrl_c_during_up_leaves_no_qemu_behind() {
     assert!(status.success(), "{status}");
     assert_eq!(outcome, "CANCELLED in booting");
     assert_no_processes(&vm_dir);
+}
+
+/// A host whose KVM half-works, made deterministic: the remembered probe verdict says "KVM works"
+/// (injected), and a QEMU wrapper starts every "KVM" guest paused (`-S`, under TCG so this runs on
+/// any host), so it never shows progress, as guests do here under the real, half-working KVM.
+#[test]
+fn auto_falls_back_to_tcg_when_a_guest_stalls_under_kvm_although_the_probe_passed() {
+    if std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_err()
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI machines of this project have /dev/kvm (the probe path needs it)"
+        );
+        eprintln!("skipped: /dev/kvm cannot be opened, so auto never tries KVM here");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs = dirs(tmp.path());
+    let wrapper = tmp.path().join("qemu-half-kvm");
+    std::fs::write(
+        &wrapper,
+        "#!/bin/bash\nout=(); kvm=\nfor a in \"$@\"; do case \"$a\" in kvm) out+=(tcg); kvm=1;; host) out+=(max);; *) out+=(\"$a\");; esac; done\n[ -n \"$kvm\" ] && out+=(-S)\nexec qemu-system-x86_64 \"${out[@]}\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let mut cfg = linux_cfg("stall");
+    cfg.qemu = wrapper.display().to_string();
+    cfg.accel = provision::Accel::Auto;
+    cfg.boot_watchdog = 8;
+    let cache = dirs.state.join("accel-probe.json");
+    provision::vm::accel::remember(&cache, &cfg.qemu, true, "injected: probe passed", "test");
+
+    let (events, mut rec) = recorder();
+    let mut vm = Vm::open(&cfg, &dirs).unwrap();
+    let started = Instant::now();
+    let up = vm
+        .up(&UpOptions::default(), &mut rec)
+        .expect("up falls back to TCG");
+    let elapsed = started.elapsed();
+    assert_eq!(up.accel, provision::vm::AccelKind::Tcg);
+    let warnings: Vec<String> = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            provision::vm::VmEvent::Warning { message } => Some(message.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        warnings.iter().any(|w| w.contains("stalled under KVM")
+            && w.contains("no progress")
+            && w.contains("TCG")),
+        "{warnings:?}"
+    );
+    // The stall was caught by the watchdog, long before the 240 s boot timeout.
+    assert!(elapsed < Duration::from_secs(120), "took {elapsed:?}");
+    let key = provision::vm::accel::verdict_key(&cfg.qemu);
+    let v = provision::vm::accel::remembered(&cache, &key).expect("a verdict is remembered");
+    assert!(!v.kvm_works && v.source == "boot watchdog", "{v:?}");
+    let mut s = session(&up);
+    assert_eq!(sh(&mut s, "echo ok").1, "ok");
+    drop(s);
+    vm.down(&mut |_| {}).unwrap();
+    assert_no_processes(&dirs.state.join("vms/stall"));
 }

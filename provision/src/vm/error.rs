@@ -53,6 +53,17 @@ pub enum VmError {
     #[error("{0}")]
     Timeout(Box<ReadinessTimeout>),
 
+    #[error(
+        "{phase} under {accel} stalled: {detail}; if KVM half-works on this host, set [vm] accel = \"tcg\"\nserial log: {}",
+        serial_log.display()
+    )]
+    Stalled {
+        phase: Phase,
+        accel: &'static str,
+        detail: String,
+        serial_log: PathBuf,
+    },
+
     #[error("{phase} cancelled (Ctrl-C); QEMU was stopped")]
     Cancelled { phase: Phase },
 
@@ -105,6 +116,8 @@ pub struct ReadinessTimeout {
     pub screendump_error: Option<String>,
     pub serial_log: PathBuf,
     pub serial_tail: String,
+    /// The accelerator the guest ran under ("kvm" or "tcg"), when known.
+    pub accel: Option<&'static str>,
 }
 
 impl std::fmt::Display for ReadinessTimeout {
@@ -113,14 +126,60 @@ impl std::fmt::Display for ReadinessTimeout {
             (Some(p), _) => p.display().to_string(),
             (None, e) => format!("not taken ({})", e.as_deref().unwrap_or("unknown reason")),
         };
+        let (under, fix) = match self.accel {
+            Some("kvm") => (
+                " under KVM",
+                "Look at the screendump to see where the guest is stuck. If it never got past the firmware, KVM may only half-work on this host: set [vm] accel = \"tcg\" (or \"auto\", which checks). Otherwise raise the timeout in [vm].",
+            ),
+            Some(_) => (
+                " under TCG",
+                "Look at the screendump to see where the guest is stuck; TCG is slow, so a Windows guest may need a larger timeout in [vm] (or a host with KVM).",
+            ),
+            None => (
+                "",
+                "Raise the timeout in [vm] or look at the screendump to see where the guest is stuck.",
+            ),
+        };
         write!(
             f,
-            "{} timed out after {:.0?} (limit {:.0?}); screendump: {shot}; serial log: {}\n--- serial log tail ---\n{}\nRaise the timeout in [vm] or look at the screendump to see where the guest is stuck.",
+            "{}{under} timed out after {:.0?} (limit {:.0?}); screendump: {shot}; serial log: {}\n--- serial log tail ---\n{}\n{fix}",
             self.phase,
             self.elapsed,
             self.limit,
             self.serial_log.display(),
             self.serial_tail
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timeout(accel: Option<&'static str>) -> String {
+        ReadinessTimeout {
+            phase: Phase::Booting,
+            elapsed: Duration::from_secs(600),
+            limit: Duration::from_secs(600),
+            screendump: Some("/s/booting.png".into()),
+            screendump_error: None,
+            serial_log: "/s/serial.log".into(),
+            serial_tail: "Booting from ROM...".into(),
+            accel,
+        }
+        .to_string()
+    }
+
+    #[test]
+    fn boot_timeouts_name_the_accelerator_and_the_fix() {
+        let kvm = timeout(Some("kvm"));
+        assert!(kvm.starts_with("booting under KVM timed out"), "{kvm}");
+        assert!(kvm.contains("accel = \"tcg\""), "{kvm}");
+        let tcg = timeout(Some("tcg"));
+        assert!(
+            tcg.starts_with("booting under TCG timed out") && !tcg.contains("accel ="),
+            "{tcg}"
+        );
+        assert!(timeout(None).starts_with("booting timed out"));
     }
 }

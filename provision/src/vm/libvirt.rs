@@ -142,6 +142,7 @@ impl LibvirtVm {
                         "domain {} has no IPv4 address answering SSH on port {port} (virsh domifaddr)",
                         self.cfg.domain
                     ),
+                    accel: None,
                 })));
             }
         };

@@ -82,6 +82,7 @@ impl SshHost {
                     ),
                     serial_log: Default::default(),
                     serial_tail: format!("nothing sent an SSH banner on {addr}"),
+                    accel: None,
                 })));
             }
         }

@@ -5,6 +5,7 @@
 //! overlay per VM that holds every write and every RAM snapshot. `reset` deletes the overlay.
 
 pub mod cmdline;
+mod watchdog;
 mod windows;
 
 use std::path::{Path, PathBuf};
@@ -22,7 +23,7 @@ use super::qmp::Qmp;
 use super::readiness::{self, WaitError};
 use super::state::{RunState, VmPaths, is_our_qemu};
 use super::{UpOptions, UpOutcome, VmDirs, VmState, VmStatus};
-use crate::config::{Nic, VmConfig};
+use crate::config::{Accel, Nic, VmConfig};
 use crate::session::wrap::shell;
 use crate::session::{Endpoint, GuestOs, Session, SessionOptions};
 
@@ -38,6 +39,8 @@ pub struct QemuVm {
     paths: VmPaths,
     qemu: Option<Process>,
     swtpm: Option<Process>,
+    /// The accelerator of the QEMU this handle started (for error messages).
+    accel_used: Option<AccelKind>,
 }
 
 /// Reject combinations that cannot work, with a sentence the user understands (pure).
@@ -159,6 +162,7 @@ impl QemuVm {
             paths: VmPaths::new(&dirs.state, &cfg.name),
             qemu: None,
             swtpm: None,
+            accel_used: None,
         })
     }
 
@@ -292,15 +296,16 @@ impl QemuVm {
         }
     }
 
+    /// Where the KVM verdict for this host is remembered.
+    pub fn accel_cache(&self) -> PathBuf {
+        self.dirs.state.join("accel-probe.json")
+    }
+
     fn accel(&self, on_event: &mut dyn FnMut(VmEvent)) -> AccelKind {
-        let cache = self.dirs.state.join("accel-probe.json");
+        let cache = self.accel_cache();
         let qemu = self.cfg.qemu.clone();
-        let mut probed = false;
-        let (kind, warning) = super::accel::decide(self.cfg.accel, || {
-            probed = true;
-            super::accel::kvm_works(&qemu, &cache)
-        });
-        let _ = probed;
+        let (kind, warning) =
+            super::accel::decide(self.cfg.accel, || super::accel::kvm_works(&qemu, &cache));
         if let Some(w) = warning {
             tracing::debug!("{w}");
             on_event(VmEvent::Warning { message: w });
@@ -358,6 +363,7 @@ impl QemuVm {
         }
         .write(&self.paths.run_state)?;
         self.qemu = Some(p);
+        self.accel_used = Some(spec.accel);
         Ok(())
     }
 
@@ -395,6 +401,7 @@ impl QemuVm {
             screendump_error,
             serial_log: self.paths.serial_log.clone(),
             serial_tail: process::tail(&self.paths.serial_log, 20),
+            accel: self.accel_used.map(AccelKind::as_str),
         }))
     }
 
@@ -451,7 +458,25 @@ impl QemuVm {
             });
         }
         let started = Instant::now();
-        let r = self.up_inner(opts, &key, on_event, started);
+        let mut r = self.up_inner(opts, &key, on_event, started, None);
+        if let Err(VmError::Stalled { detail, .. }) = &r
+            && self.cfg.accel == Accel::Auto
+        {
+            // A remembered (or fresh) "KVM works" proved wrong: remember that, boot under TCG.
+            let detail = format!("a guest stalled under KVM: {detail}");
+            self.kill_now();
+            super::accel::remember(
+                &self.accel_cache(),
+                &self.cfg.qemu,
+                false,
+                &detail,
+                "boot watchdog",
+            );
+            on_event(VmEvent::Warning {
+                message: super::accel::fallback_warning(&detail),
+            });
+            r = self.up_inner(opts, &key, on_event, started, Some(AccelKind::Tcg));
+        }
         match r {
             Ok(o) => {
                 if opts.detach {
@@ -472,19 +497,26 @@ impl QemuVm {
         key: &SshKey,
         on_event: &mut dyn FnMut(VmEvent),
         started: Instant,
+        forced: Option<AccelKind>,
     ) -> Result<UpOutcome, VmError> {
         self.paths.create()?;
         let _ = std::fs::remove_file(&self.paths.run_state);
-        on_event(VmEvent::Started {
-            phase: Phase::ProbingAccelerator,
-            timeout: Duration::from_secs(20),
-        });
-        let t = Instant::now();
-        let accel = self.accel(on_event);
-        on_event(VmEvent::Finished {
-            phase: Phase::ProbingAccelerator,
-            elapsed: t.elapsed(),
-        });
+        let accel = match forced {
+            Some(a) => a,
+            None => {
+                on_event(VmEvent::Started {
+                    phase: Phase::ProbingAccelerator,
+                    timeout: super::accel::PROBE_KVM_LIMIT + Duration::from_secs(10),
+                });
+                let t = Instant::now();
+                let accel = self.accel(on_event);
+                on_event(VmEvent::Finished {
+                    phase: Phase::ProbingAccelerator,
+                    elapsed: t.elapsed(),
+                });
+                accel
+            }
+        };
         let (base, base_vars) = self.ensure_base(key, opts, on_event)?;
         on_event(VmEvent::Started {
             phase: Phase::PreparingDisk,
@@ -547,8 +579,31 @@ impl QemuVm {
         } else {
             boot_limit
         };
+        let mut watch = (self.cfg.accel == Accel::Auto
+            && accel == AccelKind::Kvm
+            && self.cfg.boot_watchdog > 0)
+            .then(|| {
+                watchdog::BootWatch::new(
+                    Duration::from_secs(self.cfg.boot_watchdog),
+                    &self.paths.serial_log,
+                    &self.paths.qmp,
+                    &self.paths.screendumps,
+                )
+            });
+        let serial_log = self.paths.serial_log.clone();
         self.wait(first_phase, first_limit, cancel, on_event, |_| {
-            Ok(readiness::ssh_banner(port, Duration::from_secs(2)))
+            if let Some(banner) = readiness::ssh_banner(port, Duration::from_secs(2)) {
+                return Ok(Some(banner));
+            }
+            if let Some(w) = watch.as_mut() {
+                w.check().map_err(|detail| VmError::Stalled {
+                    phase: first_phase,
+                    accel: accel.as_str(),
+                    detail,
+                    serial_log: serial_log.clone(),
+                })?;
+            }
+            Ok(None)
         })?;
         let endpoint = self.endpoint(port, key);
         let mut session = self.login(&endpoint, cancel, on_event)?;
