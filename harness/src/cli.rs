@@ -85,7 +85,7 @@ pub enum Command {
     Run(cmd::pipeline::RunArgs),
     /// Rerun a results folder's failed tests verbosely on the same efW build (`--shell` to stay).
     Repro(cmd::repro::ReproArgs),
-    /// Stop the VM: ACPI power button, then kill after `[vm] shutdown_timeout`.
+    /// Stop the VM: `poweroff` over SSH (Linux), ACPI power button, then kill after `[vm] shutdown_timeout`.
     Down(cmd::vm::DownArgs),
     /// Delete the VM's overlay and state (`--all`: the base image too).
     Destroy(cmd::vm::DestroyArgs),

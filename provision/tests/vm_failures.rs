@@ -211,3 +211,33 @@ fn auto_falls_back_to_tcg_when_a_guest_stalls_under_kvm_although_the_probe_passe
     vm.down(&mut |_| {}).unwrap();
     assert_no_processes(&dirs.state.join("vms/stall"));
 }
+
+/// A minimal guest that ignores the ACPI power button: `down` powers it off over SSH within
+/// seconds instead of waiting out `shutdown_timeout`.
+#[test]
+fn down_powers_off_a_guest_that_ignores_acpi_over_ssh() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs = dirs(tmp.path());
+    let mut cfg = linux_cfg("noacpi");
+    cfg.append = "console=ttyS0 quiet panic=-1 harness.noacpi=1".into();
+    cfg.accel = provision::Accel::Tcg;
+    cfg.shutdown_timeout = 120;
+    let mut vm = Vm::open(&cfg, &dirs).unwrap();
+    vm.up(&UpOptions::default(), &mut |_| {}).unwrap();
+    let (events, mut rec) = recorder();
+    let t = Instant::now();
+    assert!(vm.down(&mut rec).unwrap());
+    let elapsed = t.elapsed();
+    assert!(elapsed < Duration::from_secs(30), "down took {elapsed:?}");
+    let warned = events
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|e| matches!(e, provision::vm::VmEvent::Warning { .. }));
+    assert!(
+        !warned,
+        "powered off cleanly, no kill: {:?}",
+        events.lock().unwrap()
+    );
+    assert_no_processes(&dirs.state.join("vms/noacpi"));
+}

@@ -20,6 +20,7 @@
 //! - ACPI power button → clean poweroff (busybox acpid + init), `reboot` works;
 //! - static network: 10.0.2.15/24 via 10.0.2.2 (QEMU user networking), virtio-net or e1000;
 //! - `harness.nosshd=1` on the command line boots everything but sshd (readiness-failure tests);
+//! - `harness.noacpi=1` ignores the ACPI power button, like minimal initramfs guests;
 //! - the serial console prints `harness-guest: sshd started` once sshd listens.
 
 use std::fmt::Write as _;
@@ -658,11 +659,13 @@ mount -t tmpfs -o mode=1777 tmpfs /dev/shm
 hostname -F /etc/hostname
 while read -r m; do insmod "/lib/modules/$m.ko" 2>/dev/null; done < /etc/modules.load
 nosshd=0
+noacpi=0
 : > /etc/ssh/authorized_keys
 for w in $(cat /proc/cmdline); do
   case "$w" in
     harness.key=*) echo "${w#harness.key=}" | base64 -d >> /etc/ssh/authorized_keys; echo >> /etc/ssh/authorized_keys ;;
     harness.nosshd=1) nosshd=1 ;;
+    harness.noacpi=1) noacpi=1 ;;
   esac
 done
 chmod 600 /etc/ssh/authorized_keys
@@ -685,7 +688,7 @@ if [ -b /dev/vda ]; then
   fi
   if grep -q ' /data ' /proc/mounts; then echo "harness-guest: /data mounted" > /dev/console; fi
 fi
-acpid -c /etc/acpi -l /run/acpid.log
+[ "$noacpi" = 1 ] || acpid -c /etc/acpi -l /run/acpid.log
 if [ "$nosshd" = 1 ]; then
   echo "harness-guest: sshd disabled by harness.nosshd=1" > /dev/console
 else

@@ -60,6 +60,21 @@ pub struct EventPrinter {
     /// Print `::group::` lines (off inside the pipeline, whose phases are the groups).
     gha: bool,
     spinner: Option<indicatif::ProgressBar>,
+    /// The last "still waiting" line printed on a non-terminal (phase, elapsed seconds).
+    last_waiting: Option<(Phase, u64)>,
+}
+
+/// The "still waiting" line for a non-terminal, at most one per 30 s of a phase (pure).
+pub fn waiting_line(phase: Phase, elapsed: Duration, last: Option<(Phase, u64)>) -> Option<String> {
+    let secs = elapsed.as_secs();
+    let bucket = secs / 30;
+    if bucket == 0 || last.is_some_and(|(p, s)| p == phase && s / 30 == bucket) {
+        return None;
+    }
+    Some(format!(
+        "    {phase}: {} …",
+        fmt_secs(Duration::from_secs(bucket * 30))
+    ))
 }
 
 impl EventPrinter {
@@ -68,6 +83,7 @@ impl EventPrinter {
             quiet: ctx.json || ctx.verbosity < 0,
             gha: groups && crate::gha::active(),
             spinner: None,
+            last_waiting: None,
         }
     }
 
@@ -100,8 +116,9 @@ impl EventPrinter {
             VmEvent::Waiting { phase, elapsed } => {
                 if let Some(s) = &self.spinner {
                     s.set_message(format!("{phase} {}", fmt_secs(*elapsed)));
-                } else if elapsed.as_secs() % 30 == 0 && elapsed.as_secs() > 0 {
-                    let _ = writeln!(err, "    {phase}: {} …", fmt_secs(*elapsed));
+                } else if let Some(line) = waiting_line(*phase, *elapsed, self.last_waiting) {
+                    self.last_waiting = Some((*phase, elapsed.as_secs()));
+                    let _ = writeln!(err, "{line}");
                 }
             }
             VmEvent::Finished { phase, elapsed } => {
@@ -343,4 +360,32 @@ pub fn run_snapshot(ctx: &Context, cmd: &SnapshotCmd) -> anyhow::Result<ExitCode
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_waiting_line_is_printed_once_per_30_s() {
+        let mut last = None;
+        let mut printed = Vec::new();
+        // Events about four times a second, as a polling loop sends them.
+        for ms in (0..95_000).step_by(250) {
+            if let Some(l) = waiting_line(Phase::ShuttingDown, Duration::from_millis(ms), last) {
+                last = Some((Phase::ShuttingDown, ms / 1000));
+                printed.push(l);
+            }
+        }
+        assert_eq!(
+            printed,
+            [
+                "    shutting down: 30 s …",
+                "    shutting down: 60 s …",
+                "    shutting down: 90 s …"
+            ]
+        );
+        // A new phase starts its own count.
+        assert!(waiting_line(Phase::Booting, Duration::from_secs(30), last).is_some());
+    }
 }

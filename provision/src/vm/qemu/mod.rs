@@ -30,6 +30,8 @@ use crate::session::{Endpoint, GuestOs, Session, SessionOptions};
 const DEFAULT_OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 const DEFAULT_OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 const POLL: Duration = Duration::from_millis(250);
+/// How long `down` waits for a Linux guest after `poweroff` over SSH.
+const SSH_POWEROFF_LIMIT: Duration = Duration::from_secs(20);
 
 /// The QEMU backend of one VM.
 #[derive(Debug)]
@@ -758,32 +760,42 @@ impl QemuVm {
             phase: Phase::ShuttingDown,
             timeout: limit,
         });
-        let pressed = Qmp::connect(&self.paths.qmp, Duration::from_secs(5))
-            .and_then(|mut q| q.system_powerdown());
+        // Linux guests: sync and power off over SSH first (minimal initramfs guests ignore the
+        // ACPI power button), bounded; then the power button; then kill.
         let mut gone = false;
-        if pressed.is_ok() {
-            while t.elapsed() < limit {
-                let ours_exited = self.qemu.as_mut().is_some_and(|q| q.try_wait().is_some());
-                if ours_exited || !process::alive(rs.pid) {
-                    gone = true;
-                    break;
-                }
-                std::thread::sleep(POLL);
-                if t.elapsed().as_secs().is_multiple_of(5) {
-                    on_event(VmEvent::Waiting {
-                        phase: Phase::ShuttingDown,
-                        elapsed: t.elapsed(),
-                    });
-                }
+        let mut why = Vec::new();
+        if self.cfg.os == GuestOs::Linux {
+            let ssh_limit = limit.min(SSH_POWEROFF_LIMIT);
+            match self.poweroff_over_ssh(&rs) {
+                Ok(()) => gone = self.wait_exit(&rs, t, t.elapsed() + ssh_limit, on_event),
+                Err(e) => why.push(format!("poweroff over SSH failed ({e})")),
+            }
+            if !gone && why.is_empty() {
+                why.push(format!(
+                    "the guest did not power off within {} s of `poweroff` over SSH",
+                    ssh_limit.as_secs()
+                ));
             }
         }
         if !gone {
-            let why = match pressed {
-                Ok(()) => format!("the guest did not power off within {limit:?}"),
-                Err(e) => format!("the power button could not be pressed ({e})"),
-            };
+            match Qmp::connect(&self.paths.qmp, Duration::from_secs(5))
+                .and_then(|mut q| q.system_powerdown())
+            {
+                Ok(()) => {
+                    gone = self.wait_exit(&rs, t, limit, on_event);
+                    if !gone {
+                        why.push(format!(
+                            "the guest did not power off within {} s of the ACPI power button",
+                            limit.as_secs()
+                        ));
+                    }
+                }
+                Err(e) => why.push(format!("the power button could not be pressed ({e})")),
+            }
+        }
+        if !gone {
             on_event(VmEvent::Warning {
-                message: format!("{why}; killing QEMU"),
+                message: format!("{}; killing QEMU", why.join("; ")),
             });
         }
         self.kill_now();
@@ -792,6 +804,50 @@ impl QemuVm {
             elapsed: t.elapsed(),
         });
         Ok(true)
+    }
+
+    /// `sync` and power off the guest over SSH; the connection may drop while it does.
+    fn poweroff_over_ssh(&self, rs: &RunState) -> Result<(), VmError> {
+        let Some(key) = keys::existing(&self.cfg, &self.dirs.state) else {
+            return Err(VmError::Config("no SSH key for this VM".into()));
+        };
+        let mut o = self.session_options();
+        o.accept_new_host_key = false;
+        o.connect_timeout = Duration::from_secs(5);
+        let mut s = Session::connect(&self.endpoint(rs.ssh_port, &key), &o)?;
+        let cmd = shell(
+            GuestOs::Linux,
+            "sync; (sleep 0.2; poweroff -f 2>/dev/null || echo o > /proc/sysrq-trigger) >/dev/null 2>&1 &",
+        )
+        .timeout(Duration::from_secs(10));
+        s.exec_capture(&cmd)?;
+        Ok(())
+    }
+
+    /// Wait until QEMU exits, at most until `deadline` after `t`; a `Waiting` event each second.
+    fn wait_exit(
+        &mut self,
+        rs: &RunState,
+        t: Instant,
+        deadline: Duration,
+        on_event: &mut dyn FnMut(VmEvent),
+    ) -> bool {
+        let mut tick = t.elapsed().as_secs();
+        while t.elapsed() < deadline {
+            let ours_exited = self.qemu.as_mut().is_some_and(|q| q.try_wait().is_some());
+            if ours_exited || !process::alive(rs.pid) {
+                return true;
+            }
+            std::thread::sleep(POLL);
+            if t.elapsed().as_secs() > tick {
+                tick = t.elapsed().as_secs();
+                on_event(VmEvent::Waiting {
+                    phase: Phase::ShuttingDown,
+                    elapsed: t.elapsed(),
+                });
+            }
+        }
+        false
     }
 
     /// Stop (hard) and throw the overlay away: the next `up` starts from the base image.
