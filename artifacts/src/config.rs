@@ -45,7 +45,7 @@ impl Default for BuildSourceConfig {
             artifact: "Build-x64-Debug".into(),
             configuration: "Debug".into(),
             search_runs: 20,
-            build_job: "regular*build*({configuration})".into(),
+            build_job: "regular / build ({configuration})".into(),
             release_asset: "Build.{configuration}.x64.zip".into(),
             expect: Vec::new(),
         }
@@ -82,7 +82,7 @@ mod tests {
             configuration: "Release".into(),
             ..Default::default()
         };
-        assert_eq!(c.build_job_pattern(), "regular*build*(Release)");
+        assert_eq!(c.build_job_pattern(), "regular / build (Release)");
         assert_eq!(c.release_asset_name(), "Build.Release.x64.zip");
         assert_eq!(c.owner_name(), Some(("microsoft", "ebpf-for-windows")));
         let bad = BuildSourceConfig {

@@ -152,16 +152,21 @@ mod tests {
     #[test]
     fn glob() {
         let cases = [
-            ("regular*build*(Debug)", "regular / build (Debug)", true),
-            ("regular*build*(Debug)", "Regular / Build (debug)", true),
+            ("regular / build (Debug)", "regular / build (Debug)", true),
+            ("regular / build (Debug)", "Regular / Build (debug)", true),
             (
-                "regular*build*(Debug)",
+                "regular / build (Debug)",
                 "regular / build (FuzzerDebug)",
                 false,
             ),
             (
-                "regular*build*(Debug)",
+                "regular / build (Debug)",
                 "regular_native-only / build (NativeOnlyDebug)",
+                false,
+            ),
+            (
+                "regular / build (Debug)",
+                "regular_vs2022 / build (Debug)",
                 false,
             ),
             ("*", "", true),
@@ -177,10 +182,12 @@ mod tests {
 
     #[test]
     fn judging() {
-        let pat = "regular*build*(Debug)";
+        let pat = "regular / build (Debug)";
         let ok = [
             job("regular / build (Debug)", "success"),
             job("regular / build (Release)", "failure"),
+            // A different build (it uploads Build-x64-vs2022-Debug): not ours to judge by.
+            job("regular_vs2022 / build (Debug)", "failure"),
         ];
         let bad = [
             job("regular / build (Debug)", "failure"),
