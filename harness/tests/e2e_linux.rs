@@ -363,3 +363,105 @@ fn failing_test_gives_exit_1_junit_and_github_actions_annotations() {
     assert_eq!(code, 0, "{stderr}");
     assert!(qemu_processes(&d.path().display().to_string()).is_empty());
 }
+
+/// A Linux kernel as the target: `[efw] source = "none"` installs nothing and leaves
+/// CI_EFW_VERSION unset; `[vm] setup` runs after the cold boot and again after the snapshot
+/// restore, before the suites (the Go test checks what setup mounted).
+#[test]
+fn kernel_target_without_efw_runs_setup_after_every_boot_and_restore() {
+    let d = tempfile::tempdir().unwrap();
+    let module = d.path().join("kmod");
+    std::fs::create_dir_all(module.join("setup")).unwrap();
+    std::fs::write(
+        module.join("go.mod"),
+        "module example.com/kmod\n\ngo 1.21\n",
+    )
+    .unwrap();
+    std::fs::write(
+        module.join("setup/setup_test.go"),
+        r#"package setup
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestSetupRanBeforeTheSuite(t *testing.T) {
+	mounts, err := os.ReadFile("/proc/mounts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(mounts), " /mnt/setup tmpfs ") {
+		t.Fatalf("[vm] setup did not mount /mnt/setup:\n%s", mounts)
+	}
+}
+
+func TestNoEfwVersion(t *testing.T) {
+	if v, ok := os.LookupEnv("CI_EFW_VERSION"); ok {
+		t.Fatalf("CI_EFW_VERSION=%q, want unset with [efw] source = none", v)
+	}
+}
+"#,
+    )
+    .unwrap();
+    let cfg = d.path().join("kernel.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"[efw]
+source = "none"
+
+[vm]
+os = "linux"
+name = "kernel"
+user = "root"
+memory_mib = 1024
+cpus = 2
+boot_timeout = 300
+setup = ["mkdir -p /mnt/setup", "mountpoint -q /mnt/setup || mount -t tmpfs setup /mnt/setup"]
+
+[extensions]
+
+[suites.kernel]
+path = "{}"
+packages = ["./..."]
+flags = ["-count=1"]
+package_timeout = 300
+"#,
+            module.display()
+        ),
+    )
+    .unwrap();
+    for (i, want) in ["booted", "restored snapshot 'ready'"].iter().enumerate() {
+        let out = d.path().join(format!("results{i}"));
+        let mut c = harness(d.path(), &cfg);
+        c.args(["--json", "run", "--out"]).arg(&out);
+        let (code, stdout, stderr) = run(c, LIMIT);
+        assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+        let doc: serde_json::Value =
+            serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+        assert_eq!(doc["suites"][0]["summary"]["totals"]["passed"], 2, "{doc}");
+        assert!(
+            phase(&doc, "provision")["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with(want),
+            "{doc}"
+        );
+        assert_eq!(
+            phase(&doc, "install")["detail"],
+            "skipped: [efw] source = \"none\"",
+            "{doc}"
+        );
+        assert!(
+            doc["phases"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|p| p["phase"] != "artifacts"),
+            "{doc}"
+        );
+    }
+    assert!(qemu_processes(&d.path().display().to_string()).is_empty());
+}

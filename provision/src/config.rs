@@ -131,6 +131,9 @@ pub struct VmConfig {
     pub go_zip: Option<PathBuf>,
     /// `remaster` | `keypress`: how Setup starts unattended (see [`InstallMedia`]).
     pub install_media: InstallMedia,
+    /// Commands run in the guest after every boot or snapshot restore, before the suites (mount
+    /// bpffs, debugfs, tracefs, cgroup2; modprobe): `sh -c` lines on Linux, PowerShell on Windows.
+    pub setup: Vec<String>,
 }
 
 impl Default for VmConfig {
@@ -173,6 +176,7 @@ impl Default for VmConfig {
             product_key: "VK7JG-NPHTM-C97JM-9MPGT-3V66T".into(),
             go_zip: None,
             install_media: InstallMedia::Remaster,
+            setup: Vec::new(),
         }
     }
 }

@@ -68,6 +68,11 @@ pub enum ExtCmd {
 
 /// `harness install`.
 pub fn run(ctx: &Context, args: &InstallArgs) -> anyhow::Result<ExitCode> {
+    if crate::cmd::pipeline::efw_none(args.source.as_deref().unwrap_or(&ctx.config.efw.source)) {
+        anyhow::bail!(
+            "nothing to install: the efW source is \"none\" (set [efw] source or pass --source main, run:<id>, …)"
+        );
+    }
     let build = fetch_build(
         ctx,
         &ctx.config.efw,

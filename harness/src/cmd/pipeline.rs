@@ -115,6 +115,11 @@ fn connect(ctx: &Context, up: &UpOutcome, accept_new: bool) -> anyhow::Result<Se
     Ok(s.with_cancel(CancelHandle::from_flag(ctx.cancel.flag())))
 }
 
+/// Whether a build source spec is `none`: no efW runtime (ebpf-go's Linux suite on a kernel).
+pub fn efw_none(source: &str) -> bool {
+    source.trim().eq_ignore_ascii_case("none")
+}
+
 /// provision → artifacts → install → extensions.
 pub fn up(
     ctx: &Context,
@@ -148,6 +153,18 @@ pub fn up(
         });
     }
     let mut session = connect(ctx, &up, args.accept_new_host_key)?;
+    if efw_none(args.source.as_deref().unwrap_or(&ctx.config.efw.source)) {
+        // A Linux kernel as the target: nothing to fetch or install, CI_EFW_VERSION stays unset.
+        phases.run("install", |_| {
+            Ok(((), "skipped: [efw] source = \"none\"".to_string()))
+        })?;
+        return Ok(Ready {
+            _vm: vm,
+            up,
+            session: Some(session),
+            install: None,
+        });
+    }
 
     let build = phases.run("artifacts", |_| {
         let b = install::fetch_build(
@@ -357,6 +374,14 @@ fn run_pipeline(
         ..Default::default()
     };
     crate::guest::fill_provenance(ctx, &mut prov);
+    if efw_none(args.up.source.as_deref().unwrap_or("")) {
+        // --source none on the command line: no runtime, whatever an older install recorded.
+        prov.efw_source = None;
+        prov.efw_run_id = None;
+        prov.efw_sha = None;
+        prov.efw_version = None;
+        prov.extra.remove("efw_build_key");
+    }
     let mut exec = crate::guest::SessionExecutor::new(session);
     let names: Vec<String> = if args.suites.is_empty() {
         ctx.config.suites.keys().cloned().collect()

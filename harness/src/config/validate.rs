@@ -101,6 +101,9 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
             .iter()
             .map(|(n, e)| (format!("extensions.{n}.build.source"), &e.build.source)),
     ) {
+        if name == "efw.source" && crate::cmd::pipeline::efw_none(source) {
+            continue;
+        }
         if let Some(msg) = source_problem(source) {
             out.push(err(&name, msg));
         }

@@ -64,6 +64,15 @@ pub enum VmError {
         serial_log: PathBuf,
     },
 
+    #[error(
+        "[vm] setup command `{command}` failed in the guest (exit {status}): {output}\nFix the command in [vm] setup, or try it with `harness exec -- '{command}'`"
+    )]
+    Setup {
+        command: String,
+        status: i32,
+        output: String,
+    },
+
     #[error("{phase} cancelled (Ctrl-C); QEMU was stopped")]
     Cancelled { phase: Phase },
 

@@ -24,6 +24,8 @@ pub enum Phase {
     WaitingForSsh,
     /// Setting the guest clock after a snapshot restore.
     ResyncingClock,
+    /// `[vm] setup` commands after a boot or restore.
+    Setup,
     /// ACPI powerdown until QEMU exits.
     ShuttingDown,
     /// Saving a RAM+disk snapshot.
@@ -43,6 +45,7 @@ impl Phase {
             Phase::RestoringSnapshot => "restoring snapshot",
             Phase::WaitingForSsh => "waiting for SSH",
             Phase::ResyncingClock => "resyncing clock",
+            Phase::Setup => "running [vm] setup",
             Phase::ShuttingDown => "shutting down",
             Phase::SavingSnapshot => "saving snapshot",
         }

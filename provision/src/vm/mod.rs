@@ -25,6 +25,7 @@ pub mod process;
 pub mod qemu;
 pub mod qmp;
 pub mod readiness;
+pub mod setup;
 pub mod ssh;
 pub mod state;
 
@@ -146,6 +147,8 @@ enum Backend {
 pub struct Vm {
     backend: Backend,
     dirs: VmDirs,
+    /// `[vm] setup`: run after every boot or snapshot restore.
+    setup: Vec<String>,
     _lock: Option<lock::VmLock>,
 }
 
@@ -169,6 +172,7 @@ impl Vm {
         Ok(Vm {
             backend,
             dirs: dirs.clone(),
+            setup: cfg.setup.clone(),
             _lock: None,
         })
     }
@@ -179,11 +183,13 @@ impl Vm {
         opts: &UpOptions,
         on_event: &mut dyn FnMut(VmEvent),
     ) -> Result<UpOutcome, VmError> {
-        match &mut self.backend {
+        let up = match &mut self.backend {
             Backend::Qemu(q) => q.up(opts, on_event),
             Backend::Libvirt(l) => l.up(opts, on_event),
             Backend::Ssh(s) => s.up(opts, on_event),
-        }
+        }?;
+        setup::run(&self.setup, &up, on_event)?;
+        Ok(up)
     }
 
     /// ACPI powerdown, then kill after `shutdown_timeout`. `Ok(false)` if it was not running.
@@ -247,11 +253,16 @@ impl Vm {
         opts: &UpOptions,
         on_event: &mut dyn FnMut(VmEvent),
     ) -> Result<UpOutcome, VmError> {
-        match &mut self.backend {
+        let mut up = match &mut self.backend {
             Backend::Qemu(q) => q.snapshot_restore(name, opts, on_event),
             Backend::Libvirt(l) => l.snapshot_restore(name, opts, on_event),
             Backend::Ssh(_) => Err(ssh::unsupported("snapshots")),
-        }
+        }?;
+        // A restore inside a running VM reports it as already running; it was set back anyway.
+        let already = std::mem::replace(&mut up.already_running, false);
+        setup::run(&self.setup, &up, on_event)?;
+        up.already_running = already;
+        Ok(up)
     }
 
     pub fn snapshot_list(&mut self) -> Result<Vec<SnapshotInfo>, VmError> {
