@@ -386,7 +386,7 @@ pub const HINTS: &[(&str, &str)] = &[
     ),
     (
         "ENOBUFS",
-        "a buffer ebpf-go passed was too small (EBPF_INSUFFICIENT_BUFFER); not a socket buffer \
+        "a buffer ebpf-go passed was too small for what efW had to return; not a socket buffer \
          as ENOBUFS would suggest on Linux",
     ),
     (
