@@ -34,7 +34,7 @@ fn record() -> RunRecord {
     }
 }
 
-fn failure_of<'a>(report: &'a quick_junit::Report, pkg: &str, test: &str) -> (String, String) {
+fn failure_of(report: &quick_junit::Report, pkg: &str, test: &str) -> (String, String) {
     let suite = report
         .test_suites
         .iter()

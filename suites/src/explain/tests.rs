@@ -1,7 +1,10 @@
 use super::tables::*;
 use super::*;
 
-fn codes(v: &[Explanation]) -> Vec<(Kind, u32, &str)> {
+/// (kind, value, name) of an explanation.
+type Code<'a> = (Kind, u32, &'a str);
+
+fn codes(v: &[Explanation]) -> Vec<Code<'_>> {
     v.iter()
         .map(|e| (e.kind, e.code, e.name.as_str()))
         .collect()
@@ -97,7 +100,7 @@ fn cross_references_resolve() {
 #[test]
 fn scan_finds_each_notation() {
     use Kind::*;
-    let cases: &[(&str, &[(Kind, u32, &str)])] = &[
+    let cases: &[(&str, &[Code])] = &[
         ("map create: Errno(119)", &[(Errno, 119, "ENOBUFS")]),
         ("update: errno 119", &[(Errno, 119, "ENOBUFS")]),
         ("errno=12", &[(Errno, 12, "ENOMEM")]),
@@ -212,7 +215,7 @@ fn texts_say_windows_name_linux_number_and_efw_meaning() {
 #[test]
 fn queries_explain_numbers_names_and_notations() {
     use Kind::*;
-    let cases: &[(&str, &[(Kind, u32, &str)])] = &[
+    let cases: &[(&str, &[Code])] = &[
         ("119", &[(Errno, 119, "ENOBUFS")]),
         (
             "12",
