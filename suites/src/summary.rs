@@ -338,6 +338,31 @@ fn markdown_explanations(o: &mut String, notes: &[Explanation], indent: &str) {
     }
 }
 
+/// The provenance section of `summary.md`.
+fn markdown_provenance(o: &mut String, s: &Summary) {
+    let pv = &s.provenance;
+    let _ = writeln!(o, "### Provenance\n");
+    let rows = [
+        ("harness", Some(pv.harness_version.clone())),
+        ("efW source", pv.efw_source.clone()),
+        ("efW run", pv.efw_run_id.clone()),
+        ("efW commit", pv.efw_sha.clone()),
+        ("efW version", pv.efw_version.clone()),
+        ("guest OS", pv.guest_os.clone()),
+        ("guest build", pv.guest_build.clone()),
+        ("library commit", pv.library_commit.clone()),
+        ("mode", Some(s.run.mode.clone())),
+    ];
+    for (k, v) in rows {
+        if let Some(v) = v.filter(|v| !v.is_empty()) {
+            let _ = writeln!(o, "- {k}: `{}`", html_escape(&v));
+        }
+    }
+    for (k, v) in &pv.extra {
+        let _ = writeln!(o, "- {}: `{}`", html_escape(k), html_escape(v));
+    }
+}
+
 /// `summary.md`, ready for `$GITHUB_STEP_SUMMARY`.
 pub fn render_markdown(ex: &Execution, s: &Summary) -> String {
     let mut o = String::new();
@@ -428,27 +453,7 @@ pub fn render_markdown(ex: &Execution, s: &Summary) -> String {
         }
         o.push('\n');
     }
-    let pv = &s.provenance;
-    let _ = writeln!(o, "### Provenance\n");
-    let rows = [
-        ("harness", Some(pv.harness_version.clone())),
-        ("efW source", pv.efw_source.clone()),
-        ("efW run", pv.efw_run_id.clone()),
-        ("efW commit", pv.efw_sha.clone()),
-        ("efW version", pv.efw_version.clone()),
-        ("guest OS", pv.guest_os.clone()),
-        ("guest build", pv.guest_build.clone()),
-        ("library commit", pv.library_commit.clone()),
-        ("mode", Some(s.run.mode.clone())),
-    ];
-    for (k, v) in rows {
-        if let Some(v) = v.filter(|v| !v.is_empty()) {
-            let _ = writeln!(o, "- {k}: `{}`", html_escape(&v));
-        }
-    }
-    for (k, v) in &pv.extra {
-        let _ = writeln!(o, "- {}: `{}`", html_escape(k), html_escape(v));
-    }
+    markdown_provenance(&mut o, s);
     o
 }
 
