@@ -59,6 +59,9 @@ pub enum Command {
     Doctor(cmd::doctor::DoctorArgs),
     /// Print a shell completion script.
     Completions(cmd::completions::CompletionsArgs),
+    /// Explain efW and Windows error codes (`Errno(119)`, `EBPF_NO_MEMORY`, `0x80070490`): the
+    /// name in Windows' errno.h, the Linux errno of that name, and what it means for efW.
+    Explain(cmd::explain::ExplainArgs),
     /// Fetch, list and prune efW (and extension) builds in the cache.
     #[command(subcommand)]
     Artifacts(cmd::artifacts::ArtifactsCmd),

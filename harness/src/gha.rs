@@ -53,7 +53,8 @@ pub fn location(output: &str) -> Option<Location> {
     None
 }
 
-/// `::error file=…,line=…,title=…::message` for one failed test. `package_dir` is the
+/// `::error file=…,line=…,title=…::message` for one failed test, with an `explain:` line per efW
+/// or Windows error code in the output (see `suites::explain`). `package_dir` is the
 /// package's path relative to the repository root, so the annotation lands on the right file.
 pub fn error_annotation(package_dir: &str, test: &str, output: &str) -> String {
     let title = format!("{test} failed");
@@ -65,11 +66,14 @@ pub fn error_annotation(package_dir: &str, test: &str, output: &str) -> String {
         })
         .take(10)
         .collect();
-    let message = if excerpt.is_empty() {
+    let mut message = if excerpt.is_empty() {
         format!("{test} failed (no output)")
     } else {
         excerpt.join("\n")
     };
+    for e in suites::explain::scan(output) {
+        message.push_str(&format!("\nexplain: {}", e.text()));
+    }
     let mut props = Vec::new();
     if let Some(loc) = location(output) {
         let dir = package_dir.trim_matches('/');
@@ -152,6 +156,17 @@ mod tests {
         assert_eq!(
             error_annotation("", "TestQuiet", ""),
             "::error title=TestQuiet failed::TestQuiet failed (no output)"
+        );
+        let a = error_annotation(".", "TestMap", "    map_test.go:7: update: Errno(119)\n");
+        assert!(
+            a.ends_with(
+                "update: Errno(119)%0Aexplain: Errno(119): errno 119 is ENOBUFS in Windows' errno.h \
+                 (Linux's ENOBUFS is 105): efW returns it for EBPF_INSUFFICIENT_BUFFER \
+                 (a buffer of insufficient size was supplied); a buffer ebpf-go passed was too \
+                 small for what efW had to return; not a socket buffer as ENOBUFS would suggest \
+                 on Linux"
+            ),
+            "{a}"
         );
     }
 

@@ -26,6 +26,10 @@ fn main() -> ExitCode {
     if let Command::Completions(a) = &cli.command {
         return report(cmd::completions::run(a));
     }
+    // Needs no configuration: works even where a harness.toml is broken.
+    if let Command::Explain(a) = &cli.command {
+        return report(cmd::explain::run(cli.global.json, a));
+    }
 
     let cancel = Cancel::default();
     {

@@ -207,3 +207,50 @@ fn missing_explicit_config_is_a_clear_error() {
         .code(2)
         .stderr(predicate::str::contains("nope.toml does not exist"));
 }
+
+#[test]
+fn explain_answers_for_each_notation_without_a_config() {
+    let d = tempfile::tempdir().unwrap();
+    // A broken config must not stand in the way of reading an error code.
+    std::fs::write(d.path().join("harness.toml"), "[vm\n").unwrap();
+    harness(d.path())
+        .args([
+            "explain",
+            "Errno(119)",
+            "-22",
+            "EBPF_NO_MEMORY",
+            "0x80070490",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "Errno(119): errno 119 is ENOBUFS in Windows' errno.h (Linux's ENOBUFS is 105)",
+        ))
+        .stdout(predicate::str::contains("EBPF_INSUFFICIENT_BUFFER"))
+        .stdout(predicate::str::contains("-22: errno 22 is EINVAL"))
+        .stdout(predicate::str::contains(
+            "errno ENOMEM (12 on Windows, 12 on Linux)",
+        ))
+        .stdout(predicate::str::contains(
+            "0x80070490: Win32 error 1168 (0x490) is ERROR_NOT_FOUND",
+        ));
+    let out = harness(d.path())
+        .args(["--json", "explain", "12", "bogus"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "`bogus` is not a code harness knows",
+        ))
+        .get_output()
+        .stdout
+        .clone();
+    let doc: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let kinds: Vec<&str> = doc["codes"][0]["explanations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["errno", "ebpf_result"]);
+    assert!(doc["codes"][1]["error"].is_string(), "{doc}");
+}

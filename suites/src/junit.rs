@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
+use crate::explain::{self, Explanation};
 use crate::model::{Execution, Outcome, PackageStatus};
 use crate::plan::FailedTests;
 
@@ -13,6 +14,32 @@ pub const PACKAGE_CASE: &str = "TestMain";
 
 fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(if s.is_finite() && s > 0.0 { s } else { 0.0 })
+}
+
+/// The failure message: `word`, then the error codes found in the output in a few words
+/// (`Failed: Errno(119) = ENOBUFS (119 on Windows, 105 on Linux)`), so that a CI page showing
+/// only the message already says what the code is.
+fn failure_message(word: &str, notes: &[Explanation]) -> String {
+    if notes.is_empty() {
+        return word.to_string();
+    }
+    let shorts: Vec<String> = notes.iter().map(Explanation::short).collect();
+    format!("{word}: {}", shorts.join("; "))
+}
+
+/// The output with one explanation line per error code appended.
+fn with_explanations(mut text: String, notes: &[Explanation]) -> String {
+    if !notes.is_empty() {
+        text.push_str(
+            "
+harness explain:
+",
+        );
+        for n in notes {
+            text.push_str(&format!("  {}\n", n.text()));
+        }
+    }
+    text
 }
 
 /// Renders the model: one `<testsuite>` per package (name = import path), one `<testcase>` per
@@ -41,8 +68,10 @@ pub fn render(ex: &Execution, name: &str) -> Report {
                         s
                     }
                     Outcome::Fail | Outcome::Running => {
+                        let notes = explain::scan(&text);
                         let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
-                        s.set_message("Failed").set_description(text);
+                        s.set_message(failure_message("Failed", &notes))
+                            .set_description(with_explanations(text, &notes));
                         s
                     }
                 };
@@ -70,8 +99,12 @@ pub fn render(ex: &Execution, name: &str) -> Report {
             {
                 text.push_str(b);
             }
-            s.set_message(if f.error { "Errored" } else { "Failed" })
-                .set_description(text);
+            let notes = explain::scan(&text);
+            s.set_message(failure_message(
+                if f.error { "Errored" } else { "Failed" },
+                &notes,
+            ))
+            .set_description(with_explanations(text, &notes));
             let mut case = TestCase::new(PACKAGE_CASE, s);
             case.set_classname(p.name.as_str());
             suite.add_test_case(case);

@@ -12,6 +12,7 @@
 pub mod config;
 pub mod event;
 pub mod exec;
+pub mod explain;
 pub mod flags;
 pub mod gotool;
 pub mod junit;

@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Execution, PackageStatus, TestState, Totals, Verdict};
+use crate::explain::{self, Explanation};
+use crate::model::{Execution, PackageState, PackageStatus, TestState, Totals, Verdict};
 
 /// Where the results came from. The caller (harness) fills it from the installed efW build and
 /// the guest; suites only records it.
@@ -66,6 +67,9 @@ pub struct TestRef {
     /// The output file in the results folder (failed tests).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub output_file: Option<String>,
+    /// The efW and Windows error codes in the final attempt's output, explained (failed tests).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub explanations: Vec<Explanation>,
 }
 
 /// One package in `summary.json`.
@@ -86,6 +90,10 @@ pub struct PackageSummary {
     pub error: Option<String>,
     /// Build failed.
     pub build_failed: bool,
+    /// The efW and Windows error codes in the output of a package that failed outside any
+    /// test, explained.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub explanations: Vec<Explanation>,
 }
 
 /// `summary.json`.
@@ -120,6 +128,7 @@ fn test_ref(pkg: &str, t: &TestState) -> TestRef {
         elapsed: t.max_elapsed(),
         attempts: t.attempts.len(),
         output_file: None,
+        explanations: Vec::new(),
     }
 }
 
@@ -140,6 +149,7 @@ pub fn summarize(
         .map(|(p, t)| {
             let mut r = test_ref(&p.name, t);
             r.output_file = files.get(&(p.name.clone(), t.name.clone())).cloned();
+            r.explanations = explain::scan(&final_output(t));
             r
         })
         .collect();
@@ -161,6 +171,7 @@ pub fn summarize(
                 timed_out: p.timed_out,
                 error: p.error.clone(),
                 build_failed: p.build_failed,
+                explanations: package_explanations(p),
             })
             .collect(),
         failed,
@@ -177,8 +188,8 @@ pub fn summarize(
     }
 }
 
-/// The last `n` lines of a test's final attempt (with the harness's note, if any).
-pub fn excerpt(t: &TestState, n: usize) -> String {
+/// The output of a test's final attempt, with the harness's note, if any.
+pub fn final_output(t: &TestState) -> String {
     let Some(a) = t.attempts.last() else {
         return String::new();
     };
@@ -186,6 +197,28 @@ pub fn excerpt(t: &TestState, n: usize) -> String {
     if let Some(s) = &a.synthesized {
         text.push_str(s);
     }
+    text
+}
+
+/// The error codes in the output of a package that failed outside any test (empty otherwise).
+pub fn package_explanations(p: &PackageState) -> Vec<Explanation> {
+    if !p.failed_without_test() {
+        return Vec::new();
+    }
+    let mut text: String = p
+        .package_failures
+        .iter()
+        .map(|f| f.output.as_str())
+        .collect();
+    if let Some(e) = &p.error {
+        text.push_str(e);
+    }
+    explain::scan(&text)
+}
+
+/// The last `n` lines of a test's final attempt (with the harness's note, if any).
+pub fn excerpt(t: &TestState, n: usize) -> String {
+    let text = final_output(t);
     let lines: Vec<&str> = text.lines().collect();
     printable(&lines[lines.len().saturating_sub(n)..].join("\n"))
 }
@@ -227,6 +260,9 @@ pub fn render_console(ex: &Execution, s: &Summary) -> String {
         for l in excerpt(t, 10).lines() {
             let _ = writeln!(o, "    {l}");
         }
+        for e in explain::scan(&final_output(t)) {
+            let _ = writeln!(o, "    explain: {}", printable(&e.text()));
+        }
     }
     for p in ex.packages.iter().filter(|p| p.failed_without_test()) {
         let why = p.error.clone().unwrap_or_else(|| {
@@ -237,6 +273,9 @@ pub fn render_console(ex: &Execution, s: &Summary) -> String {
             }
         });
         let _ = writeln!(o, "--- FAIL: package {}: {why}", p.name);
+        for e in package_explanations(p) {
+            let _ = writeln!(o, "    explain: {}", printable(&e.text()));
+        }
     }
     if !s.flaky.is_empty() {
         let _ = writeln!(o, "Flaky (failed, then passed on rerun):");
@@ -277,6 +316,51 @@ fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+}
+
+/// One list item per explained error code, indented by `indent`.
+fn markdown_explanations(o: &mut String, notes: &[Explanation], indent: &str) {
+    if notes.is_empty() {
+        return;
+    }
+    if indent.is_empty() {
+        let _ = writeln!(o, "Error codes in this output (`harness explain`):\n");
+    }
+    for e in notes {
+        let _ = writeln!(
+            o,
+            "{indent}- **explain** {}",
+            html_escape(&printable(&e.text()))
+        );
+    }
+    if indent.is_empty() {
+        o.push('\n');
+    }
+}
+
+/// The provenance section of `summary.md`.
+fn markdown_provenance(o: &mut String, s: &Summary) {
+    let pv = &s.provenance;
+    let _ = writeln!(o, "### Provenance\n");
+    let rows = [
+        ("harness", Some(pv.harness_version.clone())),
+        ("efW source", pv.efw_source.clone()),
+        ("efW run", pv.efw_run_id.clone()),
+        ("efW commit", pv.efw_sha.clone()),
+        ("efW version", pv.efw_version.clone()),
+        ("guest OS", pv.guest_os.clone()),
+        ("guest build", pv.guest_build.clone()),
+        ("library commit", pv.library_commit.clone()),
+        ("mode", Some(s.run.mode.clone())),
+    ];
+    for (k, v) in rows {
+        if let Some(v) = v.filter(|v| !v.is_empty()) {
+            let _ = writeln!(o, "- {k}: `{}`", html_escape(&v));
+        }
+    }
+    for (k, v) in &pv.extra {
+        let _ = writeln!(o, "- {}: `{}`", html_escape(k), html_escape(v));
+    }
 }
 
 /// `summary.md`, ready for `$GITHUB_STEP_SUMMARY`.
@@ -323,6 +407,7 @@ pub fn render_markdown(ex: &Execution, s: &Summary) -> String {
                 "<pre>{}</pre>\n</details>\n",
                 html_escape(&excerpt(t, 30))
             );
+            markdown_explanations(&mut o, &explain::scan(&final_output(t)), "");
         }
     }
     let pkg_fail: Vec<_> = ex
@@ -341,6 +426,7 @@ pub fn render_markdown(ex: &Execution, s: &Summary) -> String {
                 }
             });
             let _ = writeln!(o, "- `{}`: {}", p.name, html_escape(&why));
+            markdown_explanations(&mut o, &package_explanations(p), "  ");
         }
         o.push('\n');
     }
@@ -367,27 +453,7 @@ pub fn render_markdown(ex: &Execution, s: &Summary) -> String {
         }
         o.push('\n');
     }
-    let pv = &s.provenance;
-    let _ = writeln!(o, "### Provenance\n");
-    let rows = [
-        ("harness", Some(pv.harness_version.clone())),
-        ("efW source", pv.efw_source.clone()),
-        ("efW run", pv.efw_run_id.clone()),
-        ("efW commit", pv.efw_sha.clone()),
-        ("efW version", pv.efw_version.clone()),
-        ("guest OS", pv.guest_os.clone()),
-        ("guest build", pv.guest_build.clone()),
-        ("library commit", pv.library_commit.clone()),
-        ("mode", Some(s.run.mode.clone())),
-    ];
-    for (k, v) in rows {
-        if let Some(v) = v.filter(|v| !v.is_empty()) {
-            let _ = writeln!(o, "- {k}: `{}`", html_escape(&v));
-        }
-    }
-    for (k, v) in &pv.extra {
-        let _ = writeln!(o, "- {}: `{}`", html_escape(k), html_escape(v));
-    }
+    markdown_provenance(&mut o, s);
     o
 }
 

@@ -10,6 +10,7 @@ pub mod artifacts;
 pub mod completions;
 pub mod config;
 pub mod doctor;
+pub mod explain;
 pub mod guest;
 pub mod install;
 pub mod pipeline;
@@ -24,6 +25,7 @@ pub fn dispatch(ctx: &Context, command: &Command) -> anyhow::Result<ExitCode> {
         Command::Config(c) => config::run(ctx, c),
         Command::Doctor(a) => doctor::run(ctx, a),
         Command::Completions(a) => completions::run(a),
+        Command::Explain(a) => explain::run(ctx.json, a),
         Command::Artifacts(c) => artifacts::run(ctx, c),
         Command::Test(a) => test::run(ctx, a),
         Command::Report(c) => report::run(ctx, c),
