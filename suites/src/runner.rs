@@ -1017,6 +1017,7 @@ fn run_guest(
     });
     let listed = match listed {
         Ok(l) => Some(select(opts, l)),
+        Err(e @ GoError::NoSuchPackage { .. }) => return Err(e.into()),
         Err(_) if opts.shard.is_none() => None,
         Err(_) => return Err(SuiteError::ShardNeedsGo),
     };
