@@ -113,6 +113,24 @@ fn error_text(e: &anyhow::Error) -> String {
     out
 }
 
+/// Logs go to stderr; `HARNESS_LOG` (a tracing filter) wins over -v/-q.
+fn init_tracing(verbosity: i8) {
+    use tracing_subscriber::EnvFilter;
+    let level = match verbosity {
+        i8::MIN..=-1 => "error",
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_env("HARNESS_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,28 +153,12 @@ mod tests {
 
     #[test]
     fn distinct_causes_are_all_shown_in_order() {
-        let e = anyhow::anyhow!("root cause").context("middle").context("top");
+        let e = anyhow::anyhow!("root cause")
+            .context("middle")
+            .context("top");
         assert_eq!(
             error_text(&e),
             "error: top\n  caused by: middle\n  caused by: root cause\n"
         );
     }
-}
-
-/// Logs go to stderr; `HARNESS_LOG` (a tracing filter) wins over -v/-q.
-fn init_tracing(verbosity: i8) {
-    use tracing_subscriber::EnvFilter;
-    let level = match verbosity {
-        i8::MIN..=-1 => "error",
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
-    };
-    let filter = EnvFilter::try_from_env("HARNESS_LOG").unwrap_or_else(|_| EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
 }

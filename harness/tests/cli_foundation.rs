@@ -224,7 +224,9 @@ fn config_check_rejects_zero_timeouts_and_a_linux_tpm() {
         .stderr(predicate::str::contains("vm.boot_timeout"))
         .stderr(predicate::str::contains("suites.s.package_timeout"))
         .stderr(predicate::str::contains("vm.tpm"))
-        .stderr(predicate::str::contains("only supported for os = \"windows\""))
+        .stderr(predicate::str::contains(
+            "only supported for os = \"windows\"",
+        ))
         .stderr(predicate::str::contains("config has 3 error(s)"));
     let text = String::from_utf8_lossy(&out.get_output().stderr).to_string();
     assert!(text.contains("expire at once"), "{text}");

@@ -216,8 +216,14 @@ impl HostGo {
             .iter()
             .filter(|p| p.dir.as_os_str().is_empty())
             .map(|p| {
-                let why = p.error.as_ref().map_or("go list found no directory", |e| e.err.as_str());
-                (p.import_path.clone(), why.replace('\n', " ").replace('\t', ""))
+                let why = p
+                    .error
+                    .as_ref()
+                    .map_or("go list found no directory", |e| e.err.as_str());
+                (
+                    p.import_path.clone(),
+                    why.replace('\n', " ").replace('\t', ""),
+                )
             })
             .collect();
         if missing.is_empty() {
@@ -268,6 +274,8 @@ impl HostGo {
 /// The git commit of the tree at `dir`, for provenance (`None` outside git).
 pub fn git_commit(dir: &Path) -> Option<String> {
     let out = Command::new("git")
+        .env_remove(crate::local::SECRET_ENV[0])
+        .env_remove(crate::local::SECRET_ENV[1])
         .arg("-C")
         .arg(dir)
         .args(["rev-parse", "HEAD"])
@@ -290,6 +298,8 @@ impl Converter {
     /// Starts the converter for package `pkg`.
     pub fn start(test2json: &Path, pkg: &str) -> std::io::Result<Self> {
         let mut child = Command::new(test2json)
+            .env_remove(crate::local::SECRET_ENV[0])
+            .env_remove(crate::local::SECRET_ENV[1])
             .args(["-t", "-p", pkg])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

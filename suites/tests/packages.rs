@@ -29,7 +29,10 @@ fn run_error(mode: RunMode, packages: &[&str]) -> String {
 fn a_nonexistent_package_is_named_and_go_is_not_blamed() {
     for mode in [RunMode::Host, RunMode::Guest] {
         let e = run_error(mode, &["./pass", "./nope", "harness.test/fixture/nothere"]);
-        assert!(e.contains("package `./nope` cannot be loaded"), "{mode:?}: {e}");
+        assert!(
+            e.contains("package `./nope` cannot be loaded"),
+            "{mode:?}: {e}"
+        );
         assert!(e.contains("directory not found"), "{mode:?}: {e}");
         assert!(
             e.contains("package `harness.test/fixture/nothere` cannot be loaded"),
@@ -38,6 +41,9 @@ fn a_nonexistent_package_is_named_and_go_is_not_blamed() {
         assert!(e.contains("fix `packages`"), "{mode:?}: {e}");
         assert!(!e.contains("Go is installed"), "{mode:?}: {e}");
         assert!(!e.contains("missing field"), "{mode:?}: {e}");
-        assert!(!e.contains("pass`"), "an existing package is not blamed: {e}");
+        assert!(
+            !e.contains("pass`"),
+            "an existing package is not blamed: {e}"
+        );
     }
 }

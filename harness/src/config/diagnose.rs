@@ -280,15 +280,33 @@ mod tests {
         let e = err(text);
         let lines: Vec<&str> = e.lines().collect();
         assert_eq!(lines.len(), 6, "{e}");
-        assert!(lines[0].starts_with("/etc/h.toml:2:1: unknown field `memroy_mib`"), "{e}");
+        assert!(
+            lines[0].starts_with("/etc/h.toml:2:1: unknown field `memroy_mib`"),
+            "{e}"
+        );
         assert!(lines[0].contains("did you mean `memory_mib`?"), "{e}");
-        assert!(lines[1].starts_with("/etc/h.toml:3:8: invalid type: string \"two\""), "{e}");
+        assert!(
+            lines[1].starts_with("/etc/h.toml:3:8: invalid type: string \"two\""),
+            "{e}"
+        );
         assert!(lines[1].contains("(key `vm.cpus`)"), "{e}");
         // The unknown section is one problem, at its header, not one per key inside it.
-        assert!(lines[2].starts_with("/etc/h.toml:4:2: unknown field `efww`"), "{e}");
-        assert!(lines[3].starts_with("/etc/h.toml:11:19: invalid value: integer `-1`"), "{e}");
-        assert!(lines[3].contains("(key `suites.mine.package_timeout`)"), "{e}");
-        assert!(lines[4].starts_with("/etc/h.toml:13:1: unknown field `artefact`"), "{e}");
+        assert!(
+            lines[2].starts_with("/etc/h.toml:4:2: unknown field `efww`"),
+            "{e}"
+        );
+        assert!(
+            lines[3].starts_with("/etc/h.toml:11:19: invalid value: integer `-1`"),
+            "{e}"
+        );
+        assert!(
+            lines[3].contains("(key `suites.mine.package_timeout`)"),
+            "{e}"
+        );
+        assert!(
+            lines[4].starts_with("/etc/h.toml:13:1: unknown field `artefact`"),
+            "{e}"
+        );
         assert!(lines[5].contains("fix the file"), "{e}");
         match check_file(Path::new("/etc/h.toml"), text).unwrap_err() {
             ConfigError::Invalid { problems } => assert_eq!(problems.len(), 5),

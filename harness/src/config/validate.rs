@@ -134,7 +134,10 @@ fn zero_timeouts(cfg: &Config) -> Vec<Problem> {
         ("vm.shutdown_timeout".into(), vm.shutdown_timeout),
         ("vm.snapshot_timeout".into(), vm.snapshot_timeout),
         ("install.timeout".into(), cfg.install.timeout),
-        ("install.restart_timeout".into(), cfg.install.restart_timeout),
+        (
+            "install.restart_timeout".into(),
+            cfg.install.restart_timeout,
+        ),
     ];
     timeouts.extend(
         cfg.suites

@@ -58,7 +58,7 @@ pub fn kvm_works(qemu: &str, cache_file: &Path) -> (bool, String) {
     if !Path::new("/dev/kvm").exists() {
         return (false, "/dev/kvm does not exist".into());
     }
-    let version = Command::new(qemu)
+    let version = super::process::scrub(&mut Command::new(qemu))
         .arg("--version")
         .output()
         .map(|o| {
