@@ -334,7 +334,8 @@ mod tests {
         refused.release();
         drop(x);
 
-        // Two processes racing for the exclusive lock: exactly one wins, every round.
+        // Two processes after the exclusive lock, the second starting while the first holds it:
+        // exactly one gets it, every round.
         for round in 0..5 {
             let a = child(&p, "exclusive");
             let b = child(&p, "exclusive");
