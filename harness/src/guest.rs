@@ -176,6 +176,28 @@ fn stage(root: &Path, dir: &Path, out: &Path, skip: UploadFilter<'_>) -> std::io
     Ok(())
 }
 
+/// Takes the VM's lock shared for a command that uses the VM (`exec`, `cp`, `ssh`, `test`,
+/// `install`, `ext`), so `down`, `reset` and `destroy` refuse to pull it away meanwhile. Held
+/// until the returned value is dropped. When a command that drives the VM (`up`, `run`, …) holds
+/// the lock, this one goes ahead without it, with a warning: that command keeps the VM up
+/// (`run`), or the connection fails anyway (`down`, `reset`).
+pub fn hold_vm(
+    ctx: &crate::context::Context,
+) -> anyhow::Result<Option<provision::vm::lock::VmLock>> {
+    let dirs = provision::vm::VmDirs {
+        state: ctx.paths.state.clone(),
+        cache: ctx.paths.cache.clone(),
+    };
+    match provision::vm::use_lock(&ctx.config.vm, &dirs) {
+        Ok(l) => Ok(Some(l)),
+        Err(e @ provision::vm::VmError::Busy { .. }) => {
+            eprintln!("warning: {e}; going ahead without sharing the VM lock");
+            Ok(None)
+        }
+        Err(e) => Err(anyhow::Error::new(e).context("taking the VM lock")),
+    }
+}
+
 /// A session to the configured VM or host, wherever its SSH endpoint is: the qemu backend keeps
 /// the forwarded port in its state, libvirt asks virsh, the ssh backend takes `[vm]`.
 /// QEMU VMs pin host keys in their own known_hosts and accept the key of a freshly made disk.

@@ -55,6 +55,15 @@ fn main() -> ExitCode {
     let layered = match config::load(&sources) {
         Ok(l) => l,
         Err(e) => {
+            if cli.global.json {
+                let doc = serde_json::json!({
+                    "ok": false,
+                    "error": "invalid configuration",
+                    "file": cli.global.config,
+                    "problems": e.problems_json(),
+                });
+                println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            }
             eprintln!(
                 "error: invalid configuration\n  {}",
                 e.to_string().replace('\n', "\n  ")
@@ -86,13 +95,26 @@ fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
-            for cause in e.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
-            }
+            eprint!("{}", error_text(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// `error: …` and one `caused by: …` line per cause in the chain, leaving out a cause whose text
+/// an earlier line already shows (library errors often include their source in their message).
+fn error_text(e: &anyhow::Error) -> String {
+    let mut out = format!("error: {e}\n");
+    let mut shown = vec![e.to_string()];
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if text.trim().is_empty() || shown.iter().any(|s| s.contains(&text)) {
+            continue;
+        }
+        out.push_str(&format!("  caused by: {text}\n"));
+        shown.push(text);
+    }
+    out
 }
 
 /// Logs go to stderr; `HARNESS_LOG` (a tracing filter) wins over -v/-q.
@@ -111,4 +133,36 @@ fn init_tracing(verbosity: i8) {
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("opening the lock ({0})")]
+    struct Wraps(#[source] std::io::Error);
+
+    #[test]
+    fn a_cause_already_in_a_message_is_not_repeated() {
+        let io = std::io::Error::other("permission denied");
+        let e = anyhow::Error::new(Wraps(io)).context("bringing VM 'x' up");
+        let text = error_text(&e);
+        assert_eq!(
+            text,
+            "error: bringing VM 'x' up\n  caused by: opening the lock (permission denied)\n"
+        );
+        assert_eq!(text.matches("permission denied").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn distinct_causes_are_all_shown_in_order() {
+        let e = anyhow::anyhow!("root cause")
+            .context("middle")
+            .context("top");
+        assert_eq!(
+            error_text(&e),
+            "error: top\n  caused by: middle\n  caused by: root cause\n"
+        );
+    }
 }

@@ -254,3 +254,121 @@ fn explain_answers_for_each_notation_without_a_config() {
     assert_eq!(kinds, ["errno", "ebpf_result"]);
     assert!(doc["codes"][1]["error"].is_string(), "{doc}");
 }
+
+#[test]
+fn config_check_rejects_zero_timeouts_and_a_linux_tpm() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("harness.toml"),
+        "[vm]\nos = \"linux\"\nkernel = \"/k\"\ninitrd = \"/i\"\ntpm = true\nboot_timeout = 0\n\
+         [suites.s]\npackages = [\"./...\"]\npackage_timeout = 0\n",
+    )
+    .unwrap();
+    let out = harness(d.path())
+        .args(["config", "check"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("vm.boot_timeout"))
+        .stderr(predicate::str::contains("suites.s.package_timeout"))
+        .stderr(predicate::str::contains("vm.tpm"))
+        .stderr(predicate::str::contains(
+            "only supported for os = \"windows\"",
+        ))
+        .stderr(predicate::str::contains("config has 3 error(s)"));
+    let text = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(text.contains("expire at once"), "{text}");
+}
+
+#[test]
+fn config_with_several_errors_shows_them_all_in_order() {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("bad.toml");
+    std::fs::write(
+        &f,
+        "[vm]\ncpus = \"four\"\nmemroy_mib = 1\n[efw]\nartefact = \"x\"\n",
+    )
+    .unwrap();
+    let out = harness(d.path())
+        .arg("-c")
+        .arg(&f)
+        .args(["config", "check"])
+        .assert()
+        .code(2);
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    let at = |needle: &str| {
+        err.find(needle)
+            .unwrap_or_else(|| panic!("{needle:?} missing from:\n{err}"))
+    };
+    let (a, b, c) = (
+        at("bad.toml:2:8: invalid type"),
+        at("bad.toml:3:1: unknown field `memroy_mib`"),
+        at("bad.toml:5:1: unknown field `artefact`"),
+    );
+    assert!(a < b && b < c, "not in file order:\n{err}");
+}
+
+#[test]
+fn config_dir_is_named_a_directory() {
+    let d = tempfile::tempdir().unwrap();
+    harness(d.path())
+        .arg("-c")
+        .arg(d.path())
+        .args(["config", "check"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("is a directory"))
+        .stderr(predicate::str::contains("does not exist").not());
+}
+
+#[test]
+fn config_errors_are_json_with_json() {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("bad.toml");
+    std::fs::write(&f, "[vm]\ncpus = \"four\"\nmemroy_mib = 1\n").unwrap();
+    let out = harness(d.path())
+        .arg("-c")
+        .arg(&f)
+        .args(["--json", "config", "check"])
+        .assert()
+        .code(2);
+    let doc: serde_json::Value = serde_json::from_slice(&out.get_output().stdout)
+        .unwrap_or_else(|e| panic!("{e}: {:?}", out.get_output()));
+    assert_eq!(doc["ok"], false);
+    let problems = doc["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 2, "{doc}");
+    assert_eq!(problems[0]["key"], "vm.cpus");
+    assert_eq!(problems[0]["line"], 2);
+    assert_eq!(problems[1]["key"], "vm.memroy_mib");
+    assert_eq!(problems[1]["column"], 1);
+
+    // A missing file is a JSON document too.
+    let out = harness(d.path())
+        .args(["-c", "nope.toml", "--json", "config", "check"])
+        .assert()
+        .code(2);
+    let doc: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(doc["ok"], false);
+    assert!(
+        doc["problems"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not exist"),
+        "{doc}"
+    );
+}
+
+#[test]
+fn a_cause_is_printed_once() {
+    // The state directory is a file: opening the VM lock fails with an I/O error whose text the
+    // library's message already includes.
+    let d = tempfile::tempdir().unwrap();
+    let state = d.path().join("state-file");
+    std::fs::write(&state, "not a directory").unwrap();
+    let out = harness(d.path())
+        .env("HARNESS_STATE_DIR", &state)
+        .args(["down"])
+        .assert()
+        .code(2);
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert_eq!(err.matches("Not a directory").count(), 1, "{err}");
+}

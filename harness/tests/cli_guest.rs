@@ -170,3 +170,47 @@ fn ssh_uses_the_pinned_host_key() {
         .assert()
         .success();
 }
+
+#[test]
+fn exec_shares_the_vm_lock_so_down_refuses_meanwhile() {
+    let d = tempfile::tempdir().unwrap();
+    let started = d.path().join("started");
+    let release = d.path().join("release");
+    // The "guest" is this host over loopback: the remote command can see these files.
+    let script = format!(
+        "touch {}; i=0; while [ ! -e {} ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done",
+        started.display(),
+        release.display()
+    );
+    let mut exec = harness(d.path());
+    exec.args(["exec", "--", &script]);
+    let running = std::thread::spawn(move || exec.assert().success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !started.exists() {
+        assert!(std::time::Instant::now() < deadline, "exec never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Another harness process that would stop the VM is refused, and told by whom.
+    harness(d.path())
+        .arg("down")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("refusing to down"))
+        .stderr(predicate::str::contains("harness"))
+        .stderr(predicate::str::contains("exec"));
+    // A second user shares the VM.
+    harness(d.path())
+        .args(["exec", "--", "true"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("in use").not());
+    std::fs::write(&release, "").unwrap();
+    running.join().unwrap();
+    // Once exec is done, `down` is no longer refused (the ssh backend cannot stop a host).
+    harness(d.path())
+        .arg("down")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("refusing").not())
+        .stderr(predicate::str::contains("does not support"));
+}

@@ -158,3 +158,38 @@ fn unknown_suite_and_bad_shard_are_clear_errors() {
         .code(2)
         .stderr(predicate::str::contains("1 ≤ I ≤ N"));
 }
+
+#[test]
+fn go_and_the_tests_do_not_inherit_the_github_token() {
+    let d = tempfile::tempdir().unwrap();
+    let module = d.path().join("leak");
+    std::fs::create_dir_all(&module).unwrap();
+    std::fs::write(
+        module.join("go.mod"),
+        "module harness.test/leak\n\ngo 1.21\n",
+    )
+    .unwrap();
+    std::fs::write(
+        module.join("leak_test.go"),
+        "package leak\n\nimport (\n\t\"os\"\n\t\"testing\"\n)\n\n\
+         func TestNoToken(t *testing.T) {\n\
+         \tfor _, v := range []string{\"GITHUB_TOKEN\", \"GH_TOKEN\"} {\n\
+         \t\tif os.Getenv(v) != \"\" {\n\t\t\tt.Fatalf(\"%s leaked into the test\", v)\n\t\t}\n\t}\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.path().join("harness.toml"),
+        format!(
+            "[suites.leak]\npath = \"{}\"\npackages = [\"./...\"]\nrerun_fails = 0\nmode = \"host\"\n",
+            module.display()
+        ),
+    )
+    .unwrap();
+    harness(d.path())
+        .env("GITHUB_TOKEN", "ghp_not_for_go")
+        .env("GH_TOKEN", "gho_not_for_go")
+        .args(["test", "--local"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("1 passed"));
+}

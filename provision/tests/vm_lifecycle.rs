@@ -50,7 +50,11 @@ fn lifecycle_of_one_vm() {
 
     // Another harness process (here: a second open) cannot drive the same VM.
     match Vm::open(&cfg, &dirs) {
-        Err(VmError::Busy { holder, .. }) => assert_eq!(holder, Some(std::process::id())),
+        // Holders other than this process are named; this one is the only holder.
+        Err(VmError::Busy { name, holders, .. }) => {
+            assert_eq!(name, cfg.name);
+            assert!(holders.is_empty(), "{holders:?}");
+        }
         other => panic!("expected Busy, got {other:?}"),
     }
 
@@ -136,7 +140,10 @@ fn lifecycle_of_one_vm() {
     drop(s);
 
     // reset: the overlay (with its snapshots) is gone; the next up boots clean.
-    vm.reset().unwrap();
+    assert!(
+        vm.reset().unwrap(),
+        "reset reports that it stopped the running VM"
+    );
     assert_no_processes(&vm_dir);
     assert!(vm.snapshot_list().unwrap().is_empty());
     let up = vm.up(&UpOptions::default(), &mut |_| {}).unwrap();
@@ -146,7 +153,8 @@ fn lifecycle_of_one_vm() {
     drop(s);
 
     // destroy: state and processes gone.
-    vm.destroy(false).unwrap();
+    let gone = vm.destroy(false).unwrap();
+    assert!(gone.had_state && gone.was_running, "{gone:?}");
     assert!(!vm_dir.exists());
     assert_no_processes(&vm_dir);
     assert_eq!(vm.status().unwrap().state, VmState::Absent);

@@ -28,6 +28,18 @@ pub enum GoError {
         /// Its output or error.
         detail: String,
     },
+    /// Packages the suite names that `go list` cannot load (no such directory, no module
+    /// provides it): the suite's `packages` are wrong, not Go.
+    #[error(
+        "{}; fix `packages` in the suite's config (`go list ./...` in {dir} shows the module's packages)",
+        missing.iter().map(|(p, e)| format!("package `{p}` cannot be loaded: {e}")).collect::<Vec<_>>().join("; ")
+    )]
+    NoSuchPackage {
+        /// The module directory.
+        dir: String,
+        /// Each package (as the suite names it) with go list's reason.
+        missing: Vec<(String, String)>,
+    },
     /// The cancel flag (Ctrl-C) stopped it.
     #[error("`{cmd}` was cancelled (Ctrl-C)")]
     Cancelled {
@@ -42,7 +54,8 @@ pub enum GoError {
 pub struct ListedPackage {
     /// Import path.
     pub import_path: String,
-    /// Directory on the host.
+    /// Directory on the host (empty when the package could not be found).
+    #[serde(default)]
     pub dir: PathBuf,
     /// Package name.
     #[serde(default)]
@@ -53,6 +66,18 @@ pub struct ListedPackage {
     /// `_test.go` files of the external test package.
     #[serde(default)]
     pub x_test_go_files: Vec<String>,
+    /// Why `go list` could not load the package (`-e` reports it here instead of failing).
+    #[serde(default)]
+    pub error: Option<ListError>,
+}
+
+/// `go list`'s `Error` field.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListError {
+    /// The message.
+    #[serde(default)]
+    pub err: String,
 }
 
 impl ListedPackage {
@@ -166,7 +191,7 @@ impl HostGo {
         let mut args = vec![
             "list".to_string(),
             "-e".into(),
-            "-json=ImportPath,Dir,Name,TestGoFiles,XTestGoFiles".into(),
+            "-json=ImportPath,Dir,Name,TestGoFiles,XTestGoFiles,Error".into(),
         ];
         args.extend(
             build_flags
@@ -177,10 +202,38 @@ impl HostGo {
         args.extend(patterns.iter().cloned());
         let out = self.run_ok(&args, Duration::from_secs(300))?;
         let text = out.stdout.join("\n");
-        serde_json::Deserializer::from_str(&text)
+        let listed = serde_json::Deserializer::from_str(&text)
             .into_iter::<ListedPackage>()
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.err(&args, format!("unexpected `go list` output: {e}")))
+            .map_err(|e| self.err(&args, format!("unexpected `go list` output: {e}")))?;
+        self.found(listed)
+    }
+
+    /// The listed packages, or [`GoError::NoSuchPackage`] naming every one `go list` could not
+    /// find. A package that exists but does not compile is kept: building it reports why.
+    fn found(&self, listed: Vec<ListedPackage>) -> Result<Vec<ListedPackage>, GoError> {
+        let missing: Vec<(String, String)> = listed
+            .iter()
+            .filter(|p| p.dir.as_os_str().is_empty())
+            .map(|p| {
+                let why = p
+                    .error
+                    .as_ref()
+                    .map_or("go list found no directory", |e| e.err.as_str());
+                (
+                    p.import_path.clone(),
+                    why.replace('\n', " ").replace('\t', ""),
+                )
+            })
+            .collect();
+        if missing.is_empty() {
+            Ok(listed)
+        } else {
+            Err(GoError::NoSuchPackage {
+                dir: self.dir.display().to_string(),
+                missing,
+            })
+        }
     }
 
     /// The path of the test2json tool (built on first use by `go tool`).
@@ -221,6 +274,8 @@ impl HostGo {
 /// The git commit of the tree at `dir`, for provenance (`None` outside git).
 pub fn git_commit(dir: &Path) -> Option<String> {
     let out = Command::new("git")
+        .env_remove(crate::local::SECRET_ENV[0])
+        .env_remove(crate::local::SECRET_ENV[1])
         .arg("-C")
         .arg(dir)
         .args(["rev-parse", "HEAD"])
@@ -243,6 +298,8 @@ impl Converter {
     /// Starts the converter for package `pkg`.
     pub fn start(test2json: &Path, pkg: &str) -> std::io::Result<Self> {
         let mut child = Command::new(test2json)
+            .env_remove(crate::local::SECRET_ENV[0])
+            .env_remove(crate::local::SECRET_ENV[1])
             .args(["-t", "-p", pkg])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 
 use crate::exec::{ExecError, ExecOutcome, ExecRequest, Executor, Stream, TargetOs, UploadFilter};
 
+/// Environment variables holding secrets (the GitHub token) that host commands run for a suite
+/// (`go`, test binaries) do not inherit.
+pub const SECRET_ENV: &[&str] = &["GITHUB_TOKEN", "GH_TOKEN"];
+
 /// How long to keep reading output after the process is gone, in case a stray grandchild that
 /// escaped the process group still holds the pipe.
 const DRAIN_LIMIT: Duration = Duration::from_secs(2);
@@ -101,6 +105,11 @@ impl Executor for LocalExecutor {
             });
         };
         let mut cmd = Command::new(program);
+        // The GitHub token harness may hold is no business of go or the tests (a suite's `env`
+        // can still pass one on purpose).
+        for v in SECRET_ENV {
+            cmd.env_remove(v);
+        }
         cmd.args(args)
             .envs(req.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())

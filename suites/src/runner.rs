@@ -189,6 +189,8 @@ pub fn resolve_mode(mode: RunMode, host_go: &str) -> RunMode {
     match mode {
         RunMode::Auto => {
             let ok = std::process::Command::new(host_go)
+                .env_remove(crate::local::SECRET_ENV[0])
+                .env_remove(crate::local::SECRET_ENV[1])
                 .arg("version")
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
@@ -1017,6 +1019,7 @@ fn run_guest(
     });
     let listed = match listed {
         Ok(l) => Some(select(opts, l)),
+        Err(e @ GoError::NoSuchPackage { .. }) => return Err(e.into()),
         Err(_) if opts.shard.is_none() => None,
         Err(_) => return Err(SuiteError::ShardNeedsGo),
     };

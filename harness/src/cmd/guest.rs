@@ -100,6 +100,7 @@ fn parse_env(items: &[String]) -> anyhow::Result<Vec<(String, String)>> {
 }
 
 pub fn run_exec(ctx: &Context, args: &ExecArgs) -> anyhow::Result<ExitCode> {
+    let _vm_in_use = crate::guest::hold_vm(ctx)?;
     let env = parse_env(&args.env)?;
     let mut session = connect(ctx, &args.connect)?;
     let mut cmd = command_for(session.os(), &args.command);
@@ -173,6 +174,7 @@ pub fn copy_direction<'a>(src: &'a str, dst: &'a str) -> anyhow::Result<Copy<'a>
 }
 
 pub fn run_cp(ctx: &Context, args: &CpArgs) -> anyhow::Result<ExitCode> {
+    let _vm_in_use = crate::guest::hold_vm(ctx)?;
     let dir = copy_direction(&args.src, &args.dst)?;
     if let Copy::Upload { local, .. } = &dir
         && !local.exists()
@@ -269,6 +271,7 @@ pub fn ssh_argv(
 }
 
 pub fn run_ssh(ctx: &Context, args: &SshArgs) -> anyhow::Result<ExitCode> {
+    let _vm_in_use = crate::guest::hold_vm(ctx)?;
     // Connecting once pins the host key (or refuses a changed one) before ssh sees it.
     let session = connect(ctx, &args.connect)?;
     let ep = session.endpoint().clone();

@@ -81,6 +81,7 @@ pub fn run(ctx: &Context, args: &InstallArgs) -> anyhow::Result<ExitCode> {
         "efW",
     )
     .context("fetching the efW build")?;
+    let _vm_in_use = crate::guest::hold_vm(ctx)?;
     let mut session = connect(ctx, &args.connect)?;
     let mut printer = EventPrinter::new(ctx);
     let report = install_runtime(ctx, &mut session, &build, args.force, None, &mut |e| {
@@ -103,6 +104,7 @@ pub fn run_ext(ctx: &Context, cmd: &ExtCmd) -> anyhow::Result<ExitCode> {
         ExtCmd::Remove { name, connect } => (chosen(ctx, name.as_deref(), false)?, connect),
         ExtCmd::List { connect } => (Vec::new(), connect),
     };
+    let _vm_in_use = crate::guest::hold_vm(ctx)?;
     let mut session = connect(ctx, connect_args)?;
     match cmd {
         ExtCmd::Install {

@@ -305,8 +305,15 @@ fn package_rel_dir(module_dir: &Path, import_path: &str) -> String {
 pub fn run_run(ctx: &Context, args: &RunArgs) -> anyhow::Result<ExitCode> {
     if args.fresh {
         let mut vm = Vm::open(&ctx.config.vm, &vm_dirs(ctx)).context("opening the VM")?;
-        vm.reset()
+        let stopped = vm
+            .reset()
             .context("resetting the VM to its golden image (--fresh)")?;
+        if stopped && !ctx.json {
+            eprintln!(
+                "VM '{}' was running: stopped it to reset it to its golden image (--fresh)",
+                ctx.config.vm.name
+            );
+        }
     }
     let mut phases = Phases::new(ctx);
     let out = match &args.out {

@@ -151,6 +151,11 @@ pub struct SuiteResult {
 }
 
 pub fn run(ctx: &Context, args: &TestArgs) -> anyhow::Result<ExitCode> {
+    let _vm_in_use = if args.local {
+        None
+    } else {
+        crate::guest::hold_vm(ctx)?
+    };
     let (mut exec, base_prov) = executor(ctx, args.local)?;
     let results = run_suites(ctx, exec.as_mut(), &base_prov, args)?;
     print_results(ctx, &results)?;

@@ -9,13 +9,17 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use provision::vm::{Phase, UpOptions, UpOutcome, Vm, VmDirs, VmEvent, VmState, VmStatus};
+use provision::vm::{Phase, UpOptions, UpOutcome, Vm, VmDirs, VmError, VmEvent, VmState, VmStatus};
 
 use crate::context::Context;
 
 /// `harness down`
 #[derive(Debug, Args)]
-pub struct DownArgs {}
+pub struct DownArgs {
+    /// Stop the VM even while another harness command (exec, test, …) is using it.
+    #[arg(long)]
+    pub force: bool,
+}
 
 /// `harness destroy`
 #[derive(Debug, Args)]
@@ -23,11 +27,18 @@ pub struct DestroyArgs {
     /// Also delete the base image harness built (the next `up` reinstalls).
     #[arg(long)]
     pub all: bool,
+    /// Destroy the VM even while another harness command (exec, test, …) is using it.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `harness reset`
 #[derive(Debug, Args)]
-pub struct ResetArgs {}
+pub struct ResetArgs {
+    /// Reset the VM even while another harness command (exec, test, …) is using it.
+    #[arg(long)]
+    pub force: bool,
+}
 
 /// `harness status`
 #[derive(Debug, Args)]
@@ -200,8 +211,32 @@ fn print_json(v: &serde_json::Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
-pub fn run_down(ctx: &Context, _args: &DownArgs) -> anyhow::Result<ExitCode> {
-    let mut vm = Vm::open(&ctx.config.vm, &dirs(ctx))?;
+/// Opens the VM for a command that stops or removes it (`down`, `reset`, `destroy`): with the
+/// lock held exclusively, so it never pulls the VM away from a command using it. While one is,
+/// this refuses and names it; `force` goes ahead anyway, with a warning.
+fn open_to_change(ctx: &Context, command: &str, force: bool) -> anyhow::Result<Vm> {
+    match Vm::open(&ctx.config.vm, &dirs(ctx)) {
+        Ok(vm) => Ok(vm),
+        Err(VmError::Busy { holders, lock, .. }) => {
+            let who = provision::vm::lock::describe(&holders);
+            let name = &ctx.config.vm.name;
+            if !force {
+                anyhow::bail!(
+                    "refusing to {command} VM '{name}': it is in use by {who} (lock file {}), and `harness {command}` would pull the VM away from under it; wait for that to finish, or pass --force to {command} anyway",
+                    lock.display()
+                );
+            }
+            eprintln!(
+                "warning: VM '{name}' is in use by {who}; --force: running `harness {command}` anyway"
+            );
+            Ok(Vm::inspect(&ctx.config.vm, &dirs(ctx))?)
+        }
+        Err(e) => Err(anyhow::Error::new(e).context("opening the VM")),
+    }
+}
+
+pub fn run_down(ctx: &Context, args: &DownArgs) -> anyhow::Result<ExitCode> {
+    let mut vm = open_to_change(ctx, "down", args.force)?;
     let mut printer = EventPrinter::new(ctx, true);
     let stopped = vm
         .down(&mut |e| printer.show(ctx, &e))
@@ -217,32 +252,50 @@ pub fn run_down(ctx: &Context, _args: &DownArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn run_destroy(ctx: &Context, args: &DestroyArgs) -> anyhow::Result<ExitCode> {
-    let mut vm = Vm::open(&ctx.config.vm, &dirs(ctx))?;
-    vm.destroy(args.all).context("destroying the VM")?;
+    let mut vm = open_to_change(ctx, "destroy", args.force)?;
+    let done = vm.destroy(args.all).context("destroying the VM")?;
+    let name = &ctx.config.vm.name;
     if ctx.json {
-        print_json(
-            &serde_json::json!({ "destroyed": ctx.config.vm.name, "base_image_removed": args.all }),
-        );
-    } else {
-        println!(
-            "VM '{}' destroyed{}",
-            ctx.config.vm.name,
-            if args.all { " (base image too)" } else { "" }
-        );
+        print_json(&serde_json::json!({
+            "vm": name,
+            "destroyed": done.had_state,
+            "was_running": done.was_running,
+            "base_image_removed": done.base_image_removed,
+        }));
+        return Ok(ExitCode::SUCCESS);
+    }
+    match (done.had_state, &done.base_image_removed) {
+        (false, None) => println!("VM '{name}' does not exist: nothing to destroy"),
+        (false, Some(b)) => println!(
+            "VM '{name}' did not exist; removed its base image {}",
+            b.display()
+        ),
+        (true, base) => println!(
+            "VM '{name}' destroyed{}{}",
+            if done.was_running {
+                " (it was running and has been stopped)"
+            } else {
+                ""
+            },
+            base.as_ref()
+                .map(|b| format!("; base image {} removed", b.display()))
+                .unwrap_or_default()
+        ),
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn run_reset(ctx: &Context, _args: &ResetArgs) -> anyhow::Result<ExitCode> {
-    let mut vm = Vm::open(&ctx.config.vm, &dirs(ctx))?;
-    vm.reset().context("resetting the VM")?;
+pub fn run_reset(ctx: &Context, args: &ResetArgs) -> anyhow::Result<ExitCode> {
+    let mut vm = open_to_change(ctx, "reset", args.force)?;
+    let stopped = vm.reset().context("resetting the VM")?;
+    let name = &ctx.config.vm.name;
     if ctx.json {
-        print_json(&serde_json::json!({ "reset": ctx.config.vm.name }));
+        print_json(&serde_json::json!({ "reset": name, "stopped_running_vm": stopped }));
     } else {
-        println!(
-            "VM '{}' reset: the next `harness up` starts from the base image",
-            ctx.config.vm.name
-        );
+        if stopped {
+            println!("VM '{name}' was running: stopped it (powered off, not shut down cleanly)");
+        }
+        println!("VM '{name}' reset: the next `harness up` starts from the base image");
     }
     Ok(ExitCode::SUCCESS)
 }

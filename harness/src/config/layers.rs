@@ -152,6 +152,9 @@ pub fn load(src: &Sources) -> Result<Layered, ConfigError> {
 
 fn find_file(src: &Sources) -> Result<Option<PathBuf>, ConfigError> {
     if let Some(p) = &src.explicit_file {
+        if p.is_dir() {
+            return Err(ConfigError::IsDirectory { path: p.clone() });
+        }
         if !p.is_file() {
             return Err(ConfigError::Missing { path: p.clone() });
         }
@@ -349,6 +352,16 @@ mod tests {
         let e = load(&s).unwrap_err().to_string();
         assert!(e.contains("nope.toml"), "{e}");
         assert!(e.contains("does not exist"), "{e}");
+    }
+
+    #[test]
+    fn explicit_directory_is_named_a_directory() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = sources(d.path());
+        s.explicit_file = Some(d.path().to_path_buf());
+        let e = load(&s).unwrap_err().to_string();
+        assert!(e.contains("is a directory"), "{e}");
+        assert!(!e.contains("does not exist"), "{e}");
     }
 
     #[test]

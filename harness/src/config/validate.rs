@@ -90,6 +90,13 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
     if vm.cpus == 0 {
         out.push(err("vm.cpus", "at least 1 CPU"));
     }
+    if vm.tpm && vm.os == GuestOs::Linux {
+        out.push(err(
+            "vm.tpm",
+            "tpm = true is only supported for os = \"windows\"; set vm.tpm = false for a Linux guest",
+        ));
+    }
+    out.extend(zero_timeouts(cfg));
     if vm.os == GuestOs::Windows && cfg.install.guest_dir.contains(' ') {
         out.push(err(
             "install.guest_dir",
@@ -117,6 +124,39 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
         }
     }
     out
+}
+
+/// Every timeout of 0 seconds: it would fail at once (or, for `package_timeout`, be raised to a
+/// second without a word).
+fn zero_timeouts(cfg: &Config) -> Vec<Problem> {
+    let vm = &cfg.vm;
+    let mut timeouts = vec![
+        ("vm.install_timeout".to_string(), vm.install_timeout),
+        ("vm.boot_timeout".into(), vm.boot_timeout),
+        ("vm.ssh_timeout".into(), vm.ssh_timeout),
+        ("vm.shutdown_timeout".into(), vm.shutdown_timeout),
+        ("vm.snapshot_timeout".into(), vm.snapshot_timeout),
+        ("install.timeout".into(), cfg.install.timeout),
+        (
+            "install.restart_timeout".into(),
+            cfg.install.restart_timeout,
+        ),
+    ];
+    timeouts.extend(
+        cfg.suites
+            .iter()
+            .map(|(n, s)| (format!("suites.{n}.package_timeout"), s.package_timeout)),
+    );
+    timeouts
+        .into_iter()
+        .filter(|(_, secs)| *secs == 0)
+        .map(|(key, _)| {
+            err(
+                &key,
+                "is 0 seconds, so it would expire at once; give a number of seconds of at least 1 (the default is in config.toml)",
+            )
+        })
+        .collect()
 }
 
 /// Checks the form of a source spec; resolving it is the artifacts crate's job.
@@ -177,6 +217,26 @@ mod tests {
             (|c| c.vm.backend = BackendKind::Libvirt, "vm.domain"),
             (|c| c.vm.os = GuestOs::Linux, "vm.kernel"),
             (|c| c.vm.cpus = 0, "vm.cpus"),
+            (
+                |c| {
+                    c.vm.os = GuestOs::Linux;
+                    c.vm.kernel = Some("k".into());
+                    c.vm.initrd = Some("i".into());
+                    c.vm.tpm = true
+                },
+                "vm.tpm",
+            ),
+            (|c| c.vm.boot_timeout = 0, "vm.boot_timeout"),
+            (|c| c.vm.install_timeout = 0, "vm.install_timeout"),
+            (|c| c.vm.ssh_timeout = 0, "vm.ssh_timeout"),
+            (|c| c.vm.shutdown_timeout = 0, "vm.shutdown_timeout"),
+            (|c| c.vm.snapshot_timeout = 0, "vm.snapshot_timeout"),
+            (|c| c.install.timeout = 0, "install.timeout"),
+            (|c| c.install.restart_timeout = 0, "install.restart_timeout"),
+            (
+                |c| c.suites.get_mut("ebpf-go").unwrap().package_timeout = 0,
+                "suites.ebpf-go.package_timeout",
+            ),
             (|c| c.vm.memory_mib = 100, "vm.memory_mib"),
             (
                 |c| c.install.guest_dir = r"C:\Program Files\x".into(),

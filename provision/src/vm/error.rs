@@ -12,13 +12,14 @@ pub enum VmError {
     Config(String),
 
     #[error(
-        "VM '{name}' is being driven by another harness process{}; wait for it to finish (lock file {})",
-        holder.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+        "VM '{name}' is in use by {}; wait for it to finish (lock file {})",
+        super::lock::describe(holders),
         lock.display()
     )]
     Busy {
         name: String,
-        holder: Option<u32>,
+        /// The live processes recorded as holding the lock (may be empty if they left no record).
+        holders: Vec<super::lock::Holder>,
         lock: PathBuf,
     },
 

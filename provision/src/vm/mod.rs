@@ -135,6 +135,25 @@ pub struct VmStatus {
     pub serial_log: PathBuf,
 }
 
+/// What `destroy` found and removed.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Destroyed {
+    /// A running VM was stopped.
+    pub was_running: bool,
+    /// The VM had state (a disk, keys, logs) that was removed; `false`: nothing to destroy.
+    pub had_state: bool,
+    /// The base image removed with `all`.
+    pub base_image_removed: Option<PathBuf>,
+}
+
+/// A shared lock on VM `cfg.name`, held by commands that use the VM without changing its
+/// lifecycle (`exec`, `cp`, `ssh`, `test`): they run side by side, while `down`, `reset`,
+/// `destroy` and `up` (which take the lock exclusively) are refused until they finish.
+pub fn use_lock(cfg: &VmConfig, dirs: &VmDirs) -> Result<lock::VmLock, VmError> {
+    let paths = state::VmPaths::new(&dirs.state, &cfg.name);
+    lock::VmLock::acquire_mode(&paths.lock, &cfg.name, lock::LockMode::Shared)
+}
+
 #[derive(Debug)]
 enum Backend {
     Qemu(Box<qemu::QemuVm>),
@@ -201,8 +220,9 @@ impl Vm {
         }
     }
 
-    /// Throw away every change since the base image (stops the VM first).
-    pub fn reset(&mut self) -> Result<(), VmError> {
+    /// Throw away every change since the base image (stops the VM first). `Ok(true)` when a
+    /// running VM was stopped to do it.
+    pub fn reset(&mut self) -> Result<bool, VmError> {
         match &mut self.backend {
             Backend::Qemu(q) => q.reset(),
             Backend::Libvirt(_) => Err(VmError::Unsupported {
@@ -214,7 +234,7 @@ impl Vm {
     }
 
     /// Remove the VM's state; `all` also removes the base image harness built.
-    pub fn destroy(&mut self, all: bool) -> Result<(), VmError> {
+    pub fn destroy(&mut self, all: bool) -> Result<Destroyed, VmError> {
         match &mut self.backend {
             Backend::Qemu(q) => q.destroy(all),
             Backend::Libvirt(_) => Err(VmError::Unsupported {

@@ -9,6 +9,18 @@ use std::time::{Duration, Instant};
 
 use super::error::VmError;
 
+/// Environment variables holding secrets (the GitHub token) that no child needs: QEMU, swtpm
+/// and the host tools never see them.
+pub const SECRET_ENV: &[&str] = &["GITHUB_TOKEN", "GH_TOKEN"];
+
+/// Removes [`SECRET_ENV`] from a child's environment.
+pub fn scrub(cmd: &mut Command) -> &mut Command {
+    for v in SECRET_ENV {
+        cmd.env_remove(v);
+    }
+    cmd
+}
+
 /// A spawned helper; killed with its process group on drop unless [`Process::detach`]ed.
 #[derive(Debug)]
 pub struct Process {
@@ -28,7 +40,8 @@ impl Process {
         let err = out
             .try_clone()
             .map_err(VmError::io(format!("opening the {program} log"), log))?;
-        cmd.stdin(Stdio::null())
+        scrub(&mut cmd)
+            .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
             .process_group(0);
@@ -152,7 +165,7 @@ pub fn run_tool(
         .map(|a| a.to_string_lossy())
         .collect::<Vec<_>>()
         .join(" ");
-    let mut child = Command::new(program)
+    let mut child = scrub(&mut Command::new(program))
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -216,6 +229,27 @@ mod tests {
         assert_eq!(stat_state("123 (qemu) S 1 2"), Some('S'));
         assert_eq!(stat_state("123 (a) b) Z 1 2"), Some('Z'));
         assert_eq!(stat_state("garbage"), None);
+    }
+
+    #[test]
+    fn children_never_see_the_github_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let mut cmd = Command::new("sh");
+        cmd.args([
+            "-c",
+            "echo \"token=${GITHUB_TOKEN:-none} gh=${GH_TOKEN:-none} keep=$KEEP\"",
+        ])
+        .env("GITHUB_TOKEN", "ghp_secret")
+        .env("GH_TOKEN", "gho_secret")
+        .env("KEEP", "yes");
+        let mut p = Process::spawn(cmd, &log).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while p.try_wait().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(text.trim(), "token=none gh=none keep=yes");
     }
 
     #[test]

@@ -851,7 +851,8 @@ impl QemuVm {
     }
 
     /// Stop (hard) and throw the overlay away: the next `up` starts from the base image.
-    pub fn reset(&mut self) -> Result<(), VmError> {
+    pub fn reset(&mut self) -> Result<bool, VmError> {
+        let was_running = self.running().is_some();
         self.kill_now();
         for f in [
             &self.paths.overlay,
@@ -865,11 +866,16 @@ impl QemuVm {
             }
         }
         let _ = std::fs::remove_dir_all(&self.paths.tpm_dir);
-        Ok(())
+        Ok(was_running)
     }
 
     /// Stop and remove all of this VM's state; `all` also removes the base image harness made.
-    pub fn destroy(&mut self, all: bool) -> Result<(), VmError> {
+    pub fn destroy(&mut self, all: bool) -> Result<super::Destroyed, VmError> {
+        let mut done = super::Destroyed {
+            was_running: self.running().is_some(),
+            had_state: has_state(&self.paths.dir),
+            base_image_removed: None,
+        };
         let base = RunState::read(&self.paths.run_state).and_then(|r| r.base_image);
         self.kill_now();
         let base = base
@@ -895,11 +901,12 @@ impl QemuVm {
                     if f.exists() {
                         std::fs::remove_file(&f)
                             .map_err(VmError::io("removing the base image", &f))?;
+                        done.base_image_removed.get_or_insert_with(|| base.clone());
                     }
                 }
             }
         }
-        Ok(())
+        Ok(done)
     }
 
     /// The base image harness makes for this configuration, without creating it (for `destroy
@@ -1090,6 +1097,16 @@ impl Drop for QemuVm {
             self.kill_now();
         }
     }
+}
+
+/// Whether a VM directory holds anything besides the lock and its holder records (which merely
+/// asking about the VM creates).
+fn has_state(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| !matches!(e.file_name().to_str(), Some("lock" | "users")))
+    })
 }
 
 #[cfg(test)]
