@@ -241,3 +241,78 @@ fn down_powers_off_a_guest_that_ignores_acpi_over_ssh() {
     );
     assert_no_processes(&dirs.state.join("vms/noacpi"));
 }
+
+/// The guest's initrd is rebuilt at the same path: `up` must not restore the ready snapshot of the
+/// old one. It says why, boots cold, replaces the snapshot, and the next `up` restores the new one.
+#[test]
+fn a_rebuilt_initrd_is_booted_cold_not_restored_from_the_old_snapshot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs = dirs(tmp.path());
+    let initrd = tmp.path().join("initrd.gz");
+    std::fs::copy(&testsupport::guest::linux_guest().initrd, &initrd).unwrap();
+    let mut cfg = linux_cfg("rebuilt");
+    cfg.accel = provision::Accel::Tcg;
+    cfg.initrd = Some(initrd.clone());
+    cfg.ready_snapshot = "ready".into();
+    let opts = UpOptions {
+        save_ready_snapshot: true,
+        ..Default::default()
+    };
+    let warnings = |events: &std::sync::Arc<std::sync::Mutex<Vec<provision::vm::VmEvent>>>| {
+        events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                provision::vm::VmEvent::Warning { message } => Some(message.clone()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+
+    let mut vm = Vm::open(&cfg, &dirs).unwrap();
+    let up = vm.up(&opts, &mut |_| {}).unwrap();
+    assert_eq!(up.restored_snapshot, None);
+    vm.down(&mut |_| {}).unwrap();
+
+    // Rebuild: the same initrd plus a marker file (concatenated cpio archives are one initramfs).
+    let extra = tmp.path().join("extra");
+    std::fs::create_dir_all(extra.join("etc")).unwrap();
+    std::fs::write(extra.join("etc/rebuilt-marker"), "new\n").unwrap();
+    let cpio = Command::new("sh")
+        .arg("-c")
+        .arg("cd \"$1\" && find . | cpio -o -H newc 2>/dev/null | gzip -9")
+        .arg("sh")
+        .arg(&extra)
+        .output()
+        .unwrap();
+    assert!(cpio.status.success() && !cpio.stdout.is_empty());
+    let mut bytes = std::fs::read(&initrd).unwrap();
+    bytes.extend_from_slice(&cpio.stdout);
+    std::fs::write(&initrd, bytes).unwrap();
+
+    let (events, mut rec) = recorder();
+    let up = vm.up(&opts, &mut rec).unwrap();
+    assert_eq!(up.restored_snapshot, None, "the old snapshot was restored");
+    let w = warnings(&events);
+    assert!(
+        w.iter()
+            .any(|m| m.contains("the initrd changed") && m.contains("booting cold")),
+        "{w:?}"
+    );
+    let mut s = session(&up);
+    assert_eq!(sh(&mut s, "cat /etc/rebuilt-marker"), (0, "new".into()));
+    drop(s);
+    vm.down(&mut |_| {}).unwrap();
+
+    // Unchanged now: the replaced snapshot is restored, silently.
+    let (events, mut rec) = recorder();
+    let up = vm.up(&opts, &mut rec).unwrap();
+    assert_eq!(up.restored_snapshot.as_deref(), Some("ready"));
+    assert!(warnings(&events).is_empty(), "{:?}", warnings(&events));
+    let mut s = session(&up);
+    assert_eq!(sh(&mut s, "cat /etc/rebuilt-marker"), (0, "new".into()));
+    drop(s);
+    vm.down(&mut |_| {}).unwrap();
+    assert_no_processes(&dirs.state.join("vms/rebuilt"));
+}

@@ -5,6 +5,7 @@
 //! overlay per VM that holds every write and every RAM snapshot. `reset` deletes the overlay.
 
 pub mod cmdline;
+pub mod identity;
 mod watchdog;
 mod windows;
 
@@ -520,6 +521,7 @@ impl QemuVm {
             }
         };
         let (base, base_vars) = self.ensure_base(key, opts, on_event)?;
+        self.drop_stale_ready_snapshot(&base, opts, on_event)?;
         on_event(VmEvent::Started {
             phase: Phase::PreparingDisk,
             timeout: Duration::from_secs(120),
@@ -626,6 +628,50 @@ impl QemuVm {
             known_hosts: self.session_options().known_hosts,
             already_running: false,
         })
+    }
+
+    fn ready_record(&self) -> PathBuf {
+        self.paths.dir.join("ready.json")
+    }
+
+    /// A ready snapshot made from another kernel, initrd, image or machine settings is deleted
+    /// (with the overlay, when the base image itself changed), so `up` boots cold and saves a new
+    /// one instead of silently testing the old guest.
+    fn drop_stale_ready_snapshot(
+        &mut self,
+        base: &Path,
+        opts: &UpOptions,
+        on_event: &mut dyn FnMut(VmEvent),
+    ) -> Result<(), VmError> {
+        let ready = self.cfg.ready_snapshot.clone();
+        if ready.is_empty() || opts.restore.is_some() || !self.has_snapshot(&ready)? {
+            return Ok(());
+        }
+        let now = identity::Identity::of(&self.cfg, base)?;
+        let recorded = identity::Recorded::read(&self.ready_record());
+        let Some(why) = identity::stale_reason(&ready, &now, recorded.as_ref()) else {
+            return Ok(());
+        };
+        let base_changed = recorded.is_some_and(|r| r.made_from.base != now.base);
+        on_event(VmEvent::Warning {
+            message: format!("{why}: booting cold and replacing it"),
+        });
+        if base_changed {
+            // The overlay's writes sit on the old base: start over from the new one.
+            for f in [&self.paths.overlay, &self.paths.vars] {
+                if f.exists() {
+                    std::fs::remove_file(f)
+                        .map_err(VmError::io("removing the stale overlay", f))?;
+                }
+            }
+        } else {
+            image::delete_snapshot(&self.paths.overlay, &ready)?;
+            if self.paths.vars.is_file() {
+                let _ = image::delete_snapshot(&self.paths.vars, &ready);
+            }
+        }
+        let _ = std::fs::remove_file(self.ready_record());
+        Ok(())
     }
 
     /// "waiting for SSH": a real login (key accepted), retried until `ssh_timeout`.
@@ -1006,6 +1052,15 @@ impl QemuVm {
             phase: Phase::SavingSnapshot,
             elapsed: t.elapsed(),
         });
+        if name == self.cfg.ready_snapshot
+            && let Some(base) = RunState::read(&self.paths.run_state).and_then(|r| r.base_image)
+        {
+            identity::Recorded {
+                snapshot: name.to_string(),
+                made_from: identity::Identity::of(&self.cfg, &base)?,
+            }
+            .write(&self.ready_record())?;
+        }
         Ok(())
     }
 
