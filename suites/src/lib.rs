@@ -18,9 +18,13 @@ pub mod junit;
 pub mod local;
 pub mod model;
 pub mod plan;
+mod pool;
+pub mod probe;
 pub mod results;
 pub mod runner;
+pub mod stage;
 pub mod summary;
+pub mod totals;
 
 pub use config::{RunMode, SuiteConfig};
 pub use exec::{ExecError, ExecOutcome, ExecRequest, Executor, Stream, TargetOs, UploadFilter};
