@@ -46,6 +46,8 @@ pub struct SuiteConfig {
     pub mode: RunMode,
     /// The `go` command in the guest (guest mode), e.g. `C:\\Program Files\\Go\\bin\\go.exe`.
     pub guest_go: String,
+    /// On a non-terminal (a CI log), seconds between progress lines while the suite runs.
+    pub progress_interval: u64,
     /// Guest mode: vendor the module's dependencies on the host (`go mod vendor`) and upload
     /// them with the source, since the guest has no internet.
     pub vendor: bool,
@@ -65,6 +67,7 @@ impl Default for SuiteConfig {
             trace_log_on_rerun: true,
             mode: RunMode::Auto,
             guest_go: "go".into(),
+            progress_interval: 30,
             vendor: true,
         }
     }

@@ -229,7 +229,11 @@ impl HostPool<'_> {
                 }
             }
         }
-        let mut conv = match Converter::start(self.test2json, &b.pkg) {
+        let sink = tx.clone();
+        let conv = Converter::start_with_sink(self.test2json, &b.pkg, move |l| {
+            let _ = sink.send(WorkerMsg::Line(l));
+        });
+        let mut conv = match conv {
             Ok(c) => c,
             Err(e) => {
                 let why = format!(
@@ -247,14 +251,9 @@ impl HostPool<'_> {
         args.extend(flags.binary_args());
         let t0 = Instant::now();
         let res = exec.run(&self.request(b, args, self.timeout), &mut |_, line| {
-            conv.feed(line);
-            for l in conv.ready() {
-                let _ = tx.send(WorkerMsg::Line(l));
-            }
+            conv.feed(line)
         });
-        for l in conv.finish() {
-            let _ = tx.send(WorkerMsg::Line(l));
-        }
+        conv.finish();
         let lost = matches!(&res, Err(e) if e.is_target_lost());
         let _ = tx.send(WorkerMsg::Done(Done {
             pkg: b.pkg.clone(),
