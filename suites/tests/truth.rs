@@ -299,3 +299,31 @@ fn symlinked_testdata_is_uploaded_as_the_test_sees_it_and_dangling_links_are_rep
         "the real file"
     );
 }
+
+#[test]
+fn repro_of_a_subtest_runs_exactly_that_subtest() {
+    let failed = vec![
+        (gomod::pkg("fail"), "TestSub/bad".to_string()),
+        (gomod::pkg("fail"), "TestSub".to_string()),
+    ];
+    let plan = suites::repro_plan(&failed, Some("TestSub/bad"), 1, false);
+    for mode in [RunMode::Host, RunMode::Guest] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut opts =
+            RunOptions::new("sub", suite(mode, &["./..."], 0, tmp.path()), gomod::path());
+        opts.targets = Some(plan.targets.clone());
+        let rec = run(&mut LocalExecutor::new(tmp.path().join("t")), &opts);
+        let mut names: Vec<String> = rec
+            .execution
+            .packages
+            .iter()
+            .flat_map(|p| p.tests.iter().map(|t| t.name.clone()))
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["TestSub", "TestSub/bad"],
+            "{mode:?}: not TestSub/good"
+        );
+    }
+}
