@@ -130,7 +130,7 @@ pub fn not_run_events(ex: &Execution, pkg: &str, expected: &[String]) -> Vec<Tes
     };
     let mut killers: Vec<&str> = failed_now(true).collect();
     if killers.is_empty() {
-        killers.extend(failed_now(false).last());
+        killers.extend(failed_now(false).next_back());
     }
     let why = match killers.as_slice() {
         [] => "the test binary exited before this test started".to_string(),
