@@ -14,6 +14,7 @@ pub mod event;
 pub mod exec;
 pub mod flags;
 pub mod gotool;
+mod guest_probe;
 pub mod junit;
 pub mod local;
 pub mod model;
