@@ -155,6 +155,9 @@ impl Executor for SessionExecutor {
     }
 }
 
+/// Mirrors the kept entries of `dir` into `out`: files as hard links (copies keeping their mtime
+/// across filesystems), symlinks as the same links (suites has already decided which links a
+/// target gets), and an error for anything else, so that nothing is left out silently.
 fn stage(root: &Path, dir: &Path, out: &Path, skip: UploadFilter<'_>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
@@ -168,10 +171,16 @@ fn stage(root: &Path, dir: &Path, out: &Path, skip: UploadFilter<'_>) -> std::io
         if ft.is_dir() {
             std::fs::create_dir_all(&target)?;
             stage(root, &path, out, skip)?;
-        } else if ft.is_file() && std::fs::hard_link(&path, &target).is_err() {
-            std::fs::copy(&path, &target)?;
+        } else if ft.is_file() {
+            suites::stage::link_or_copy(&path, &target)?;
+        } else if ft.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&path)?, &target)?;
+        } else {
+            return Err(std::io::Error::other(format!(
+                "{} is a special file (fifo, socket or device), which cannot be uploaded; remove it from the tree",
+                path.display()
+            )));
         }
-        // Symlinks and special files are not sent: test inputs are regular files.
     }
     Ok(())
 }
@@ -295,6 +304,7 @@ mod tests {
         std::fs::create_dir_all(src.path().join("pkg/testdata")).unwrap();
         std::fs::write(src.path().join("pkg/testdata/a"), "a").unwrap();
         std::fs::write(src.path().join("go.mod"), "module m").unwrap();
+        std::os::unix::fs::symlink("a", src.path().join("pkg/testdata/link")).unwrap();
         let out = tempfile::tempdir().unwrap();
         stage(src.path(), src.path(), out.path(), &|p: &Path| {
             p.starts_with(".git")
@@ -303,5 +313,11 @@ mod tests {
         assert!(out.path().join("pkg/testdata/a").is_file());
         assert!(out.path().join("go.mod").is_file());
         assert!(!out.path().join(".git").exists());
+        let link = out.path().join("pkg/testdata/link");
+        assert_eq!(
+            std::fs::read_link(&link).unwrap(),
+            Path::new("a"),
+            "links are sent as links, not dropped"
+        );
     }
 }

@@ -84,7 +84,9 @@ fn main() -> ExitCode {
         cancel,
     };
     let result = cmd::dispatch(&ctx, &cli.command);
-    if ctx.cancel.is_cancelled() && result.is_err() {
+    // One rule for every command: interrupted by Ctrl-C is 130, whatever the partial results
+    // say (they are written, but they are not a verdict).
+    if ctx.cancel.is_cancelled() {
         let _ = report(result);
         return ExitCode::from(130);
     }

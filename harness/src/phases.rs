@@ -76,15 +76,23 @@ impl<'a> Phases<'a> {
             ProgressBar::hidden()
         };
         let t0 = Instant::now();
+        let cancelled_before = self.ctx.cancel.is_cancelled();
         let result = f(&bar);
         let secs = t0.elapsed().as_secs_f64();
         bar.finish_and_clear();
+        // A phase that Ctrl-C cut short did not succeed, even when it returns what it had.
+        let interrupted = !cancelled_before && self.ctx.cancel.is_cancelled();
         let (ok, detail) = match &result {
+            Ok((_, d)) if interrupted => (false, format!("interrupted (Ctrl-C); {d}")),
             Ok((_, d)) => (true, d.clone()),
             Err(e) => (false, format!("{e:#}")),
         };
         if self.ctx.verbosity >= 0 && !self.ctx.json {
-            let mark = if ok { "ok" } else { "FAILED" };
+            let mark = match (ok, interrupted) {
+                (true, _) => "ok",
+                (false, true) => "INTERRUPTED",
+                (false, false) => "FAILED",
+            };
             eprintln!("{mark:>6} {name:<11} {secs:>7.1}s  {}", first_line(&detail));
         }
         if self.gha {
@@ -107,4 +115,35 @@ impl<'a> Phases<'a> {
 
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_phase_cut_short_by_ctrl_c_is_not_ok() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = Context::for_test(dir.path());
+        let mut phases = Phases::new(&ctx);
+        phases.run("quick", |_| Ok(((), "done".into()))).unwrap();
+        let v = phases
+            .run("suites", |_| {
+                ctx.cancel.cancel();
+                Ok((7, "2 passed".into()))
+            })
+            .unwrap();
+        assert_eq!(v, 7, "what the phase gathered is still returned");
+        // A cleanup phase that starts after Ctrl-C and succeeds is ok.
+        phases
+            .always("down", |_| Ok(((), "powered off".into())))
+            .unwrap();
+        let ok: Vec<(&str, bool)> = phases
+            .timings
+            .iter()
+            .map(|t| (t.phase.as_str(), t.ok))
+            .collect();
+        assert_eq!(ok, [("quick", true), ("suites", false), ("down", true)]);
+        assert!(phases.timings[1].detail.starts_with("interrupted (Ctrl-C)"));
+    }
 }

@@ -15,26 +15,32 @@ fn go_env(key: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-/// A harness command isolated from the developer's config and state, sharing the host's Go
-/// build cache so that builds stay fast.
-fn harness(dir: &Path) -> Command {
+/// The environment of a harness command isolated from the developer's config and state,
+/// sharing the host's Go build cache so that builds stay fast.
+fn isolated_env(dir: &Path) -> Vec<(String, String)> {
     let goroot_bin = PathBuf::from(go_env("GOROOT")).join("bin");
     let path = format!(
         "{}:{}",
         goroot_bin.display(),
         std::env::var("PATH").unwrap()
     );
+    let d = |p: &str| dir.join(p).display().to_string();
+    vec![
+        ("PATH".into(), path),
+        ("HOME".into(), dir.display().to_string()),
+        ("GOCACHE".into(), go_env("GOCACHE")),
+        ("GOMODCACHE".into(), go_env("GOMODCACHE")),
+        ("GOFLAGS".into(), "-mod=mod".into()),
+        ("XDG_CONFIG_HOME".into(), d("xdg-config")),
+        ("HARNESS_STATE_DIR".into(), d("state")),
+        ("HARNESS_CACHE_DIR".into(), d("cache")),
+    ]
+}
+
+/// A harness command isolated from the developer's config and state.
+fn harness(dir: &Path) -> Command {
     let mut c = Command::cargo_bin("harness").unwrap();
-    c.current_dir(dir)
-        .env_clear()
-        .env("PATH", path)
-        .env("HOME", dir)
-        .env("GOCACHE", go_env("GOCACHE"))
-        .env("GOMODCACHE", go_env("GOMODCACHE"))
-        .env("GOFLAGS", "-mod=mod")
-        .env("XDG_CONFIG_HOME", dir.join("xdg-config"))
-        .env("HARNESS_STATE_DIR", dir.join("state"))
-        .env("HARNESS_CACHE_DIR", dir.join("cache"));
+    c.current_dir(dir).env_clear().envs(isolated_env(dir));
     c
 }
 
@@ -65,7 +71,7 @@ fn test_passes_with_a_flaky_test_and_links_latest() {
         .assert()
         .code(0)
         .stdout(predicate::str::contains("Flaky").and(predicate::str::contains("TestFlaky")))
-        .stdout(predicate::str::contains("PASSED: 12 tests in 3 packages"));
+        .stdout(predicate::str::contains("PASSED: 12 tests in 2 packages"));
     let latest = d.path().join("state/results/latest");
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(latest.join("summary.json")).unwrap())
@@ -192,4 +198,74 @@ fn go_and_the_tests_do_not_inherit_the_github_token() {
         .assert()
         .success()
         .stdout(predicates::str::contains("1 passed"));
+}
+
+#[test]
+fn progress_lines_on_a_non_terminal_and_timed_out_in_the_console() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = config(d.path(), &["./pass", "./hang"]);
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "package_timeout = 60",
+        "package_timeout = 4\nprogress_interval = 1",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let out = harness(d.path())
+        .args(["-c"])
+        .arg(&cfg)
+        .args(["test", "fx", "--local", "--rerun-fails", "0"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(format!(
+            "--- TIMED OUT: package {}",
+            gomod::pkg("hang")
+        )))
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with('[') && l.contains("] fx: "))
+        .collect();
+    assert!(lines.len() >= 3, "a line every second: {stderr}");
+    let mut unique = lines.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), lines.len(), "never the same line twice");
+    assert!(
+        lines.iter().any(|l| l.contains("running: packages ")
+            && l.contains(" passed, ")
+            && l.contains(" failed, ")
+            && l.contains("skipped · running TestHangs")),
+        "done/total, counts and what runs now: {lines:#?}"
+    );
+}
+
+#[test]
+fn ctrl_c_exits_130_for_test_too() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = config(d.path(), &["./hang"]);
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("harness"))
+        .env_clear()
+        .envs(isolated_env(d.path()))
+        .current_dir(d.path())
+        .arg("-c")
+        .arg(&cfg)
+        .args(["test", "fx", "--local", "--rerun-fails", "0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the hanging test runs (the results dir gets the local target), then Ctrl-C.
+    let started = std::time::Instant::now();
+    let target = d.path().join("state/local-target/suite-fx/hang");
+    while !target.exists() && started.elapsed() < std::time::Duration::from_secs(120) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "interrupted is 130 for `test` as for `run`"
+    );
 }

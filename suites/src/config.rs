@@ -35,16 +35,19 @@ pub struct SuiteConfig {
     pub parallel: u32,
     /// Seconds one package may run before its process tree is killed.
     pub package_timeout: u64,
-    /// How many times failed tests are rerun.
+    /// How many times failed tests are rerun (default 1, as the built-in ebpf-go suite).
     pub rerun_fails: u32,
     /// No reruns when more tests than this failed (a broken setup, not flakes).
     pub rerun_max_failures: u32,
-    /// Rerun failures with ebpf-go's `-trace-log` (Windows).
+    /// Rerun failures with ebpf-go's `-trace-log`: only on Windows targets, and only to test
+    /// binaries that define the flag (default true, as the built-in ebpf-go suite).
     pub trace_log_on_rerun: bool,
     /// Where test binaries are built.
     pub mode: RunMode,
     /// The `go` command in the guest (guest mode), e.g. `C:\\Program Files\\Go\\bin\\go.exe`.
     pub guest_go: String,
+    /// On a non-terminal (a CI log), seconds between progress lines while the suite runs.
+    pub progress_interval: u64,
     /// Guest mode: vendor the module's dependencies on the host (`go mod vendor`) and upload
     /// them with the source, since the guest has no internet.
     pub vendor: bool,
@@ -59,11 +62,12 @@ impl Default for SuiteConfig {
             env: BTreeMap::new(),
             parallel: 2,
             package_timeout: 600,
-            rerun_fails: 0,
+            rerun_fails: 1,
             rerun_max_failures: 20,
-            trace_log_on_rerun: false,
+            trace_log_on_rerun: true,
             mode: RunMode::Auto,
             guest_go: "go".into(),
+            progress_interval: 30,
             vendor: true,
         }
     }

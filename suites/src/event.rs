@@ -8,6 +8,10 @@ pub const HARNESS_MARK: &str = "harness: ";
 /// Prefix of the package output line that records an infrastructure error (exit code 2).
 pub const ERROR_MARK: &str = "harness: error: ";
 
+/// Prefix of the output of a test that the binary listed but never ran (an earlier test killed
+/// the binary); the test's `skip` event that follows makes it "not run" in the model.
+pub const NOT_RUN_MARK: &str = "harness: not run: ";
+
 /// One test2json event. Field names follow Go's `test2json` exactly so that `events.jsonl`
 /// stays readable by gotestsum and friends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]

@@ -292,11 +292,28 @@ pub struct Converter {
     child: Child,
     stdin: Option<ChildStdin>,
     rx: mpsc::Receiver<String>,
+    /// Gets a message when test2json's output has ended.
+    done: mpsc::Receiver<String>,
 }
 
 impl Converter {
-    /// Starts the converter for package `pkg`.
+    /// Starts the converter for package `pkg`; events are collected for [`Converter::ready`].
     pub fn start(test2json: &Path, pkg: &str) -> std::io::Result<Self> {
+        let (tx, rx) = mpsc::channel();
+        let mut c = Self::start_with_sink(test2json, pkg, move |l| {
+            let _ = tx.send(l);
+        })?;
+        c.rx = rx;
+        Ok(c)
+    }
+
+    /// Starts the converter for package `pkg`, handing each event to `sink` as soon as
+    /// test2json prints it (so that a test that starts and then stays silent shows at once).
+    pub fn start_with_sink(
+        test2json: &Path,
+        pkg: &str,
+        sink: impl Fn(String) + Send + 'static,
+    ) -> std::io::Result<Self> {
         let mut child = Command::new(test2json)
             .env_remove(crate::local::SECRET_ENV[0])
             .env_remove(crate::local::SECRET_ENV[1])
@@ -308,16 +325,21 @@ impl Converter {
             .spawn()?;
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().expect("piped");
-        let (tx, rx) = mpsc::channel();
+        let (done_tx, done) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
+                sink(line);
             }
+            let _ = done_tx.send(String::new());
         });
-        Ok(Converter { child, stdin, rx })
+        let (_, rx) = mpsc::channel();
+        Ok(Converter {
+            child,
+            stdin,
+            rx,
+            done,
+        })
     }
 
     /// Feeds one line of the test binary's output.
@@ -334,18 +356,12 @@ impl Converter {
         self.rx.try_iter().collect()
     }
 
-    /// Ends the input and returns the remaining events (waits at most 30 s).
+    /// Ends the input and returns the remaining events (waits at most 30 s for test2json to
+    /// finish; with a sink, they went to the sink).
     pub fn finish(mut self) -> Vec<String> {
         self.stdin = None;
-        let mut out = Vec::new();
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
-            match self.rx.recv_timeout(left) {
-                Ok(l) => out.push(l),
-                Err(_) => break,
-            }
-        }
-        out
+        let _ = self.done.recv_timeout(Duration::from_secs(30));
+        self.rx.try_iter().collect()
     }
 }
 

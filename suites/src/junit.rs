@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
+use crate::event::HARNESS_MARK;
 use crate::explain::{self, Explanation};
 use crate::model::{Execution, Outcome, PackageStatus};
 use crate::plan::FailedTests;
@@ -65,6 +66,16 @@ pub fn render(ex: &Execution, name: &str) -> Report {
                     Outcome::Skip => {
                         let mut s = TestCaseStatus::skipped();
                         s.set_message("skipped").set_description(text);
+                        s
+                    }
+                    Outcome::NotRun => {
+                        let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
+                        let why = text
+                            .lines()
+                            .next()
+                            .unwrap_or("")
+                            .trim_start_matches(HARNESS_MARK);
+                        s.set_message(why.to_string()).set_description(text);
                         s
                     }
                     Outcome::Fail | Outcome::Running => {

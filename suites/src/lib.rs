@@ -15,19 +15,27 @@ pub mod exec;
 pub mod explain;
 pub mod flags;
 pub mod gotool;
+mod guest_probe;
 pub mod junit;
 pub mod local;
 pub mod model;
 pub mod plan;
+mod pool;
+pub mod probe;
 pub mod results;
 pub mod runner;
+pub mod stage;
 pub mod summary;
+pub mod totals;
 
 pub use config::{RunMode, SuiteConfig};
 pub use exec::{ExecError, ExecOutcome, ExecRequest, Executor, Stream, TargetOs, UploadFilter};
 pub use local::LocalExecutor;
 pub use model::{Execution, Verdict};
-pub use plan::{ReproPlan, RerunTarget, Shard, repro_plan, rerun_targets, shard_packages};
+pub use plan::{
+    ReproCommands, ReproPlan, RerunTarget, Shard, repro_commands, repro_plan, rerun_targets,
+    shard_packages,
+};
 pub use results::{RunRecord, Written, merge, new_run_dir, read_failures, write};
 pub use runner::{
     Observer, Quiet, RunEvent, RunOptions, SuiteError, resolve_mode, resolve_module_dir, run,

@@ -236,7 +236,7 @@ fn copy_tree(src: &Path, dst: &Path, rel: &Path, skip: UploadFilter<'_>) -> std:
             let _ = std::fs::remove_file(&to);
             std::os::unix::fs::symlink(target, &to)?;
         } else {
-            std::fs::copy(entry.path(), &to)?;
+            crate::stage::copy_keeping_mtime(&entry.path(), &to)?;
         }
     }
     Ok(())

@@ -8,7 +8,8 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Action, ERROR_MARK, HARNESS_MARK, TestEvent};
+use crate::event::{Action, ERROR_MARK, HARNESS_MARK, NOT_RUN_MARK, TestEvent};
+pub use crate::totals::{Totals, Verdict};
 
 /// Output line that marks a package killed by the per-package timeout.
 pub const TIMEOUT_MARK: &str = "harness: timeout: ";
@@ -25,6 +26,10 @@ pub enum Outcome {
     Skip,
     /// Still running: no terminal event yet.
     Running,
+    /// Listed by the test binary but never started: an earlier test killed the binary. The
+    /// harness records it as a `skip` event whose output starts with [`NOT_RUN_MARK`].
+    #[serde(rename = "not run")]
+    NotRun,
 }
 
 /// One run of one test.
@@ -125,6 +130,15 @@ pub struct PackageState {
     failed_tests_this_run: usize,
     #[serde(skip)]
     last_run_failed_without_test: bool,
+    /// When the current run started, and the time of its latest event (test2json `Time`): the
+    /// elapsed time of a run that ended without Go's own figure (crash, timeout, lost target).
+    #[serde(skip)]
+    run_started: Option<time::OffsetDateTime>,
+    #[serde(skip)]
+    last_seen: Option<time::OffsetDateTime>,
+    /// Tests that started (or ended) in the current run.
+    #[serde(skip)]
+    seen_this_run: Vec<String>,
 }
 
 impl PackageState {
@@ -143,6 +157,9 @@ impl PackageState {
             index: HashMap::new(),
             failed_tests_this_run: 0,
             last_run_failed_without_test: false,
+            run_started: None,
+            last_seen: None,
+            seen_this_run: Default::default(),
         }
     }
 
@@ -160,6 +177,16 @@ impl PackageState {
     /// Looks a test up by name.
     pub fn test(&self, name: &str) -> Option<&TestState> {
         self.index.get(name).map(|&i| &self.tests[i])
+    }
+
+    /// Whether the test started or ended in the package's latest run.
+    pub fn ran_this_run(&self, test: &str) -> bool {
+        self.seen_this_run.iter().any(|t| t == test)
+    }
+
+    /// Tests of the latest run in the order they started.
+    pub fn started_this_run(&self) -> &[String] {
+        &self.seen_this_run
     }
 
     /// Whether the package's final state is a package-level failure (no failing test to blame).
@@ -200,6 +227,14 @@ impl PackageState {
         }
     }
 
+    /// Seconds from the start of the current run to its latest event, from the events' times.
+    fn wall_seconds(&self) -> f64 {
+        match (self.run_started, self.last_seen) {
+            (Some(a), Some(b)) if b > a => (b - a).as_seconds_f64(),
+            _ => 0.0,
+        }
+    }
+
     fn finish(&mut self, action: &Action, elapsed: Option<f64>, failed_build: bool) {
         let why = if let Some(e) = &self.error {
             format!("the run was aborted ({e})")
@@ -211,7 +246,7 @@ impl PackageState {
         };
         self.charge_running(&why);
         if self.runs <= 1 {
-            self.elapsed = elapsed.unwrap_or(0.0);
+            self.elapsed = elapsed.unwrap_or_else(|| self.wall_seconds());
         }
         self.status = match action {
             Action::Pass => PackageStatus::Pass,
@@ -232,50 +267,8 @@ impl PackageState {
     }
 }
 
-/// Counts over the whole run.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Totals {
-    /// Packages seen.
-    pub packages: usize,
-    /// Packages that end with something failed.
-    pub packages_failed: usize,
-    /// Packages with an infrastructure error.
-    pub packages_errored: usize,
-    /// Distinct tests (subtests included).
-    pub tests: usize,
-    /// Tests whose final attempt passed (flaky ones included).
-    pub passed: usize,
-    /// Tests whose final attempt failed.
-    pub failed: usize,
-    /// Tests skipped.
-    pub skipped: usize,
-    /// Tests that failed and then passed on a rerun.
-    pub flaky: usize,
-    /// Attempts over all tests (≥ tests when reruns happened).
-    pub attempts: usize,
-}
-
-/// What a run amounts to, as the process exit code says it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Verdict {
-    /// Everything passed (flaky tests included): exit 0.
-    Passed,
-    /// Some test or package failed: exit 1.
-    Failed,
-    /// The harness or the infrastructure failed (target lost, build failed): exit 2.
-    Errored,
-}
-
-impl Verdict {
-    /// The documented exit code: 0 passed, 1 test failures, 2 harness/infrastructure failure.
-    pub fn exit_code(self) -> u8 {
-        match self {
-            Verdict::Passed => 0,
-            Verdict::Failed => 1,
-            Verdict::Errored => 2,
-        }
-    }
+fn parse_time(s: &str) -> Option<time::OffsetDateTime> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
 }
 
 /// The folded state of a whole run.
@@ -334,14 +327,23 @@ impl Execution {
             return;
         };
         let pkg = self.pkg_mut(pkg_name);
+        let at = e.time.as_deref().and_then(parse_time);
+        if at.is_some() {
+            pkg.last_seen = at;
+        }
         match (&e.action, e.test.as_deref()) {
             (Action::Start, _) => {
+                pkg.run_started = at;
+                pkg.seen_this_run.clear();
                 pkg.runs += 1;
                 pkg.status = PackageStatus::Running;
                 pkg.failed_tests_this_run = 0;
                 pkg.output.clear();
             }
             (Action::Run, Some(t)) => {
+                if !pkg.ran_this_run(t) {
+                    pkg.seen_this_run.push(t.to_string());
+                }
                 let t = pkg.test_mut(t);
                 if t.attempts
                     .last()
@@ -378,12 +380,23 @@ impl Execution {
                 pkg.output.push_str(text);
             }
             (action @ (Action::Pass | Action::Fail | Action::Skip), Some(t)) => {
+                if !pkg.ran_this_run(t) {
+                    pkg.seen_this_run.push(t.to_string());
+                }
+                let ts = pkg.test_mut(t);
+                let not_run = ts.attempts.last().is_some_and(|a| {
+                    a.outcome == Outcome::Running && a.output.starts_with(NOT_RUN_MARK)
+                });
+                // A rerun that did not reach a test is a failed attempt (the harness's), so
+                // that the attempt counts and the test stays failed; a first run's is "not run".
+                let rerun_missed = not_run && ts.attempts.len() > 1;
                 let outcome = match action {
                     Action::Pass => Outcome::Pass,
                     Action::Fail => Outcome::Fail,
+                    _ if rerun_missed => Outcome::Fail,
+                    _ if not_run => Outcome::NotRun,
                     _ => Outcome::Skip,
                 };
-                let ts = pkg.test_mut(t);
                 if ts
                     .attempts
                     .last()
@@ -397,6 +410,11 @@ impl Execution {
                     });
                 }
                 let a = ts.attempts.last_mut().expect("pushed above");
+                if rerun_missed {
+                    a.synthesized = Some(format!(
+                        "{ERROR_MARK}this rerun attempt did not run the test (see the package output)"
+                    ));
+                }
                 a.outcome = outcome;
                 a.elapsed = e.elapsed.unwrap_or(0.0);
                 if outcome == Outcome::Fail {
@@ -422,47 +440,6 @@ impl Execution {
         }
     }
 
-    /// Counts.
-    pub fn totals(&self) -> Totals {
-        let mut t = Totals {
-            packages: self.packages.len(),
-            ..Default::default()
-        };
-        for p in &self.packages {
-            if p.has_failures() {
-                t.packages_failed += 1;
-            }
-            if p.error.is_some() || p.build_failed {
-                t.packages_errored += 1;
-            }
-            for test in &p.tests {
-                t.tests += 1;
-                t.attempts += test.attempts.len();
-                match test.outcome() {
-                    Outcome::Pass => t.passed += 1,
-                    Outcome::Fail | Outcome::Running => t.failed += 1,
-                    Outcome::Skip => t.skipped += 1,
-                }
-                if test.is_flaky() {
-                    t.flaky += 1;
-                }
-            }
-        }
-        t
-    }
-
-    /// The verdict, and so the exit code.
-    pub fn verdict(&self) -> Verdict {
-        let t = self.totals();
-        if t.packages_errored > 0 {
-            Verdict::Errored
-        } else if t.packages_failed > 0 || t.failed > 0 {
-            Verdict::Failed
-        } else {
-            Verdict::Passed
-        }
-    }
-
     /// `(package, test)` pairs whose final attempt failed.
     pub fn failed_tests(&self) -> Vec<(&PackageState, &TestState)> {
         self.packages
@@ -471,6 +448,19 @@ impl Execution {
                 p.tests
                     .iter()
                     .filter(|t| t.outcome() == Outcome::Fail)
+                    .map(move |t| (p, t))
+            })
+            .collect()
+    }
+
+    /// `(package, test)` pairs the binary listed but never ran.
+    pub fn not_run_tests(&self) -> Vec<(&PackageState, &TestState)> {
+        self.packages
+            .iter()
+            .flat_map(|p| {
+                p.tests
+                    .iter()
+                    .filter(|t| t.outcome() == Outcome::NotRun)
                     .map(move |t| (p, t))
             })
             .collect()
@@ -519,121 +509,4 @@ impl Execution {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::event::parse_line;
-
-    fn fold(lines: &[&str]) -> Execution {
-        let evs: Vec<TestEvent> = lines.iter().map(|l| parse_line(l).expect(l)).collect();
-        Execution::from_events(&evs)
-    }
-
-    #[test]
-    fn pass_fail_skip_and_counts() {
-        let ex = fold(&[
-            r#"{"Action":"start","Package":"p"}"#,
-            r#"{"Action":"run","Package":"p","Test":"TestA"}"#,
-            r#"{"Action":"pass","Package":"p","Test":"TestA","Elapsed":0.25}"#,
-            r#"{"Action":"run","Package":"p","Test":"TestB"}"#,
-            r#"{"Action":"output","Package":"p","Test":"TestB","Output":"boom\n"}"#,
-            r#"{"Action":"fail","Package":"p","Test":"TestB","Elapsed":1}"#,
-            r#"{"Action":"run","Package":"p","Test":"TestC"}"#,
-            r#"{"Action":"skip","Package":"p","Test":"TestC"}"#,
-            r#"{"Action":"fail","Package":"p","Elapsed":1.5}"#,
-        ]);
-        let t = ex.totals();
-        assert_eq!(
-            (t.tests, t.passed, t.failed, t.skipped, t.flaky),
-            (3, 1, 1, 1, 0)
-        );
-        assert_eq!(ex.verdict(), Verdict::Failed);
-        let p = ex.package("p").unwrap();
-        assert!(!p.failed_without_test());
-        assert_eq!(p.test("TestB").unwrap().attempts[0].output, "boom\n");
-        assert_eq!(p.elapsed, 1.5);
-    }
-
-    #[test]
-    fn unfinished_tests_are_charged_when_the_package_fails() {
-        let ex = fold(&[
-            r#"{"Action":"start","Package":"p"}"#,
-            r#"{"Action":"run","Package":"p","Test":"TestHang"}"#,
-            r#"{"Action":"output","Package":"p","Test":"TestHang","Output":"sleeping\n"}"#,
-            r#"{"Action":"output","Package":"p","Output":"harness: timeout: killed after 3s\n"}"#,
-            r#"{"Action":"fail","Package":"p"}"#,
-        ]);
-        let p = ex.package("p").unwrap();
-        let a = &p.test("TestHang").unwrap().attempts[0];
-        assert_eq!(a.outcome, Outcome::Fail);
-        let note = a.synthesized.as_deref().unwrap();
-        assert!(
-            note.contains("timeout") && note.contains("did not report"),
-            "{note}"
-        );
-        assert_eq!(a.output, "sleeping\n");
-        assert!(p.timed_out && !p.failed_without_test());
-        assert_eq!(ex.verdict(), Verdict::Failed);
-    }
-
-    #[test]
-    fn a_cut_stream_fails_running_packages() {
-        let ex = fold(&[
-            r#"{"Action":"start","Package":"p"}"#,
-            r#"{"Action":"run","Package":"p","Test":"TestX"}"#,
-        ]);
-        assert_eq!(ex.totals().failed, 1);
-        assert_eq!(ex.package("p").unwrap().status, PackageStatus::Fail);
-    }
-
-    #[test]
-    fn reruns_make_attempts_and_flaky() {
-        let ex = fold(&[
-            r#"{"Action":"start","Package":"p"}"#,
-            r#"{"Action":"run","Package":"p","Test":"TestF"}"#,
-            r#"{"Action":"fail","Package":"p","Test":"TestF"}"#,
-            r#"{"Action":"fail","Package":"p"}"#,
-            r#"{"Action":"start","Package":"p"}"#,
-            r#"{"Action":"run","Package":"p","Test":"TestF"}"#,
-            r#"{"Action":"pass","Package":"p","Test":"TestF"}"#,
-            r#"{"Action":"pass","Package":"p"}"#,
-        ]);
-        let t = ex.totals();
-        assert_eq!(
-            (t.tests, t.passed, t.failed, t.flaky, t.attempts),
-            (1, 1, 0, 1, 2)
-        );
-        assert_eq!(ex.verdict(), Verdict::Passed);
-    }
-
-    #[test]
-    fn package_failure_without_test_and_errors() {
-        let ex = fold(&[
-            r#"{"Action":"start","Package":"p"}"#,
-            r#"{"Action":"output","Package":"p","Output":"TestMain exploded\n"}"#,
-            r#"{"Action":"fail","Package":"p"}"#,
-            r#"{"Action":"start","Package":"q"}"#,
-            r#"{"Action":"output","Package":"q","Output":"harness: error: lost the test target\n"}"#,
-            r#"{"Action":"fail","Package":"q"}"#,
-        ]);
-        let p = ex.package("p").unwrap();
-        assert!(p.failed_without_test() && p.package_failures[0].output.contains("exploded"));
-        assert!(!p.package_failures[0].error);
-        let q = ex.package("q").unwrap();
-        assert_eq!(q.error.as_deref(), Some("lost the test target"));
-        assert_eq!(ex.verdict(), Verdict::Errored);
-        assert_eq!(ex.totals().packages_errored, 1);
-    }
-
-    #[test]
-    fn build_failures_are_errors() {
-        let ex = fold(&[
-            r#"{"ImportPath":"p","Action":"build-output","Output":"x.go:1: syntax error\n"}"#,
-            r#"{"ImportPath":"p","Action":"build-fail"}"#,
-            r#"{"Action":"start","Package":"p"}"#,
-            r#"{"Action":"fail","Package":"p","FailedBuild":"p"}"#,
-        ]);
-        assert!(ex.package("p").unwrap().build_failed);
-        assert_eq!(ex.verdict(), Verdict::Errored);
-        assert_eq!(ex.build_output[0].1, "x.go:1: syntax error\n");
-    }
-}
+mod tests;

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use crate::exec::TargetOs;
 use crate::flags::run_regex;
 use crate::model::{Execution, Outcome};
 
@@ -114,9 +115,30 @@ pub struct RerunTarget {
 }
 
 impl RerunTarget {
-    /// The `-run` value, if any.
+    /// The `-run` value, if any: `^(TestA|TestB)$` for root tests, `^TestA$/^Sub$` for one
+    /// subtest (a mix selects, level by level, every name given at that level).
     pub fn run_regex(&self) -> Option<String> {
-        self.tests.as_ref().map(|t| run_regex(t))
+        let tests = self.tests.as_ref()?;
+        if tests.iter().all(|t| !t.contains('/')) {
+            return Some(run_regex(tests));
+        }
+        let depth = tests
+            .iter()
+            .map(|t| t.split('/').count())
+            .max()
+            .unwrap_or(1);
+        let levels: Vec<String> = (0..depth)
+            .map(|i| {
+                let names: BTreeSet<&str> =
+                    tests.iter().filter_map(|t| t.split('/').nth(i)).collect();
+                let names: Vec<&str> = names.into_iter().collect();
+                match names.as_slice() {
+                    [one] => format!("^{}$", regex::escape(one)),
+                    _ => run_regex(&names),
+                }
+            })
+            .collect();
+        Some(levels.join("/"))
     }
 }
 
@@ -159,23 +181,6 @@ pub struct ReproPlan {
     pub args: Vec<String>,
 }
 
-impl ReproPlan {
-    /// The equivalent `go test` command for one target, for the user to copy.
-    pub fn command(&self, t: &RerunTarget) -> String {
-        let mut parts = vec!["go".to_string(), "test".to_string()];
-        parts.extend(self.args.iter().filter(|a| *a != "-trace-log").cloned());
-        if let Some(re) = t.run_regex() {
-            parts.push(format!("-run='{re}'"));
-        }
-        parts.push(t.package.clone());
-        if self.args.iter().any(|a| a == "-trace-log") {
-            parts.push("-args".into());
-            parts.push("-trace-log".into());
-        }
-        parts.join(" ")
-    }
-}
-
 /// Failed tests of a previous run as `(package, test)`, e.g. read back from `junit.xml`
 /// (`TestMain` stands for a package-level failure).
 pub type FailedTests = Vec<(String, String)>;
@@ -200,6 +205,9 @@ pub fn repro_plan(
         let e = by_pkg.entry(pkg.as_str()).or_default();
         if test == "TestMain" {
             e.1 = true;
+        } else if only == Some(test.as_str()) {
+            // Asked for by name: exactly that test, a subtest included.
+            e.0.insert(test.to_string());
         } else {
             e.0.insert(root.to_string());
         }
@@ -222,10 +230,130 @@ pub fn repro_plan(
     ReproPlan { targets, args }
 }
 
+/// What reproduces one repro target by hand.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReproCommands {
+    /// Where the tests ran: host mode runs the test binary in its package directory in the
+    /// guest; guest mode runs `go test` there.
+    pub target: String,
+    /// On the host, in the module: `go test` with the suite's flags.
+    pub host: String,
+}
+
+/// Shell-quotes one word for the target (POSIX `'…'`, PowerShell `'…'` with `''`).
+fn quote(os: TargetOs, w: &str) -> String {
+    let plain = w
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@".contains(c));
+    match os {
+        _ if plain && !w.is_empty() => w.to_string(),
+        TargetOs::Linux => format!("'{}'", w.replace('\'', "'\\''")),
+        TargetOs::Windows => format!("'{}'", w.replace('\'', "''")),
+    }
+}
+
+/// The commands that reproduce `t` by hand: the suite's flags (`suite_flags`, e.g. `-short`) and
+/// the plan's (`-v`, `-count`, `-trace-log`), with the target's `-run`. `pkg_dir` is the
+/// package's directory on the target; `host_mode` says whether a test binary ran there.
+pub fn repro_commands(
+    plan: &ReproPlan,
+    t: &RerunTarget,
+    suite_flags: &[String],
+    host_mode: bool,
+    os: TargetOs,
+    pkg_dir: &str,
+) -> Result<ReproCommands, crate::flags::FlagError> {
+    let mut all = suite_flags.to_vec();
+    all.extend(plan.args.iter().cloned());
+    let mut f = crate::flags::GoTestFlags::parse(&all)?;
+    match t.run_regex() {
+        Some(re) => f.set("run", &re),
+        None => f.unset("run"),
+    }
+    let q = |w: &str| quote(os, w);
+    let mut host = vec!["go".to_string(), "test".into(), "-v".into()];
+    host.extend(f.go_test_args().iter().map(|a| quote(TargetOs::Linux, a)));
+    host.push(t.package.clone());
+    host.extend(f.go_test_trailer());
+    let cd = match os {
+        TargetOs::Linux => format!("cd {} &&", q(pkg_dir)),
+        TargetOs::Windows => format!("Set-Location {};", q(pkg_dir)),
+    };
+    let mut target = vec![cd];
+    if host_mode {
+        let base = t.package.rsplit('/').next().unwrap_or("pkg");
+        let bin = format!("{base}.test{}", os.exe_suffix());
+        target.push(match os {
+            TargetOs::Linux => format!("./{bin}"),
+            TargetOs::Windows => format!("& .\\{bin}"),
+        });
+        target.push("-test.v".into());
+        target.extend(f.binary_args().iter().map(|a| q(a)));
+    } else {
+        target.extend(["go".to_string(), "test".into(), "-v".into()]);
+        target.extend(f.go_test_args().iter().map(|a| q(a)));
+        target.push(".".into());
+        target.extend(f.go_test_trailer());
+    }
+    Ok(ReproCommands {
+        target: target.join(" "),
+        host: host.join(" "),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::event::parse_line;
+
+    #[test]
+    fn repro_commands_keep_the_suite_flags_and_rerun_exactly_a_subtest() {
+        let failed: FailedTests = vec![
+            ("m/link".into(), "TestTracing/AttachModifyReturn".into()),
+            ("m/link".into(), "TestTracing".into()),
+        ];
+        let plan = repro_plan(&failed, Some("TestTracing/AttachModifyReturn"), 1, true);
+        let t = &plan.targets[0];
+        assert_eq!(
+            t.run_regex().as_deref(),
+            Some("^TestTracing$/^AttachModifyReturn$")
+        );
+        let flags = vec!["-short".to_string(), "-count=1".to_string()];
+        let c = repro_commands(
+            &plan,
+            t,
+            &flags,
+            true,
+            TargetOs::Linux,
+            "/tmp/harness/s/link",
+        )
+        .unwrap();
+        assert_eq!(
+            c.target,
+            "cd /tmp/harness/s/link && ./link.test -test.v -test.short -test.count=1 '-test.run=^TestTracing$/^AttachModifyReturn$' -trace-log"
+        );
+        assert_eq!(
+            c.host,
+            "go test -v -short -count=1 '-run=^TestTracing$/^AttachModifyReturn$' m/link -args -trace-log"
+        );
+        let w = repro_commands(&plan, t, &flags, true, TargetOs::Windows, "C:\\h\\link").unwrap();
+        assert!(
+            w.target
+                .starts_with("Set-Location 'C:\\h\\link'; & .\\link.test.exe -test.v -test.short"),
+            "{}",
+            w.target
+        );
+        let g = repro_commands(&plan, t, &flags, false, TargetOs::Linux, "/src/link").unwrap();
+        assert!(
+            g.target
+                .starts_with("cd /src/link && go test -v -short -count=1 '-run="),
+            "{}",
+            g.target
+        );
+        // Without --test a failing subtest reruns its root, as reruns do.
+        let all = repro_plan(&failed, None, 1, false);
+        assert_eq!(all.targets[0].tests, Some(vec!["TestTracing".to_string()]));
+    }
 
     fn pkgs(n: usize) -> Vec<String> {
         (0..n).map(|i| format!("m/p{i:02}")).collect()
@@ -333,13 +461,14 @@ mod tests {
         let all = repro_plan(&failed, None, 3, true);
         assert_eq!(all.targets.len(), 2);
         assert_eq!(
-            all.command(&all.targets[0]),
-            "go test -v -count=3 -run='^(TestA|TestB)$' p -args -trace-log"
+            all.targets[0].run_regex().as_deref(),
+            Some("^(TestA|TestB)$")
         );
         assert_eq!(
-            all.command(&all.targets[1]),
-            "go test -v -count=3 q -args -trace-log"
+            all.targets[1].tests, None,
+            "TestMain reruns the whole package"
         );
+        assert_eq!(all.args, ["-v", "-count=3", "-trace-log"]);
         let one = repro_plan(&failed, Some("TestB"), 1, false);
         assert_eq!(
             one.targets,

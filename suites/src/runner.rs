@@ -13,12 +13,15 @@ use std::time::{Duration, Instant};
 
 use crate::config::{RunMode, SuiteConfig};
 use crate::event::{Action, ERROR_MARK, HARNESS_MARK, TestEvent, now_rfc3339, parse_line};
-use crate::exec::{ExecError, ExecOutcome, ExecRequest, Executor};
+use crate::exec::{ExecError, ExecOutcome, ExecRequest, Executor, TargetOs};
 use crate::flags::{FlagError, GoTestFlags};
-use crate::gotool::{Converter, GoError, HostGo, ListedPackage};
+use crate::gotool::{GoError, HostGo, ListedPackage};
+use crate::guest_probe::{guest_keep_defined, guest_list};
 use crate::model::{Execution, PackageStatus, TIMEOUT_MARK};
 use crate::plan::{RerunTarget, Shard, rerun_targets, shard_packages};
+use crate::pool::{HostPool, Job};
 use crate::results::RunRecord;
+use crate::stage::{Stager, in_testdata};
 use crate::summary::RunMeta;
 
 /// How long building one test binary on the host may take.
@@ -203,7 +206,7 @@ pub fn resolve_mode(mode: RunMode, host_go: &str) -> RunMode {
 }
 
 /// The fold in progress plus the raw stream, fed from both modes.
-struct State<'o> {
+pub(crate) struct State<'o> {
     ex: Execution,
     events: Vec<String>,
     other: Vec<String>,
@@ -211,10 +214,11 @@ struct State<'o> {
     lost: Option<String>,
     error: Option<String>,
     package_dirs: Vec<(String, String)>,
+    warnings: Vec<String>,
 }
 
 impl State<'_> {
-    fn line(&mut self, raw: &str) {
+    pub(crate) fn line(&mut self, raw: &str) {
         match parse_line(raw) {
             Some(ev) => {
                 self.ex.apply(&ev);
@@ -234,6 +238,27 @@ impl State<'_> {
         self.line(&ev.to_line());
     }
 
+    /// A problem the run's results must show (summary warnings, console), e.g. a file that could
+    /// not be uploaded.
+    pub(crate) fn warn(&mut self, text: &str) {
+        self.note(&format!("{HARNESS_MARK}warning: {text}"));
+        self.warnings.push(text.to_string());
+    }
+
+    /// A harness note for the console and `output.txt` (not an event).
+    pub(crate) fn note(&mut self, text: &str) {
+        tracing::warn!("{text}");
+        self.other.push(text.to_string());
+        self.obs.on_event(&RunEvent::Output(text), &self.ex);
+    }
+
+    /// Records as "not run" the expected root tests that the package's latest run never started.
+    pub(crate) fn not_run(&mut self, pkg: &str, expected: &[String]) {
+        for e in crate::probe::not_run_events(&self.ex, pkg, expected) {
+            self.emit(e);
+        }
+    }
+
     fn phase(&mut self, p: &str) {
         self.obs.on_event(&RunEvent::Phase(p), &self.ex);
     }
@@ -244,21 +269,28 @@ impl State<'_> {
             .is_some_and(|p| p.status == PackageStatus::Running)
     }
 
-    /// Ends a package that got no terminal event, saying why.
-    fn close(&mut self, pkg: &str, mark: &str, why: &str) {
+    /// Ends a package that got no terminal event, saying why; `elapsed` is its wall time when
+    /// known (else the model takes it from the events' times).
+    fn close(&mut self, pkg: &str, mark: &str, why: &str, elapsed: Option<Duration>) {
         if !self.is_running(pkg) {
             return;
         }
         self.emit(TestEvent::synth_output(pkg, None, &format!("{mark}{why}")));
-        self.emit(TestEvent::synth(Action::Fail, pkg, None));
+        let mut e = TestEvent::synth(Action::Fail, pkg, None);
+        e.elapsed = elapsed.map(|d| (d.as_secs_f64() * 1000.0).round() / 1000.0);
+        self.emit(e);
     }
 
     /// Records a package that could not run because of the infrastructure.
-    fn errored(&mut self, pkg: &str, why: &str) {
+    pub(crate) fn errored(&mut self, pkg: &str, why: &str) {
+        self.errored_after(pkg, why, None);
+    }
+
+    fn errored_after(&mut self, pkg: &str, why: &str, elapsed: Option<Duration>) {
         if !self.is_running(pkg) {
             self.emit(TestEvent::synth(Action::Start, pkg, None));
         }
-        self.close(pkg, ERROR_MARK, why);
+        self.close(pkg, ERROR_MARK, why, elapsed);
     }
 
     fn no_test_files(&mut self, pkg: &str) {
@@ -302,15 +334,21 @@ impl State<'_> {
         self.emit(f);
     }
 
-    /// Applies the outcome of running one package's tests.
-    fn settle(&mut self, pkg: &str, res: Result<ExecOutcome, ExecError>, timeout: Duration) {
+    /// Applies the outcome of running one package's tests, which took `took` (wall time).
+    pub(crate) fn settle(
+        &mut self,
+        pkg: &str,
+        res: Result<ExecOutcome, ExecError>,
+        timeout: Duration,
+        took: Option<Duration>,
+    ) {
         match res {
             Err(e) if e.is_target_lost() => {
                 let msg = e.to_string();
-                self.errored(pkg, &msg);
+                self.errored_after(pkg, &msg, took);
                 self.lost = Some(msg);
             }
-            Err(e) => self.errored(pkg, &e.to_string()),
+            Err(e) => self.errored_after(pkg, &e.to_string(), took),
             Ok(o) if o.timed_out => self.close(
                 pkg,
                 TIMEOUT_MARK,
@@ -318,9 +356,10 @@ impl State<'_> {
                     "the package ran longer than its timeout of {}s; its process tree was killed",
                     timeout.as_secs()
                 ),
+                took,
             ),
             Ok(o) if o.cancelled => {
-                self.errored(pkg, "cancelled by the user (Ctrl-C)");
+                self.errored_after(pkg, "cancelled by the user (Ctrl-C)", took);
                 self.error
                     .get_or_insert_with(|| "cancelled by the user (Ctrl-C)".into());
             }
@@ -334,6 +373,7 @@ impl State<'_> {
                     &format!(
                         "the test process exited with {code} without reporting a package result"
                     ),
+                    took,
                 );
             }
         }
@@ -388,6 +428,8 @@ fn first_run_flags(opts: &RunOptions, base: &GoTestFlags, pkg: &str) -> GoTestFl
     }
 }
 
+/// The flags of a rerun: only the target's tests, once; ebpf-go's `-trace-log` when `trace_log`
+/// (the suite's `trace_log_on_rerun` on a Windows target: it means nothing elsewhere).
 fn rerun_flags(base: &GoTestFlags, t: &RerunTarget, trace_log: bool) -> GoTestFlags {
     let mut f = base.clone();
     match t.run_regex() {
@@ -428,6 +470,7 @@ pub fn run(
         lost: None,
         error: None,
         package_dirs: Vec::new(),
+        warnings: Vec::new(),
     };
     match mode {
         RunMode::Guest => run_guest(exec, opts, &flags, &mut st)?,
@@ -450,6 +493,7 @@ pub fn run(
             .chain(flags.go_test_trailer())
             .collect(),
         error: st.lost.clone().or(st.error.clone()),
+        warnings: st.warnings.clone(),
     };
     Ok(RunRecord {
         execution: st.ex,
@@ -484,10 +528,10 @@ fn select(opts: &RunOptions, listed: Vec<ListedPackage>) -> Vec<ListedPackage> {
 }
 
 /// A built test binary, relative to the staging root.
-struct Built {
-    pkg: String,
-    rel_dir: String,
-    bin: String,
+pub(crate) struct Built {
+    pub pkg: String,
+    pub rel_dir: String,
+    pub bin: String,
 }
 
 fn rel_dir(module: &Path, dir: &Path) -> String {
@@ -498,51 +542,6 @@ fn rel_dir(module: &Path, dir: &Path) -> String {
     dir.strip_prefix(&module)
         .map(|r| r.to_string_lossy().replace('\\', "/"))
         .unwrap_or_default()
-}
-
-/// Copies every `testdata` directory of the module into the staging tree, at the same relative
-/// place, so that tests reading `testdata/…` or `../testdata/…` find their files.
-fn stage_testdata(module: &Path, staging: &Path) -> std::io::Result<()> {
-    fn walk(dir: &Path, module: &Path, staging: &Path) -> std::io::Result<()> {
-        for e in std::fs::read_dir(dir)? {
-            let e = e?;
-            if !e.file_type()?.is_dir() {
-                continue;
-            }
-            let name = e.file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with('.') || name.starts_with('_') || name == "vendor" {
-                continue;
-            }
-            let rel = e
-                .path()
-                .strip_prefix(module)
-                .expect("under module")
-                .to_path_buf();
-            if name == "testdata" {
-                copy_dir(&e.path(), &staging.join(rel))?;
-            } else {
-                walk(&e.path(), module, staging)?;
-            }
-        }
-        Ok(())
-    }
-    walk(module, module, staging)
-}
-
-fn copy_dir(src: &Path, dst: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dst)?;
-    for e in std::fs::read_dir(src)? {
-        let e = e?;
-        let to = dst.join(e.file_name());
-        let meta = std::fs::metadata(e.path())?;
-        if meta.is_dir() {
-            copy_dir(&e.path(), &to)?;
-        } else if std::fs::hard_link(e.path(), &to).is_err() {
-            std::fs::copy(e.path(), &to)?;
-        }
-    }
-    Ok(())
 }
 
 fn run_host(
@@ -597,10 +596,16 @@ fn run_host(
         os.exe_suffix(),
         st,
     )?;
-    stage_testdata(&opts.module_dir, staging.path()).map_err(|e| SuiteError::Staging {
-        path: staging.path().to_path_buf(),
-        source: e,
-    })?;
+    let mut stager = Stager::new(&opts.module_dir, os, &in_testdata);
+    stager
+        .testdata(staging.path())
+        .map_err(|e| SuiteError::Staging {
+            path: staging.path().to_path_buf(),
+            source: e,
+        })?;
+    for w in stager.warnings {
+        st.warn(&w);
+    }
 
     for p in &without {
         st.no_test_files(&p.import_path);
@@ -636,14 +641,20 @@ fn run_host(
         timeout: Duration::from_secs(opts.suite.package_timeout.max(1)),
         cancel: opts.cancel.clone(),
         test2json: &test2json,
+        defined: Default::default(),
     };
 
-    let jobs: Vec<(&Built, GoTestFlags)> = built
+    let jobs: Vec<Job<'_>> = built
         .iter()
-        .map(|b| (b, first_run_flags(opts, flags, &b.pkg)))
+        .map(|b| Job {
+            built: b,
+            flags: first_run_flags(opts, flags, &b.pkg),
+            expected: None,
+        })
         .collect();
     pool.run(&mut execs, jobs, opts, st);
 
+    let trace_log = opts.suite.trace_log_on_rerun && os == TargetOs::Windows;
     let rounds = opts.rerun_fails.unwrap_or(opts.suite.rerun_fails);
     for round in 1..=rounds {
         let targets = rerun_targets(&st.ex);
@@ -658,117 +669,20 @@ fn run_host(
             },
             &st.ex,
         );
-        let jobs: Vec<(&Built, GoTestFlags)> = targets
+        let jobs: Vec<Job<'_>> = targets
             .iter()
             .filter_map(|t| {
                 let b = built.iter().find(|b| b.pkg == t.package)?;
-                Some((b, rerun_flags(flags, t, opts.suite.trace_log_on_rerun)))
+                Some(Job {
+                    built: b,
+                    flags: rerun_flags(flags, t, trace_log),
+                    expected: t.tests.clone(),
+                })
             })
             .collect();
         pool.run(&mut execs, jobs, opts, st);
     }
     Ok(())
-}
-
-/// Runs host-mode test binaries on one or more sessions of the target, converting each
-/// binary's output with its own test2json and folding everything on the calling thread.
-struct HostPool<'a> {
-    os: crate::exec::TargetOs,
-    remote: &'a str,
-    env: Vec<(String, String)>,
-    timeout: Duration,
-    cancel: Option<Arc<AtomicBool>>,
-    test2json: &'a Path,
-}
-
-/// What a worker reports to the folding thread.
-enum WorkerMsg {
-    Line(String),
-    Done(String, Result<ExecOutcome, ExecError>),
-    NoConverter(String, String),
-}
-
-impl HostPool<'_> {
-    fn request(&self, b: &Built, f: &GoTestFlags) -> ExecRequest {
-        let mut argv = vec![
-            self.os
-                .join(self.remote, &format!("{}/{}", b.rel_dir, b.bin)),
-            "-test.v=test2json".to_string(),
-            "-test.paniconexit0".to_string(),
-        ];
-        argv.extend(f.binary_args());
-        ExecRequest {
-            argv,
-            env: self.env.clone(),
-            cwd: Some(self.os.join(self.remote, &b.rel_dir)),
-            timeout: self.timeout,
-            cancel: self.cancel.clone(),
-        }
-    }
-
-    fn run(
-        &self,
-        execs: &mut [&mut dyn Executor],
-        jobs: Vec<(&Built, GoTestFlags)>,
-        opts: &RunOptions,
-        st: &mut State<'_>,
-    ) {
-        let queue = std::sync::Mutex::new(std::collections::VecDeque::from(jobs));
-        let stop = AtomicBool::new(stop_reason(opts, st).is_some());
-        let (tx, rx) = std::sync::mpsc::channel::<WorkerMsg>();
-        std::thread::scope(|s| {
-            for exec in execs.iter_mut() {
-                let tx = tx.clone();
-                let (queue, stop) = (&queue, &stop);
-                s.spawn(move || {
-                    while !stop.load(Ordering::SeqCst) {
-                        let Some((b, f)) = queue.lock().expect("queue").pop_front() else {
-                            break;
-                        };
-                        let mut conv = match Converter::start(self.test2json, &b.pkg) {
-                            Ok(c) => c,
-                            Err(e) => {
-                                let why = format!(
-                                    "could not start test2json ({}): {e}",
-                                    self.test2json.display()
-                                );
-                                let _ = tx.send(WorkerMsg::NoConverter(b.pkg.clone(), why));
-                                continue;
-                            }
-                        };
-                        let res = exec.run(&self.request(b, &f), &mut |_, line| {
-                            conv.feed(line);
-                            for l in conv.ready() {
-                                let _ = tx.send(WorkerMsg::Line(l));
-                            }
-                        });
-                        for l in conv.finish() {
-                            let _ = tx.send(WorkerMsg::Line(l));
-                        }
-                        if matches!(&res, Err(e) if e.is_target_lost()) {
-                            stop.store(true, Ordering::SeqCst);
-                        }
-                        let _ = tx.send(WorkerMsg::Done(b.pkg.clone(), res));
-                    }
-                });
-            }
-            drop(tx);
-            for msg in rx {
-                match msg {
-                    WorkerMsg::Line(l) => st.line(&l),
-                    WorkerMsg::Done(pkg, res) => st.settle(&pkg, res, self.timeout),
-                    WorkerMsg::NoConverter(pkg, why) => st.errored(&pkg, &why),
-                }
-                if stop_reason(opts, st).is_some() {
-                    stop.store(true, Ordering::SeqCst);
-                }
-            }
-        });
-        for (b, _) in queue.into_inner().expect("queue") {
-            let why = stop_reason(opts, st).unwrap_or_else(|| "not run".into());
-            st.errored(&b.pkg, &why);
-        }
-    }
 }
 
 /// More failures than `rerun_max_failures` point at a broken setup, not flakes: reruns would
@@ -787,7 +701,7 @@ fn too_many_to_rerun(opts: &RunOptions, st: &mut State<'_>) -> bool {
     true
 }
 
-fn stop_reason(opts: &RunOptions, st: &mut State<'_>) -> Option<String> {
+pub(crate) fn stop_reason(opts: &RunOptions, st: &mut State<'_>) -> Option<String> {
     if let Some(l) = &st.lost {
         return Some(format!("not run: {l}"));
     }
@@ -1003,6 +917,17 @@ fn run_guest(
             source: e,
         })?;
     let vendor_dir = vendor_tmp.path().join("vendor");
+    let source_dir = vendor_tmp.path().join("source");
+    let mut stager = Stager::new(&opts.module_dir, os, &|r| !is_git(r));
+    stager
+        .dir(&opts.module_dir, &source_dir, &is_git)
+        .map_err(|e| SuiteError::Staging {
+            path: source_dir.clone(),
+            source: e,
+        })?;
+    for w in std::mem::take(&mut stager.warnings) {
+        st.warn(&w);
+    }
     let want_vendor = opts.suite.vendor && needs_vendor(&opts.module_dir);
     let native_go = host_go(opts, Vec::new());
     let (listed, vendored, uploaded) = std::thread::scope(|s| {
@@ -1011,7 +936,7 @@ fn run_guest(
             let vendored = want_vendor.then(|| native_go.vendor(&vendor_dir));
             (listed, vendored)
         });
-        let uploaded = exec.upload_tree(&opts.module_dir, &remote, &is_git);
+        let uploaded = exec.upload_tree(&source_dir, &remote, &|_| false);
         let (listed, vendored) = host_side
             .join()
             .expect("host-side preparation does not panic");
@@ -1116,6 +1041,7 @@ fn run_guest(
                 p,
                 res.as_ref().map(|o| *o).map_err(clone_exec_error),
                 Duration::from_secs(timeout_s),
+                None,
             );
         }
         if let Err(e) = &res {
@@ -1144,26 +1070,45 @@ fn run_guest(
         }
     };
 
+    let probe_req = |argv: Vec<String>| ExecRequest {
+        argv,
+        env: env.clone(),
+        cwd: Some(remote.clone()),
+        timeout: GUEST_BUILD_ALLOWANCE,
+        cancel: opts.cancel.clone(),
+    };
     if opts.targets.is_some() {
         for p in &patterns {
             if stop_reason(opts, st).is_some() {
                 break;
             }
             let budget = Duration::from_secs(timeout_s) + GUEST_BUILD_ALLOWANCE;
-            run_go(
+            let pf = first_run_flags(opts, &f, p);
+            let listed = guest_list(
                 exec,
                 st,
-                &first_run_flags(opts, &f, p),
+                &probe_req,
+                &guest_go,
+                &pf,
                 std::slice::from_ref(p),
-                budget,
             );
+            run_go(exec, st, &pf, std::slice::from_ref(p), budget);
+            for (pkg, tests) in listed {
+                st.not_run(&pkg, &tests);
+            }
         }
     } else {
         let budget =
             Duration::from_secs(timeout_s) * (patterns.len().max(1) as u32) + GUEST_BUILD_ALLOWANCE;
+        let listed = guest_list(exec, st, &probe_req, &guest_go, &f, &patterns);
         run_go(exec, st, &f, &patterns, budget);
+        for (pkg, tests) in listed {
+            st.not_run(&pkg, &tests);
+        }
     }
 
+    let trace_log = opts.suite.trace_log_on_rerun && os == TargetOs::Windows;
+    let mut defined = BTreeMap::new();
     let rounds = opts.rerun_fails.unwrap_or(opts.suite.rerun_fails);
     for round in 1..=rounds {
         let targets = rerun_targets(&st.ex);
@@ -1182,7 +1127,16 @@ fn run_guest(
             if stop_reason(opts, st).is_some() {
                 break;
             }
-            let rf = rerun_flags(&f, t, opts.suite.trace_log_on_rerun);
+            let mut rf = rerun_flags(&f, t, trace_log);
+            guest_keep_defined(
+                exec,
+                st,
+                &probe_req,
+                &guest_go,
+                &t.package,
+                &mut rf,
+                &mut defined,
+            );
             run_go(
                 exec,
                 st,
@@ -1190,6 +1144,9 @@ fn run_guest(
                 std::slice::from_ref(&t.package),
                 Duration::from_secs(timeout_s) + GUEST_BUILD_ALLOWANCE,
             );
+            if let Some(tests) = &t.tests {
+                st.not_run(&t.package, tests);
+            }
         }
     }
     Ok(())

@@ -51,6 +51,10 @@ pub struct RunMeta {
     pub flags: Vec<String>,
     /// A harness-level error that stopped the run early (target lost, upload failed).
     pub error: Option<String>,
+    /// Problems that did not stop the run but may change its results (e.g. a dangling symlink
+    /// in testdata that could not be uploaded).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// A test in a summary list.
@@ -238,10 +242,44 @@ pub fn printable(s: &str) -> String {
 }
 
 fn totals_line(t: &Totals) -> String {
+    let not_run = if t.not_run > 0 {
+        format!(", {} not run", t.not_run)
+    } else {
+        String::new()
+    };
     format!(
-        "{} tests in {} packages: {} passed, {} failed, {} skipped, {} flaky ({} attempts)",
+        "{} tests in {} packages: {} passed, {} failed, {} skipped{not_run}, {} flaky ({} attempts)",
         t.tests, t.packages, t.passed, t.failed, t.skipped, t.flaky, t.attempts
     )
+}
+
+/// Packages whose tests the binary never reached, with why and which: `(package, why, tests)`.
+fn not_run_groups(ex: &Execution) -> Vec<(String, String, Vec<String>)> {
+    let mut out: Vec<(String, String, Vec<String>)> = Vec::new();
+    for (p, t) in ex.not_run_tests() {
+        let why = t
+            .attempts
+            .last()
+            .and_then(|a| a.output.lines().next())
+            .and_then(|l| l.strip_prefix(crate::event::NOT_RUN_MARK))
+            .unwrap_or("the test binary exited first")
+            .to_string();
+        match out.iter_mut().find(|g| g.0 == p.name && g.1 == why) {
+            Some(g) => g.2.push(t.name.clone()),
+            None => out.push((p.name.clone(), why, vec![t.name.clone()])),
+        }
+    }
+    out
+}
+
+/// `a, b, c` or `a, b, c and 7 more`.
+fn some_names(names: &[String], n: usize) -> String {
+    let shown = names.iter().take(n).cloned().collect::<Vec<_>>().join(", ");
+    if names.len() > n {
+        format!("{shown} and {} more", names.len() - n)
+    } else {
+        shown
+    }
 }
 
 fn verdict_word(v: Verdict) -> &'static str {
@@ -277,6 +315,21 @@ pub fn render_console(ex: &Execution, s: &Summary) -> String {
             let _ = writeln!(o, "    explain: {}", printable(&e.text()));
         }
     }
+    for p in ex.packages.iter().filter(|p| p.timed_out) {
+        let _ = writeln!(
+            o,
+            "--- TIMED OUT: package {} after {:.1}s (its process tree was killed)",
+            p.name, p.elapsed
+        );
+    }
+    for (pkg, why, tests) in not_run_groups(ex) {
+        let _ = writeln!(
+            o,
+            "--- NOT RUN: {} test(s) in {pkg}: {why}: {}",
+            tests.len(),
+            some_names(&tests, 8)
+        );
+    }
     if !s.flaky.is_empty() {
         let _ = writeln!(o, "Flaky (failed, then passed on rerun):");
         for f in &s.flaky {
@@ -298,6 +351,9 @@ pub fn render_console(ex: &Execution, s: &Summary) -> String {
         for t in slow {
             let _ = writeln!(o, "    {:>8.2}s {} ({})", t.elapsed, t.test, t.package);
         }
+    }
+    for w in &s.run.warnings {
+        let _ = writeln!(o, "Warning: {}", printable(w));
     }
     if let Some(e) = &s.run.error {
         let _ = writeln!(o, "Error: {e}");
@@ -381,16 +437,41 @@ pub fn render_markdown(ex: &Execution, s: &Summary) -> String {
     );
     let _ = writeln!(
         o,
-        "| packages | tests | passed | failed | skipped | flaky | duration |"
+        "| packages | tests | passed | failed | skipped | not run | flaky | duration |"
     );
-    let _ = writeln!(o, "|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(o, "|---:|---:|---:|---:|---:|---:|---:|---:|");
     let _ = writeln!(
         o,
-        "| {} | {} | {} | {} | {} | {} | {:.1}s |\n",
-        t.packages, t.tests, t.passed, t.failed, t.skipped, t.flaky, s.run.duration_secs
+        "| {} | {} | {} | {} | {} | {} | {} | {:.1}s |\n",
+        t.packages, t.tests, t.passed, t.failed, t.skipped, t.not_run, t.flaky, s.run.duration_secs
     );
     if let Some(e) = &s.run.error {
         let _ = writeln!(o, "**Error:** {}\n", html_escape(e));
+    }
+    for w in &s.run.warnings {
+        let _ = writeln!(o, "**Warning:** {}\n", html_escape(w));
+    }
+    let timed_out: Vec<_> = ex.packages.iter().filter(|p| p.timed_out).collect();
+    if !timed_out.is_empty() {
+        let _ = writeln!(o, "### Timed out\n");
+        for p in timed_out {
+            let _ = writeln!(o, "- `{}` after {:.1}s", p.name, p.elapsed);
+        }
+        o.push('\n');
+    }
+    let not_run = not_run_groups(ex);
+    if !not_run.is_empty() {
+        let _ = writeln!(o, "### Not run\n");
+        for (pkg, why, tests) in not_run {
+            let _ = writeln!(
+                o,
+                "- `{pkg}`: {} test(s), {}: {}",
+                tests.len(),
+                html_escape(&why),
+                html_escape(&some_names(&tests, 20))
+            );
+        }
+        o.push('\n');
     }
     let failed = ex.failed_tests();
     if !failed.is_empty() {

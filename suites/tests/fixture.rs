@@ -119,7 +119,7 @@ fn status(r: &Report, pkg: &str, test: &str) -> String {
 
 fn assert_full_fixture(d: &Done) {
     let r = junit(&d.dir);
-    assert_eq!(r.test_suites.len(), 8, "one testsuite per package");
+    assert_eq!(r.test_suites.len(), 10, "one testsuite per package");
     let (tests, failures, skipped, errors): (usize, usize, usize, usize) =
         r.test_suites.iter().fold((0, 0, 0, 0), |a, s| {
             (
@@ -129,13 +129,23 @@ fn assert_full_fixture(d: &Done) {
                 a.3 + s.errors,
             )
         });
-    // 25 tests + 8 rerun attempts; 7 first-round failures + 6 that fail again.
-    assert_eq!((tests, failures, skipped, errors), (33, 13, 1, 0));
+    // 28 tests + 9 rerun attempts; 8 first-round failures + 6 that fail again; one not run.
+    assert_eq!((tests, failures, skipped, errors), (37, 14, 1, 1));
     assert_eq!(status(&r, "flaky", "TestFlaky"), "FP");
     assert_eq!(status(&r, "hang", "TestHangs"), "FF");
     assert_eq!(status(&r, "hang", "TestQuick"), "P");
     assert_eq!(status(&r, "panicky", "TestPanics"), "FF");
-    assert_eq!(status(&r, "panicky", "TestNeverRuns"), "");
+    assert_eq!(
+        status(&r, "panicky", "TestNeverRuns"),
+        "E",
+        "not run is an error"
+    );
+    assert_eq!(
+        status(&r, "links", "TestReadsThroughLinks"),
+        "P",
+        "symlinked testdata reached the target"
+    );
+    assert_eq!(status(&r, "tracelog", "TestTraceLog"), "FP");
     assert_eq!(status(&r, "fail", "TestSub/good"), "PP");
     assert_eq!(status(&r, "fail", "TestSub/bad"), "FF");
     assert_eq!(status(&r, "skip", "TestSkipped"), "S");
@@ -149,18 +159,54 @@ fn assert_full_fixture(d: &Done) {
     let t = &d.summary.totals;
     assert_eq!(
         (t.tests, t.passed, t.failed, t.skipped, t.flaky, t.attempts),
-        (25, 18, 6, 1, 1, 33)
+        (28, 20, 6, 1, 2, 37)
+    );
+    assert_eq!(
+        (t.not_run, t.packages, t.packages_no_tests),
+        (1, 9, 1),
+        "packages without test files are not counted as packages"
+    );
+    assert!(
+        d.summary.run.warnings.is_empty(),
+        "{:?}",
+        d.summary.run.warnings
+    );
+    let xml = std::fs::read_to_string(d.dir.join("junit.xml")).unwrap();
+    assert!(
+        xml.contains("not run: the test binary exited during TestPanics before this test started"),
+        "the JUnit error names the test that killed the binary"
     );
     assert_eq!(
         (d.summary.verdict, d.summary.exit_code),
         (Verdict::Failed, 1)
     );
-    assert_eq!(d.summary.flaky.len(), 1);
-    assert_eq!(d.summary.flaky[0].test, "TestFlaky");
+    let mut flaky: Vec<&str> = d.summary.flaky.iter().map(|f| f.test.as_str()).collect();
+    flaky.sort();
+    assert_eq!(flaky, ["TestFlaky", "TestTraceLog"]);
 
     // The hanging test was declared failed by the harness, with its last output.
     let hang = d.record.execution.package(&gomod::pkg("hang")).unwrap();
     assert!(hang.timed_out);
+    assert!(
+        hang.elapsed >= 2.5,
+        "a timed-out package shows its real elapsed time, not {}",
+        hang.elapsed
+    );
+    let panicky = d.record.execution.package(&gomod::pkg("panicky")).unwrap();
+    assert!(
+        panicky.elapsed > 0.0,
+        "a crashed package shows its elapsed time"
+    );
+    let console = suites::render_console(&d.record.execution, &d.summary);
+    assert!(
+        console.contains(&format!("--- TIMED OUT: package {}", gomod::pkg("hang")))
+            && console.contains("1 not run")
+            && console.contains(&format!(
+                "--- NOT RUN: 1 test(s) in {}: the test binary exited during TestPanics before this test started: TestNeverRuns",
+                gomod::pkg("panicky")
+            )),
+        "{console}"
+    );
     let first = &hang.test("TestHangs").unwrap().attempts[0];
     let note = first.synthesized.clone().expect("synthesized failure");
     assert!(
@@ -186,6 +232,10 @@ fn assert_full_fixture(d: &Done) {
     }
     let md = std::fs::read_to_string(d.dir.join("summary.md")).unwrap();
     assert!(md.contains("FAILED") && md.contains("TestFlaky") && md.contains("&lt;tag"));
+    assert!(
+        md.contains("### Not run") && md.contains("TestNeverRuns") && md.contains("### Timed out"),
+        "{md}"
+    );
 
     // events.jsonl alone gives the same verdict and counts.
     let evs: Vec<_> = suites::results::read_events(&d.dir)
@@ -232,7 +282,7 @@ fn shards_merge_into_the_unsharded_result() {
         .iter()
         .map(|s| junit(&s.dir).test_suites.len())
         .collect();
-    assert_eq!(n.iter().sum::<usize>(), 8);
+    assert_eq!(n.iter().sum::<usize>(), 10);
     assert!(n.iter().all(|&k| k > 0), "both shards have packages: {n:?}");
     let out = tmp.path().join("merged");
     let dirs: Vec<PathBuf> = shards.iter().map(|s| s.dir.clone()).collect();
@@ -319,7 +369,8 @@ fn lost_target_errors_the_remaining_packages_and_keeps_results() {
     );
     let mut exec = LosingExecutor {
         inner: LocalExecutor::new(tmp.path().join("target")),
-        ok_runs: 1,
+        // The first package's test listing and its run.
+        ok_runs: 2,
     };
     let d = run_with(&mut exec, opts, tmp);
     assert_eq!(
@@ -412,8 +463,8 @@ fn host_mode_cross_compiles_for_windows() {
     assert_eq!(d.summary.exit_code, 2);
     let t = &d.summary.totals;
     assert_eq!(
-        (t.packages, t.packages_errored),
-        (3, 2),
+        (t.packages, t.packages_no_tests, t.packages_errored),
+        (2, 1, 2),
         "notests is skipped, the others errored"
     );
 }
@@ -607,6 +658,7 @@ fn repro_targets_rerun_exactly_the_failed_tests() {
             [
                 "TestBroken",
                 "TestHostile",
+                "TestNeverRuns",
                 "TestPanics",
                 "TestSub",
                 "TestSub/bad",

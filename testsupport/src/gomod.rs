@@ -6,13 +6,22 @@
 //! - `fail`: TestOK passes; TestBroken fails; TestSub fails through TestSub/bad (TestSub/good
 //!   passes): 5 tests, 3 fail.
 //! - `skip`: TestSkipped skips, TestRuns passes.
-//! - `panicky`: TestBefore passes, TestPanics panics (the binary dies; TestNeverRuns never runs).
+//! - `panicky`: TestBefore passes, TestPanics panics (the binary dies; TestNeverRuns never runs
+//!   and is reported "not run").
 //! - `hang`: TestQuick passes, TestHangs sleeps for an hour (hits any package timeout).
 //! - `bigout`: TestLargeOutput prints 20,000 lines (~2 MB) and passes; TestHostile prints control
 //!   characters, `]]>`, markup and invalid UTF-8, then fails with them in its message.
 //! - `flaky`: TestFlaky fails on its first run and passes afterwards (state in the directory named
 //!   by `HARNESS_FIXTURE_STATE`; skips without it); TestStable passes.
 //! - `notests`: no test files.
+//! - `links`: TestReadsThroughLinks reads `testdata/beside.txt` (a relative link to `real.txt`
+//!   beside it) and `testdata/shared.txt` (a relative link to `../../shared/shared.txt`, outside
+//!   any testdata): passes only when the upload gives the test what the links point at.
+//! - `tracelog`: defines ebpf-go's `-trace-log` flag in its TestMain; TestTraceLog logs
+//!   `trace-log=true|false`, fails on its first run and passes afterwards (like TestFlaky; passes
+//!   without the state directory). (`flaky` does not define it: a flaky test in a package without
+//!   `-trace-log`.)
+//! - `shared`: no Go files, only `shared.txt` for `links`.
 //!
 //! Builds with `CGO_ENABLED=0` for linux and windows.
 

@@ -182,13 +182,26 @@ pub fn run(ctx: &Context, args: &ReproArgs) -> anyhow::Result<ExitCode> {
     })?;
     let out = suites::new_run_dir(&ctx.paths.results, &format!("repro-{suite_name}"))?;
     let written = suites::write(&out, &record, &prov)?;
+    let os = suites::Executor::os(&exec);
+    let host_mode = record.meta.mode == "host";
+    let mut commands = Vec::new();
+    for t in &plan.targets {
+        let pkg_dir = record
+            .package_dirs
+            .iter()
+            .find(|(p, _)| *p == t.package)
+            .map(|(_, d)| d.as_str())
+            .unwrap_or(".");
+        let c = suites::repro_commands(&plan, t, &opts.suite.flags, host_mode, os, pkg_dir)?;
+        commands.push(c);
+    }
     if json {
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "dir": out,
                 "summary": written.summary,
-                "commands": plan.targets.iter().map(|t| plan.command(t)).collect::<Vec<_>>(),
+                "commands": commands,
             }))?
         );
     } else {
@@ -198,16 +211,11 @@ pub fn run(ctx: &Context, args: &ReproArgs) -> anyhow::Result<ExitCode> {
         );
         println!("results: {}", out.display());
         println!(
-            "\nthe VM stays up for a closer look (`harness down` when done); the same by hand, in the guest (`harness ssh`):"
+            "\nthe VM stays up for a closer look (`harness down` when done). The same by hand:"
         );
-        for t in &plan.targets {
-            let pkg_dir = record
-                .package_dirs
-                .iter()
-                .find(|(p, _)| *p == t.package)
-                .map(|(_, d)| d.as_str())
-                .unwrap_or(".");
-            println!("  cd {pkg_dir} && {}", plan.command(t));
+        for c in &commands {
+            println!("  in the guest (`harness ssh`): {}", c.target);
+            println!("  on the host, in the module:   {}", c.host);
         }
     }
     if args.shell {

@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use suites::model::Execution;
 use suites::{Executor, RunEvent, RunOptions, Shard};
 
+use crate::cmd::ticker::Ticker;
 use crate::context::Context;
 
 /// Arguments of `harness test`. `-v/--verbose` (global) streams the tests' output.
@@ -64,35 +65,55 @@ pub fn executor(
     Ok((Box::new(crate::guest::SessionExecutor::new(session)), prov))
 }
 
-/// Draws the live progress line and, when verbose, streams test output.
+/// Draws the live progress line (a spinner on a terminal, a [`Ticker`] line every
+/// `progress_interval` seconds elsewhere) and, when verbose, streams test output.
 struct Progress {
     bar: ProgressBar,
+    ticker: Option<Ticker>,
     verbose: bool,
     planned: Option<usize>,
+    phase: String,
 }
 
 impl Progress {
     fn line(&self, ex: &Execution) -> String {
         let t = ex.totals();
-        let total = self.planned.map_or("?".to_string(), |n| n.to_string());
+        // Packages without test files count neither in the total nor as done.
+        let total = self.planned.map_or("?".to_string(), |n| {
+            (n - t.packages_no_tests.min(n)).to_string()
+        });
         let running = ex
             .running_test()
-            .map(|(p, t)| format!(" · {t} ({p})"))
+            .map(|(p, t)| format!(" · running {t} ({p})"))
             .unwrap_or_default();
         format!(
             "packages {}/{total} · {} passed, {} failed, {} skipped{running}",
-            ex.packages_done(),
+            ex.packages_done() - t.packages_no_tests,
             t.passed,
             t.failed,
             t.skipped
         )
+    }
+
+    fn show(&self, msg: String) {
+        if let Some(t) = &self.ticker {
+            t.set(format!("{}: {msg}", self.phase));
+        }
+        self.bar.set_message(msg);
     }
 }
 
 impl suites::Observer for Progress {
     fn on_event(&mut self, e: &RunEvent<'_>, ex: &Execution) {
         match e {
-            RunEvent::Phase(p) => self.bar.set_message(format!("{p}…")),
+            RunEvent::Phase(p) => {
+                self.phase = p.to_string();
+                self.show(if ex.packages.is_empty() {
+                    format!("{p}…")
+                } else {
+                    self.line(ex)
+                });
+            }
             RunEvent::Planned { packages } => self.planned = Some(*packages),
             RunEvent::Built {
                 done,
@@ -103,7 +124,9 @@ impl suites::Observer for Progress {
                 if !ok {
                     self.bar.println(format!("build failed: {package}"));
                 }
-                self.bar.set_message(format!("building {done}/{total}"));
+                self.show(format!(
+                    "built {done}/{total} test binaries (last: {package})"
+                ));
             }
             RunEvent::Rerun { round, targets } => {
                 let n: usize = targets
@@ -122,7 +145,7 @@ impl suites::Observer for Progress {
                     self.bar.suspend(|| eprint!("{o}"));
                 }
                 if ev.action.is_terminal() || ev.action == suites::event::Action::Run {
-                    self.bar.set_message(self.line(ex));
+                    self.show(self.line(ex));
                 }
             }
             RunEvent::Output(l) => {
@@ -269,14 +292,23 @@ pub fn run_suites(
         );
         bar.set_prefix(name.clone());
         bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        let ticker = (!ctx.progress() && !ctx.json && ctx.verbosity >= 0).then(|| {
+            Ticker::start(
+                name.clone(),
+                std::time::Duration::from_secs(opts.suite.progress_interval.max(1)),
+            )
+        });
         let mut progress = Progress {
             bar,
+            ticker,
             verbose: ctx.verbosity > 0 && !ctx.json,
             planned: None,
+            phase: "starting".into(),
         };
         let record = suites::run(exec, &opts, &mut progress)
             .with_context(|| format!("running suite `{name}`"))?;
         progress.bar.finish_and_clear();
+        drop(progress.ticker.take());
 
         let dir = match &args.out {
             Some(d) if names.len() > 1 => d.join(name),

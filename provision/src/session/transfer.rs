@@ -552,6 +552,13 @@ impl Write for ChunkSender {
     }
 }
 
+fn mtime_secs(meta: &fs::Metadata) -> u64 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs())
+}
+
 /// Writes `dir`'s contents as a tar stream (paths relative to `dir`, symlinks kept as links).
 fn write_tar(dir: &Path, w: &mut dyn Write) -> io::Result<()> {
     let mut b = tar::Builder::new(w);
@@ -568,7 +575,17 @@ fn write_tar(dir: &Path, w: &mut dyn Write) -> io::Result<()> {
                 b.append_dir(&r, e.path())?;
                 stack.push(r);
             } else {
-                b.append_path_with_name(e.path(), &r)?;
+                // Deterministic headers (no owner), but the file's own modification time:
+                // tests and tools in the guest see the dates the files have on the host.
+                let meta = fs::symlink_metadata(e.path())?;
+                let mut h = tar::Header::new_gnu();
+                h.set_metadata_in_mode(&meta, tar::HeaderMode::Deterministic);
+                h.set_mtime(mtime_secs(&meta));
+                if ft.is_symlink() {
+                    b.append_link(&mut h, &r, fs::read_link(e.path())?)?;
+                } else {
+                    b.append_data(&mut h, &r, fs::File::open(e.path())?)?;
+                }
             }
         }
     }
@@ -614,12 +631,31 @@ mod tests {
         fs::create_dir_all(src.path().join("d/e")).unwrap();
         fs::write(src.path().join("d/e/f.txt"), b"hello").unwrap();
         fs::write(src.path().join("top"), vec![7u8; 3000]).unwrap();
+        let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000);
+        fs::File::options()
+            .write(true)
+            .open(src.path().join("d/e/f.txt"))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        std::os::unix::fs::symlink("top", src.path().join("link")).unwrap();
         let mut bytes = Vec::new();
         write_tar(src.path(), &mut bytes).unwrap();
         let dst = tempfile::tempdir().unwrap();
         tar::Archive::new(&bytes[..]).unpack(dst.path()).unwrap();
         let a = local_tree_sizes(src.path()).unwrap();
         assert_eq!(a, local_tree_sizes(dst.path()).unwrap());
+        let when = |p: &Path| fs::metadata(p).unwrap().modified().unwrap();
+        assert_eq!(
+            when(&dst.path().join("d/e/f.txt")),
+            when(&src.path().join("d/e/f.txt")),
+            "modification times travel with the files"
+        );
+        assert_eq!(
+            fs::read_link(dst.path().join("link")).unwrap(),
+            Path::new("top"),
+            "links stay links"
+        );
         assert_eq!(a.get("d/e/f.txt"), Some(&5));
         assert_eq!(
             sftp_path(GuestOs::Windows, r"C:\x\y"),

@@ -1,0 +1,85 @@
+//! Progress on a non-terminal (a CI log): during the suites, a plain line at least every
+//! `progress_interval` seconds with what is done and what is running. Each line starts with the
+//! time since the suite began, so no two lines are the same.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Prints the latest status line every `interval` from its own thread until dropped.
+pub struct Ticker {
+    status: Arc<Mutex<String>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// `1h02m03s`, `2m05s`, `7s`.
+pub fn clock(d: Duration) -> String {
+    let s = d.as_secs();
+    match (s / 3600, s / 60 % 60, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m{s:02}s"),
+        (h, m, s) => format!("{h}h{m:02}m{s:02}s"),
+    }
+}
+
+impl Ticker {
+    /// Starts printing `prefix: <status>` lines to stderr every `interval`.
+    pub fn start(prefix: String, interval: Duration) -> Self {
+        let status = Arc::new(Mutex::new("starting…".to_string()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, st) = (status.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let t0 = Instant::now();
+            let mut next = t0 + interval;
+            let mut last = String::new();
+            while !st.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(100).min(interval));
+                if Instant::now() < next {
+                    continue;
+                }
+                next += interval;
+                let line = format!(
+                    "[{}] {prefix}: {}",
+                    clock(t0.elapsed()),
+                    s.lock().expect("status")
+                );
+                if line != last {
+                    eprintln!("{line}");
+                    last = line;
+                }
+            }
+        });
+        Ticker {
+            status,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Replaces the status the next line shows.
+    pub fn set(&self, status: String) {
+        *self.status.lock().expect("status") = status;
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_reads_like_a_duration() {
+        assert_eq!(clock(Duration::from_secs(7)), "7s");
+        assert_eq!(clock(Duration::from_secs(125)), "2m05s");
+        assert_eq!(clock(Duration::from_secs(3723)), "1h02m03s");
+    }
+}

@@ -1,0 +1,316 @@
+//! Host mode's runner of test binaries: one or more sessions on the target run the binaries side
+//! by side; each binary is first asked for its tests (`-test.list`, so that tests it never
+//! reaches are reported "not run") and, when pass-through flags are set, for its flags (`-h`,
+//! once per binary, so that a flag goes only to binaries that define it).
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::event::HARNESS_MARK;
+use crate::exec::{ExecError, ExecOutcome, ExecRequest, Executor, Stream, TargetOs};
+use crate::flags::GoTestFlags;
+use crate::gotool::Converter;
+use crate::probe;
+use crate::runner::{Built, RunOptions, State, stop_reason};
+
+/// How long asking a binary for its tests or flags may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// One run of one test binary.
+pub(crate) struct Job<'b> {
+    /// The binary.
+    pub built: &'b Built,
+    /// Its flags (pass-through flags are filtered against the binary's own).
+    pub flags: GoTestFlags,
+    /// The root tests this run must run: `None` lists them from the binary first.
+    pub expected: Option<Vec<String>>,
+}
+
+/// Runs host-mode test binaries on one or more sessions of the target, converting each
+/// binary's output with its own test2json and folding everything on the calling thread.
+pub(crate) struct HostPool<'a> {
+    pub os: TargetOs,
+    pub remote: &'a str,
+    pub env: Vec<(String, String)>,
+    pub timeout: Duration,
+    pub cancel: Option<Arc<AtomicBool>>,
+    pub test2json: &'a Path,
+    /// Flags each binary defines, by package: asked once per build.
+    pub defined: Mutex<HashMap<String, BTreeSet<String>>>,
+}
+
+/// Why asking a binary failed: the target is gone, or anything else (a note).
+enum ProbeError {
+    Lost(ExecError),
+    Other(String),
+}
+
+impl std::fmt::Display for ProbeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProbeError::Lost(e) => write!(f, "{e}"),
+            ProbeError::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+/// What a worker reports to the folding thread.
+enum WorkerMsg {
+    Line(String),
+    Note(String),
+    Done(Done),
+    NoConverter(String, String),
+}
+
+/// A finished run of one binary.
+struct Done {
+    pkg: String,
+    res: Result<ExecOutcome, ExecError>,
+    expected: Option<Vec<String>>,
+    elapsed: Duration,
+}
+
+impl HostPool<'_> {
+    fn binary(&self, b: &Built) -> String {
+        self.os
+            .join(self.remote, &format!("{}/{}", b.rel_dir, b.bin))
+    }
+
+    fn request(&self, b: &Built, args: Vec<String>, timeout: Duration) -> ExecRequest {
+        let mut argv = vec![self.binary(b)];
+        argv.extend(args);
+        ExecRequest {
+            argv,
+            env: self.env.clone(),
+            cwd: Some(self.os.join(self.remote, &b.rel_dir)),
+            timeout,
+            cancel: self.cancel.clone(),
+        }
+    }
+
+    /// Runs the binary with `args` and returns its output lines, or why that failed.
+    fn ask(
+        &self,
+        exec: &mut dyn Executor,
+        b: &Built,
+        args: &[&str],
+        stdout_only: bool,
+    ) -> Result<(Option<i32>, Vec<String>), ProbeError> {
+        let req = self.request(
+            b,
+            args.iter().map(|a| a.to_string()).collect(),
+            PROBE_TIMEOUT,
+        );
+        let mut lines = Vec::new();
+        let out = exec
+            .run(&req, &mut |s, l| {
+                if !stdout_only || s == Stream::Stdout {
+                    lines.push(String::from_utf8_lossy(l).into_owned());
+                }
+            })
+            .map_err(|e| {
+                if e.is_target_lost() {
+                    ProbeError::Lost(e)
+                } else {
+                    ProbeError::Other(e.to_string())
+                }
+            })?;
+        if out.timed_out || out.cancelled {
+            return Err(ProbeError::Other(format!(
+                "`{} {}` did not finish",
+                b.bin,
+                args.join(" ")
+            )));
+        }
+        Ok((out.exit_code, lines))
+    }
+
+    /// The binary's root tests for this run, or a note saying why they are unknown.
+    fn list(
+        &self,
+        exec: &mut dyn Executor,
+        b: &Built,
+        f: &GoTestFlags,
+    ) -> Result<Vec<String>, ProbeError> {
+        let pattern = probe::list_pattern(f);
+        match self.ask(exec, b, &["-test.list", &pattern], true) {
+            Ok((Some(0), lines)) => Ok(probe::parse_test_list(&lines, f)),
+            Ok((code, lines)) => Err(ProbeError::Other(format!(
+                "`{} -test.list` exited with {code:?}: {}",
+                b.bin,
+                lines.last().map(String::as_str).unwrap_or("")
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Drops the pass-through flags the binary does not define; says which.
+    fn filter_flags(
+        &self,
+        exec: &mut dyn Executor,
+        b: &Built,
+        f: &mut GoTestFlags,
+    ) -> Result<Option<String>, ExecError> {
+        if f.passthrough.is_empty() {
+            return Ok(None);
+        }
+        let cached = self.defined.lock().expect("cache").get(&b.pkg).cloned();
+        let defined = match cached {
+            Some(d) => d,
+            None => match self.ask(exec, b, &["-h"], false) {
+                Ok((_, lines)) => {
+                    let d = probe::parse_flag_names(&lines);
+                    self.defined
+                        .lock()
+                        .expect("cache")
+                        .insert(b.pkg.clone(), d.clone());
+                    d
+                }
+                Err(ProbeError::Lost(e)) => return Err(e),
+                Err(e) => {
+                    return Ok(Some(format!(
+                        "{HARNESS_MARK}could not ask {} for its flags ({e}); passing {} as given",
+                        b.pkg,
+                        f.passthrough.join(" ")
+                    )));
+                }
+            },
+        };
+        let dropped = probe::keep_defined(f, &defined);
+        Ok((!dropped.is_empty()).then(|| {
+            format!(
+                "{HARNESS_MARK}{} does not define {}: not passed to its test binary",
+                b.pkg,
+                dropped.join(" ")
+            )
+        }))
+    }
+
+    /// One job on one session: probe, run, convert. True when the target is lost.
+    fn work(
+        &self,
+        exec: &mut dyn Executor,
+        job: Job<'_>,
+        tx: &std::sync::mpsc::Sender<WorkerMsg>,
+    ) -> bool {
+        let Job {
+            built: b,
+            mut flags,
+            mut expected,
+        } = job;
+        let lost = |e: ExecError| {
+            let _ = tx.send(WorkerMsg::Done(Done {
+                pkg: b.pkg.clone(),
+                res: Err(e),
+                expected: None,
+                elapsed: Duration::ZERO,
+            }));
+            true
+        };
+        match self.filter_flags(exec, b, &mut flags) {
+            Ok(Some(note)) => {
+                let _ = tx.send(WorkerMsg::Note(note));
+            }
+            Ok(None) => {}
+            Err(e) => return lost(e),
+        }
+        if expected.is_none() {
+            match self.list(exec, b, &flags) {
+                Ok(l) => expected = Some(l),
+                Err(ProbeError::Lost(e)) => return lost(e),
+                Err(e) => {
+                    let _ = tx.send(WorkerMsg::Note(format!(
+                        "{HARNESS_MARK}could not list the tests of {}: {e}; tests it never reaches will not be reported",
+                        b.pkg
+                    )));
+                }
+            }
+        }
+        let sink = tx.clone();
+        let conv = Converter::start_with_sink(self.test2json, &b.pkg, move |l| {
+            let _ = sink.send(WorkerMsg::Line(l));
+        });
+        let mut conv = match conv {
+            Ok(c) => c,
+            Err(e) => {
+                let why = format!(
+                    "could not start test2json ({}): {e}",
+                    self.test2json.display()
+                );
+                let _ = tx.send(WorkerMsg::NoConverter(b.pkg.clone(), why));
+                return false;
+            }
+        };
+        let mut args = vec![
+            "-test.v=test2json".to_string(),
+            "-test.paniconexit0".to_string(),
+        ];
+        args.extend(flags.binary_args());
+        let t0 = Instant::now();
+        let res = exec.run(&self.request(b, args, self.timeout), &mut |_, line| {
+            conv.feed(line)
+        });
+        conv.finish();
+        let lost = matches!(&res, Err(e) if e.is_target_lost());
+        let _ = tx.send(WorkerMsg::Done(Done {
+            pkg: b.pkg.clone(),
+            res,
+            expected,
+            elapsed: t0.elapsed(),
+        }));
+        lost
+    }
+
+    /// Runs the jobs on the sessions and folds what they report.
+    pub fn run(
+        &self,
+        execs: &mut [&mut dyn Executor],
+        jobs: Vec<Job<'_>>,
+        opts: &RunOptions,
+        st: &mut State<'_>,
+    ) {
+        let queue = Mutex::new(std::collections::VecDeque::from(jobs));
+        let stop = AtomicBool::new(stop_reason(opts, st).is_some());
+        let (tx, rx) = std::sync::mpsc::channel::<WorkerMsg>();
+        std::thread::scope(|s| {
+            for exec in execs.iter_mut() {
+                let tx = tx.clone();
+                let (queue, stop) = (&queue, &stop);
+                s.spawn(move || {
+                    while !stop.load(Ordering::SeqCst) {
+                        let Some(job) = queue.lock().expect("queue").pop_front() else {
+                            break;
+                        };
+                        if self.work(&mut **exec, job, &tx) {
+                            stop.store(true, Ordering::SeqCst);
+                        }
+                    }
+                });
+            }
+            drop(tx);
+            for msg in rx {
+                match msg {
+                    WorkerMsg::Line(l) => st.line(&l),
+                    WorkerMsg::Note(n) => st.note(&n),
+                    WorkerMsg::Done(d) => {
+                        st.settle(&d.pkg, d.res, self.timeout, Some(d.elapsed));
+                        if let Some(expected) = &d.expected {
+                            st.not_run(&d.pkg, expected);
+                        }
+                    }
+                    WorkerMsg::NoConverter(pkg, why) => st.errored(&pkg, &why),
+                }
+                if stop_reason(opts, st).is_some() {
+                    stop.store(true, Ordering::SeqCst);
+                }
+            }
+        });
+        for job in queue.into_inner().expect("queue") {
+            let why = stop_reason(opts, st).unwrap_or_else(|| "not run".into());
+            st.errored(&job.built.pkg, &why);
+        }
+    }
+}
