@@ -556,3 +556,67 @@ fn restart(part: &Path, p: &mut Progress) -> Result<()> {
     p.have = 0;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{RetryPolicy, Timing};
+    use std::time::Duration;
+    use testsupport::faulty::FaultyServer;
+
+    /// A file that reports ENOSPC once it holds 300 000 bytes, like a nearly full disk.
+    fn nearly_full(path: &Path) -> std::io::Result<Box<dyn Write + Send>> {
+        struct Full(std::fs::File, u64);
+        impl Write for Full {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                let room = 300_000u64.saturating_sub(self.1);
+                if room == 0 {
+                    return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+                }
+                let n = self.0.write(&buf[..buf.len().min(room as usize)])?;
+                self.1 += n as u64;
+                Ok(n)
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                self.0.flush()
+            }
+        }
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let len = file.metadata()?.len();
+        Ok(Box::new(Full(file, len)))
+    }
+
+    #[test]
+    fn a_full_disk_deletes_the_partial_download_and_says_what_is_needed() {
+        let server = FaultyServer::start();
+        server.put("/f", vec![7u8; 1 << 20]);
+        let dir = tempfile::tempdir().unwrap();
+        let part = dir.path().join("f.part");
+        let timing = Timing {
+            read_timeout: Duration::from_secs(5),
+            stall_timeout: Duration::from_secs(5),
+        };
+        let mut http = Http::new(
+            "http://127.0.0.1:1",
+            None,
+            RetryPolicy::default(),
+            None,
+            false,
+            timing,
+        )
+        .unwrap();
+        http.open_part = nearly_full;
+        let url = Url::parse(&server.url("/f")).unwrap();
+        let err = http
+            .download(&url, "*/*", &part, "the file", "", None, None)
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, ArtifactError::NoSpace { .. }), "{text}");
+        assert!(
+            text.contains("1.0 MiB") && text.contains(&dir.path().display().to_string()),
+            "{text}"
+        );
+        assert!(!part.exists(), "the partial download is gone");
+        assert_eq!(server.hits().len(), 1, "a full disk is not retried");
+    }
+}

@@ -46,7 +46,7 @@ pub(crate) fn acquire(
             return Err(ArtifactError::CacheLocked {
                 path: path.parent().unwrap_or(path).to_path_buf(),
                 holder: holder(&file),
-                waited_secs: started.elapsed().as_secs(),
+                waited_secs: started.elapsed().as_secs_f64().ceil() as u64,
             });
         }
         if !told {
@@ -79,15 +79,43 @@ fn holder(file: &File) -> String {
         .rewind()
         .and_then(|_| (&*file).read_to_string(&mut recorded));
     let recorded = recorded.trim().to_string();
-    match kernel_holder(file) {
+    // The kernel names the process that took the lock; it may have exited since, leaving the
+    // lock with a process that inherited the descriptor, so fall back to who has the file open.
+    let pid = kernel_holder(file)
+        .filter(|p| Path::new(&format!("/proc/{p}")).exists())
+        .or_else(|| openers(file).into_iter().next());
+    match pid {
         Some(pid) if recorded.starts_with(&format!("pid {pid} ")) => recorded,
         Some(pid) => match command_line(pid) {
             Some(cmd) => format!("pid {pid} ({cmd})"),
             None => format!("pid {pid}"),
         },
         None if !recorded.is_empty() => recorded,
-        None => "another process".to_string(),
+        None => "another process (not visible to this user)".to_string(),
     }
+}
+
+/// Other processes (of this user) that have the lock file open.
+fn openers(file: &File) -> Vec<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(md) = file.metadata() else {
+        return Vec::new();
+    };
+    let me = std::process::id();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me)
+        .filter(|pid| {
+            std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+                fds.filter_map(|fd| fd.ok())
+                    .filter_map(|fd| std::fs::metadata(fd.path()).ok())
+                    .any(|m| m.ino() == md.ino() && m.dev() == md.dev())
+            })
+        })
+        .collect()
 }
 
 /// The pid `/proc/locks` names for a `FLOCK` on this file.

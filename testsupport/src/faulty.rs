@@ -257,8 +257,15 @@ fn plan(s: &mut State, req: &Request) -> Plan {
         end: msg.len(),
         fault: None,
     };
-    if let Some(Fault::Status(code)) = fault {
-        return text(code, "injected failure\n");
+    match fault {
+        Some(Fault::Status(code)) => return text(code, "injected failure\n"),
+        Some(Fault::StallHeaders) => {
+            return Plan {
+                fault,
+                ..text(0, "")
+            };
+        }
+        _ => {}
     }
     let Some(file) = s.files.get(&req.path) else {
         return text(404, "not found\n");
