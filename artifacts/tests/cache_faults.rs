@@ -296,4 +296,28 @@ fn full_disk_inside(tmpfs: &Path) {
         .fetch(&cfg, &SourceSpec::Url(server.url("/small.zip")))
         .unwrap();
     assert!(b.path.join("bin/t").is_file(), "a later fetch still works");
+
+    // A download that fits but does not fit unpacked: 1 MiB of noise and 2 MiB of zeros.
+    let zeros = vec![0u8; 2 << 20];
+    let wide = linux_guest_build_zip(
+        "echo wide\n",
+        &[
+            ("noise.bin", &pseudo_random(1 << 20, 2)),
+            ("zeros.bin", &zeros),
+        ],
+    );
+    server.put("/wide.zip", wide);
+    let err = f
+        .fetch(&cfg, &SourceSpec::Url(server.url("/wide.zip")))
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(err, ArtifactError::NoSpace { .. }) && text.contains("unpacking"),
+        "{text}"
+    );
+    assert!(text.contains("3.0 MiB"), "the unpacked size: {text}");
+    for sub in ["downloads", "tmp"] {
+        let left = std::fs::read_dir(cache.join(sub)).unwrap().count();
+        assert_eq!(left, 0, "{sub} is cleaned up");
+    }
 }
