@@ -7,7 +7,6 @@ use std::fs::OpenOptions;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -16,6 +15,7 @@ use reqwest::header::{HeaderMap, HeaderName, IF_MODIFIED_SINCE, IF_NONE_MATCH, R
 use sha2::{Digest, Sha256};
 
 use crate::error::{ArtifactError, Result};
+use crate::hasher::{BackgroundHasher, FreeList, hash_existing};
 use crate::http::{
     Halt, Http, Requester, chain, classify_failure, content_length, content_range, host_of,
     is_transient, network, now_epoch,
@@ -63,10 +63,8 @@ pub(crate) fn open_append(path: &Path) -> std::io::Result<Box<dyn Write + Send>>
 
 /// An attempt that got at least this far counts as progress: the retry budget starts again.
 const PROGRESS: u64 = 64 * 1024;
-/// Read size.
-const CHUNK: usize = 256 * 1024;
-/// Chunks in flight between the reading thread, the caller and the hashing thread.
-const POOL: usize = 8;
+/// Chunks in flight between the reading thread and the caller.
+const POOL: usize = crate::hasher::POOL;
 
 /// Messages from an attempt's network thread.
 enum Msg {
@@ -80,28 +78,6 @@ enum Msg {
     Chunk(Vec<u8>, usize),
     End,
     Fail(String),
-}
-
-/// Read buffers for reuse; taking one never waits.
-#[derive(Clone, Default)]
-struct FreeList(Arc<Mutex<Vec<Vec<u8>>>>);
-
-impl FreeList {
-    fn take(&self) -> Vec<u8> {
-        self.0
-            .lock()
-            .ok()
-            .and_then(|mut v| v.pop())
-            .unwrap_or_else(|| vec![0u8; CHUNK])
-    }
-
-    fn give(&self, buf: Vec<u8>) {
-        if let Ok(mut v) = self.0.lock()
-            && v.len() < 2 * POOL
-        {
-            v.push(buf);
-        }
-    }
 }
 
 /// Where a download stands between attempts.
@@ -334,11 +310,27 @@ impl Http {
             bar.set_length(total);
         }
         bar.set_position(p.have);
+        self.body(&rx, &at, part, what, p, bar, expected_total)
+    }
+
+    /// Writes and hashes the body's chunks until it ends, fails or falls silent.
+    #[allow(clippy::too_many_arguments)]
+    fn body(
+        &self,
+        rx: &Receiver<Msg>,
+        at: &Url,
+        part: &Path,
+        what: &str,
+        p: &mut Progress,
+        bar: &ProgressBar,
+        expected_total: Option<u64>,
+    ) -> Result<Step> {
+        let silence = format!("no data within {} s", self.read_timeout.as_secs_f64());
         let mut file =
             (self.open_part)(part).map_err(|e| self.write_failed(part, what, expected_total, e))?;
         loop {
-            let msg = match self.next(&rx, &at, what, p)? {
-                None => return Ok(Step::Retry(format!("{} from {}", silence(), host_of(&at)))),
+            let msg = match self.next(rx, at, what, p)? {
+                None => return Ok(Step::Retry(format!("{silence} from {}", host_of(at)))),
                 Some(msg) => msg,
             };
             match msg {
@@ -459,93 +451,6 @@ fn fetch_thread(
         if tx.send(msg).is_err() || last {
             return;
         }
-    }
-}
-
-enum HashMsg {
-    Data(Vec<u8>, usize),
-    Reset,
-}
-
-/// SHA-256 on a worker thread, so hashing overlaps the network reads instead of adding to them.
-/// Buffers go back to the free list after hashing; the message order keeps the hash exact.
-struct BackgroundHasher {
-    tx: Option<SyncSender<HashMsg>>,
-    worker: Option<std::thread::JoinHandle<Sha256>>,
-}
-
-impl BackgroundHasher {
-    fn new(initial: Sha256, free: FreeList) -> BackgroundHasher {
-        let (tx, rx) = sync_channel::<HashMsg>(POOL);
-        let worker = std::thread::spawn(move || {
-            let mut hasher = initial;
-            for msg in rx {
-                match msg {
-                    HashMsg::Data(buf, n) => {
-                        hasher.update(&buf[..n]);
-                        free.give(buf);
-                    }
-                    HashMsg::Reset => hasher = Sha256::new(),
-                }
-            }
-            hasher
-        });
-        BackgroundHasher {
-            tx: Some(tx),
-            worker: Some(worker),
-        }
-    }
-
-    fn feed(&mut self, buf: Vec<u8>, n: usize) {
-        if let Some(tx) = &self.tx {
-            tx.send(HashMsg::Data(buf, n))
-                .expect("hashing thread alive");
-        }
-    }
-
-    fn reset(&mut self) {
-        if let Some(tx) = &self.tx {
-            tx.send(HashMsg::Reset).expect("hashing thread alive");
-        }
-    }
-
-    fn finish(mut self) -> Sha256 {
-        self.tx = None;
-        self.worker
-            .take()
-            .expect("worker")
-            .join()
-            .expect("hashing thread")
-    }
-}
-
-impl Drop for BackgroundHasher {
-    fn drop(&mut self) {
-        self.tx = None;
-        if let Some(w) = self.worker.take() {
-            let _ = w.join();
-        }
-    }
-}
-
-/// Feeds an existing partial file into the hasher; returns its length (0 when absent).
-fn hash_existing(part: &Path, hasher: &mut Sha256) -> Result<u64> {
-    let mut file = match std::fs::File::open(part) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(ArtifactError::io("cannot read partial download", part, e)),
-    };
-    let mut buf = vec![0u8; 1 << 20];
-    let mut len = 0u64;
-    loop {
-        let n = file
-            .read(&mut buf)
-            .map_err(|e| ArtifactError::io("cannot read partial download", part, e))?;
-        if n == 0 {
-            return Ok(len);
-        }
-        hasher.update(&buf[..n]);
-        len += n as u64;
     }
 }
 

@@ -11,6 +11,7 @@ mod download;
 pub mod error;
 pub mod fetch;
 pub mod github;
+mod hasher;
 mod http;
 pub mod layout;
 mod lock;
