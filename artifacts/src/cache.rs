@@ -4,13 +4,21 @@
 
 use std::collections::HashSet;
 use std::fs::{self, File};
+
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::BuildSourceConfig;
 use crate::error::{ArtifactError, Result};
 use crate::layout::Layout;
+use crate::manifest::Manifest;
+
+/// The file beside `build/` that lists what it held when unpacked.
+const MANIFEST: &str = "manifest.json";
 use crate::source::SourceSpec;
 
 /// Where a build came from: the sidecar stored next to every cached build.
@@ -44,6 +52,12 @@ pub struct BuildMeta {
     pub version: Option<String>,
     /// Where the bytes came from (never carries a token).
     pub url: Option<String>,
+    /// `url:` sources: the server's `ETag`, for revalidation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// `url:` sources: the server's `Last-Modified`, for revalidation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
 }
 
 /// A resolved, unpacked build ready to install.
@@ -71,12 +85,26 @@ struct Record {
 #[derive(Debug, Clone)]
 pub struct Cache {
     root: PathBuf,
+    lock_wait: Duration,
+    cancel: Option<Arc<AtomicBool>>,
 }
 
 impl Cache {
-    /// A cache rooted at `root` (created on first write).
+    /// A cache rooted at `root` (created on first write). Waits for another process's lock at
+    /// most 10 minutes; see [`Cache::with_lock_wait`].
     pub fn new(root: impl Into<PathBuf>) -> Cache {
-        Cache { root: root.into() }
+        Cache {
+            root: root.into(),
+            lock_wait: crate::lock::LOCK_WAIT,
+            cancel: None,
+        }
+    }
+
+    /// Bounds the wait for the cache lock, and lets `cancel` (Ctrl-C) end it.
+    pub fn with_lock_wait(mut self, wait: Duration, cancel: Option<Arc<AtomicBool>>) -> Cache {
+        self.lock_wait = wait;
+        self.cancel = cancel;
+        self
     }
 
     /// The cache's root directory.
@@ -93,19 +121,15 @@ impl Cache {
             .map_err(|e| ArtifactError::io("cannot create cache directory", dir, e))
     }
 
-    /// Takes the cache lock (blocking) for the lifetime of the returned file.
-    pub(crate) fn lock(&self) -> Result<File> {
+    /// Takes the cache lock for the lifetime of the returned file: a bounded wait that says who
+    /// holds it and stops on Ctrl-C.
+    pub fn lock(&self) -> Result<File> {
         self.ensure(&self.root)?;
-        let path = self.root.join(".lock");
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| ArtifactError::io("cannot open cache lock", &path, e))?;
-        file.lock()
-            .map_err(|e| ArtifactError::io("cannot lock cache", &path, e))?;
-        Ok(file)
+        crate::lock::acquire(
+            &self.root.join(".lock"),
+            self.lock_wait,
+            self.cancel.as_ref(),
+        )
     }
 
     /// Resumable download file for `key`.
@@ -133,6 +157,8 @@ impl Cache {
         meta: BuildMeta,
         layout: Layout,
     ) -> Result<Build> {
+        let manifest = Manifest::record(&staging.path().join("build"))?;
+        write_json(&staging.path().join(MANIFEST), &manifest)?;
         let record = Record { meta, layout };
         let json = serde_json::to_vec_pretty(&record).expect("metadata serializes");
         let side = staging.path().join("meta.json");
@@ -167,6 +193,51 @@ impl Cache {
             cached: true,
             warnings: Vec::new(),
         })
+    }
+
+    /// What changed in a cached build since it was unpacked (empty: nothing). An entry from before
+    /// manifests were kept gets one now, and is trusted from then on.
+    pub fn changes(&self, build: &Build) -> Result<Vec<String>> {
+        let path = self.builds().join(&build.meta.key).join(MANIFEST);
+        match fs::read(&path) {
+            Ok(bytes) => match serde_json::from_slice::<Manifest>(&bytes) {
+                Ok(m) => m.differences(&build.path),
+                Err(e) => Ok(vec![format!(
+                    "its manifest {} is unreadable ({e})",
+                    path.display()
+                )]),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::info!("recording a manifest for cached build {}", build.meta.key);
+                write_json(&path, &Manifest::record(&build.path)?)?;
+                Ok(Vec::new())
+            }
+            Err(e) => Err(ArtifactError::io("cannot read", &path, e)),
+        }
+    }
+
+    /// Removes a cache entry (a damaged one, before it is fetched again).
+    pub fn discard(&self, key: &str) -> Result<()> {
+        let dir = self.builds().join(key);
+        match fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(ArtifactError::io("cannot remove", &dir, e))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Records that `url` (now) serves the content of the cached build `key`, with its validators.
+    pub(crate) fn remember_url(&self, key: &str, url: &str, got: &crate::Downloaded) -> Result<()> {
+        let side = self.builds().join(key).join("meta.json");
+        let bytes = fs::read(&side).map_err(|e| ArtifactError::io("cannot read", &side, e))?;
+        let mut record: Record = serde_json::from_slice(&bytes)
+            .map_err(|e| ArtifactError::io("cannot parse", &side, std::io::Error::other(e)))?;
+        record.meta.url = Some(url.to_string());
+        record.meta.etag = got.etag.clone();
+        record.meta.last_modified = got.last_modified.clone();
+        record.meta.fetched = crate::fetch::now_rfc3339();
+        write_json(&side, &record)
     }
 
     /// Every cached build, most recently fetched first.
@@ -241,6 +312,14 @@ impl Cache {
     }
 }
 
+/// Writes `value` as JSON through a temporary file and a rename.
+fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    let json = serde_json::to_vec_pretty(value).expect("serializes");
+    fs::write(&tmp, json).map_err(|e| ArtifactError::io("cannot write", &tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| ArtifactError::io("cannot write", path, e))
+}
+
 fn newest_first(a: &Build, b: &Build) -> std::cmp::Ordering {
     b.meta
         .created
@@ -273,7 +352,11 @@ pub(crate) fn answers(m: &BuildMeta, cfg: &BuildSourceConfig, spec: &SourceSpec)
                 && m.version.as_deref() == Some(v.as_str())
                 && m.artifact == Some(cfg.release_asset_name())
         }
-        SourceSpec::Url(u) => m.url.as_deref() == Some(u.as_str()) && m.source.starts_with("url:"),
+        SourceSpec::Url(u) => {
+            m.url.as_deref() == Some(crate::source::url_address(u))
+                && m.source.starts_with("url:")
+                && crate::source::url_digest(u).is_none_or(|d| d == m.sha256)
+        }
         SourceSpec::File(_) => false,
     }
 }
@@ -299,6 +382,8 @@ mod tests {
             sha256: "x".into(),
             version: None,
             url: None,
+            etag: None,
+            last_modified: None,
         }
     }
 

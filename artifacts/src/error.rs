@@ -76,6 +76,41 @@ pub enum ArtifactError {
         message: String,
     },
 
+    /// A server went silent (no byte, no answer) for longer than the stall allowance.
+    #[error(
+        "{host} sent nothing for {secs} s while {what}, so it was given up. Retry later, raise [github] stall_timeout for a slow link, or use --offline to take the newest cached build"
+    )]
+    Stalled {
+        host: String,
+        what: String,
+        secs: u64,
+    },
+
+    /// The disk filled up; the partial file was deleted.
+    #[error(
+        "no space left in {} while {what}: it needs {} there (a build needs its download size again to unpack), and {} is free. The partial files were deleted; free space there (`harness artifacts prune` drops old builds) or set [paths] cache to a larger disk",
+        dir.display(),
+        needed.map_or("an unknown amount (the size is not known)".to_string(), |n| format!("about {}", crate::space::human(n))),
+        available.map_or("an unknown amount".to_string(), crate::space::human)
+    )]
+    NoSpace {
+        what: String,
+        dir: PathBuf,
+        needed: Option<u64>,
+        available: Option<u64>,
+    },
+
+    /// Another process holds the cache lock for longer than the wait allowed.
+    #[error(
+        "the build cache {} is locked by {holder}; gave up after waiting {waited_secs} s. Wait for that command to finish (or stop it), then retry",
+        path.display()
+    )]
+    CacheLocked {
+        path: PathBuf,
+        holder: String,
+        waited_secs: u64,
+    },
+
     /// A response did not have the expected shape.
     #[error("unexpected response from {url} while {what}: {why}")]
     Protocol {
@@ -84,9 +119,9 @@ pub enum ArtifactError {
         why: String,
     },
 
-    /// The downloaded bytes do not match the digest GitHub published.
+    /// The downloaded bytes do not match the digest GitHub published (or `url:…#sha256=` gave).
     #[error(
-        "digest mismatch for {what}: GitHub says sha256 {expected}, the download is {actual}. The file was deleted; retry, and if it persists the upload is corrupt"
+        "digest mismatch for {what}: expected sha256 {expected}, the download is {actual}. The file was deleted; retry, and if it persists the upload is corrupt (or the expected digest is wrong)"
     )]
     DigestMismatch {
         what: String,
@@ -139,7 +174,10 @@ impl ArtifactError {
 
     /// Whether this failure means GitHub could not be reached at all (so a cached build may stand in).
     pub fn is_unreachable(&self) -> bool {
-        matches!(self, ArtifactError::Network { .. })
+        matches!(
+            self,
+            ArtifactError::Network { .. } | ArtifactError::Stalled { .. }
+        )
     }
 }
 

@@ -2,22 +2,25 @@
 //! check the layout, and fall back to the cache when GitHub is out of reach.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 
 use reqwest::Url;
 use sha2::{Digest, Sha256};
 
 use crate::cache::{Build, BuildMeta, Cache};
 use crate::config::BuildSourceConfig;
+use crate::download::Got;
 use crate::error::{ArtifactError, Result};
 use crate::github::{Api, Artifact, Run};
-use crate::http::{ACCEPT_BYTES, ACCEPT_JSON, Http, RetryPolicy, parse_digest};
+use crate::http::{ACCEPT_BYTES, ACCEPT_JSON, Http, RetryPolicy, Timing, parse_digest};
 use crate::layout::{check_build, find_build_root};
 use crate::secret::Secret;
 use crate::select::{Pick, RunVerdict, judge_run, pick};
 use crate::source::SourceSpec;
 use crate::unpack::{UnpackLimits, unpack_zip};
+
+mod reuse;
 
 /// The public GitHub API.
 pub const DEFAULT_API_URL: &str = "https://api.github.com";
@@ -41,9 +44,15 @@ pub struct FetchOptions {
     pub retry: RetryPolicy,
     /// Bounds on what an archive may unpack to.
     pub limits: UnpackLimits,
-    /// How long one read (or the wait for response headers) may stall before the attempt is
-    /// retried; there is deliberately no limit on a whole download, which may take long.
+    /// How long one connection may stay silent (waiting for headers, or between two reads)
+    /// before it is dropped and the request retried (a download resumes where it stopped). There
+    /// is deliberately no limit on a whole download, which may take long.
     pub read_timeout: std::time::Duration,
+    /// How long a server may stay silent in total, across retries, before the request or
+    /// download fails naming the host (`[github] stall_timeout`).
+    pub stall_timeout: std::time::Duration,
+    /// How long to wait for another process's cache lock before giving up (saying who holds it).
+    pub lock_timeout: std::time::Duration,
 }
 
 impl FetchOptions {
@@ -59,6 +68,8 @@ impl FetchOptions {
             retry: RetryPolicy::default(),
             limits: UnpackLimits::default(),
             read_timeout: crate::http::READ_TIMEOUT,
+            stall_timeout: crate::http::STALL_TIMEOUT,
+            lock_timeout: crate::lock::LOCK_WAIT,
         }
     }
 }
@@ -68,10 +79,12 @@ pub struct Fetcher {
     opts: FetchOptions,
     http: Http,
     cache: Cache,
+    /// Warnings found on the way (a damaged cache entry), added to the build returned.
+    notes: Mutex<Vec<String>>,
 }
 
 /// Now in RFC 3339 with a fixed-width fraction, so string order is time order.
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     let fmt = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:9]Z"
     );
@@ -93,10 +106,19 @@ impl Fetcher {
             opts.retry.clone(),
             opts.cancel.clone(),
             opts.progress,
-            opts.read_timeout,
+            Timing {
+                read_timeout: opts.read_timeout,
+                stall_timeout: opts.stall_timeout,
+            },
         )?;
-        let cache = Cache::new(&opts.cache_dir);
-        Ok(Fetcher { opts, http, cache })
+        let cache =
+            Cache::new(&opts.cache_dir).with_lock_wait(opts.lock_timeout, opts.cancel.clone());
+        Ok(Fetcher {
+            opts,
+            http,
+            cache,
+            notes: Mutex::new(Vec::new()),
+        })
     }
 
     /// The cache this fetcher fills.
@@ -114,8 +136,13 @@ impl Fetcher {
         expected_sha256: Option<&str>,
     ) -> Result<crate::Downloaded> {
         let parsed = parse_url(url, "the download URL")?;
-        self.http
-            .download(&parsed, ACCEPT_BYTES, dest, url, "", expected_sha256)
+        match self
+            .http
+            .download(&parsed, ACCEPT_BYTES, dest, url, "", expected_sha256, None)?
+        {
+            Got::Fresh(d) => Ok(d),
+            Got::NotModified => unreachable!("an unconditional request answered 304"),
+        }
     }
 
     /// Resolves `spec` (with `cfg` saying which repository, workflow, artifact…) to an unpacked build.
@@ -129,6 +156,7 @@ impl Fetcher {
                 // days): the last good build in the cache stands in, with a warning.
                 Err(
                     e @ (ArtifactError::Network { .. }
+                    | ArtifactError::Stalled { .. }
                     | ArtifactError::NoBuild(_)
                     | ArtifactError::Expired { .. }),
                 ) => {
@@ -142,6 +170,8 @@ impl Fetcher {
                 other => other,
             },
         }?;
+        let notes = std::mem::take(&mut *self.notes.lock().expect("notes"));
+        build.warnings.splice(0..0, notes);
         for w in &build.warnings {
             tracing::warn!("{w}");
         }
@@ -151,8 +181,7 @@ impl Fetcher {
 
     fn cached_for(&self, cfg: &BuildSourceConfig, spec: &SourceSpec, why: String) -> Result<Build> {
         let mut build =
-            self.cache
-                .newest_for(cfg, spec)?
+            self.newest_unchanged(cfg, spec)?
                 .ok_or_else(|| ArtifactError::NotCached {
                     what: format!("{spec} ({} {})", cfg.repo, cfg.artifact),
                     cache: self.cache.root().to_path_buf(),
@@ -299,8 +328,10 @@ impl Fetcher {
             sha256: String::new(),
             version: None,
             url: Some(artifact.archive_download_url.clone()),
+            etag: None,
+            last_modified: None,
         };
-        if let Some(mut hit) = self.cache.get(&key) {
+        if let Some(mut hit) = self.reuse(&key) {
             hit.warnings = warnings;
             return Ok(hit);
         }
@@ -374,7 +405,7 @@ impl Fetcher {
                 ),
             })?;
         let key = format!("gh-asset-{}", asset.id);
-        if let Some(hit) = self.cache.get(&key) {
+        if let Some(hit) = self.reuse(&key) {
             return Ok(hit);
         }
         // With a token, the API URL (works for private repositories); without, the public one.
@@ -400,53 +431,12 @@ impl Fetcher {
             sha256: String::new(),
             version: Some(version.to_string()),
             url: Some(asset.browser_download_url.clone()),
+            etag: None,
+            last_modified: None,
         };
         let what = format!("{} ({})", asset.name, release.tag_name);
         let expected = asset.digest.as_deref().and_then(parse_digest);
         self.download_and_install(cfg, meta, &url, ACCEPT_BYTES, &what, expected.as_deref())
-    }
-
-    fn url_build(
-        &self,
-        cfg: &BuildSourceConfig,
-        spec: &SourceSpec,
-        url_text: &str,
-    ) -> Result<Build> {
-        if let Some(mut hit) = self.cache.newest_for(cfg, spec)? {
-            hit.cached = true;
-            return Ok(hit);
-        }
-        let url = parse_url(url_text, "the url: source")?;
-        let part = self
-            .cache
-            .part_path(&format!("url-{}", short_hash(url_text.as_bytes())))?;
-        let got = self
-            .http
-            .download(&url, ACCEPT_BYTES, &part, url_text, "", None)?;
-        let key = format!("sha256-{}", &got.sha256[..16]);
-        if let Some(mut hit) = self.cache.get(&key) {
-            let _ = std::fs::remove_file(&part);
-            hit.cached = false;
-            return Ok(hit);
-        }
-        let meta = BuildMeta {
-            key,
-            source: spec.to_string(),
-            repo: None,
-            artifact: None,
-            configuration: cfg.configuration.clone(),
-            run_id: None,
-            artifact_id: None,
-            asset_id: None,
-            head_sha: None,
-            created: None,
-            fetched: String::new(),
-            size: got.size,
-            sha256: got.sha256,
-            version: None,
-            url: Some(url_text.to_string()),
-        };
-        self.install_zip(cfg, meta, &part, true)
     }
 
     fn local_file(&self, cfg: &BuildSourceConfig, spec: &SourceSpec, path: &Path) -> Result<Build> {
@@ -466,6 +456,8 @@ impl Fetcher {
             sha256,
             version: None,
             url: None,
+            etag: None,
+            last_modified: None,
         };
         let md = std::fs::metadata(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => ArtifactError::NotFound {
@@ -495,9 +487,9 @@ impl Fetcher {
                 warnings: Vec::new(),
             });
         }
-        let sha256 = hash_file(path)?;
+        let sha256 = crate::manifest::hash_file(path)?;
         let key = format!("sha256-{}", &sha256[..16]);
-        if let Some(hit) = self.cache.get(&key) {
+        if let Some(hit) = self.reuse(&key) {
             return Ok(hit);
         }
         self.install_zip(cfg, meta_for(key, md.len(), sha256), path, false)
@@ -513,9 +505,12 @@ impl Fetcher {
         expected_sha256: Option<&str>,
     ) -> Result<Build> {
         let part = self.cache.part_path(&meta.key)?;
-        let got = self
-            .http
-            .download(url, accept, &part, what, &cfg.repo, expected_sha256)?;
+        let Got::Fresh(got) =
+            self.http
+                .download(url, accept, &part, what, &cfg.repo, expected_sha256, None)?
+        else {
+            unreachable!("an unconditional request answered 304")
+        };
         tracing::info!(bytes = got.transferred, sha256 = %got.sha256, "downloaded {what}");
         meta.size = got.size;
         meta.sha256 = got.sha256;
@@ -534,6 +529,7 @@ impl Fetcher {
         let staging = self.cache.staging(&meta.key)?;
         let dest = staging.path().join("build");
         let result = unpack_zip(zip, &dest, &self.opts.limits)
+            .map_err(|e| no_space_unpacking(e, zip, staging.path()))
             .and_then(|_| check_build(&dest, &cfg.expect, &meta.source));
         if owned {
             let _ = std::fs::remove_file(zip);
@@ -541,6 +537,22 @@ impl Fetcher {
         let layout = result?;
         meta.fetched = now_rfc3339();
         self.cache.commit(staging, meta, layout)
+    }
+}
+
+/// A full disk while unpacking says how much room the build needs, and where.
+fn no_space_unpacking(e: ArtifactError, zip: &Path, staging: &Path) -> ArtifactError {
+    match &e {
+        ArtifactError::Io { source, .. } if crate::space::is_full(source) => {
+            let dir = staging.parent().unwrap_or(staging).to_path_buf();
+            ArtifactError::NoSpace {
+                what: format!("unpacking {}", zip.display()),
+                available: crate::space::available(&dir),
+                needed: crate::unpack::unpacked_size(zip).ok(),
+                dir,
+            }
+        }
+        _ => e,
     }
 }
 
@@ -556,21 +568,6 @@ fn parse_url(text: &str, what: &str) -> Result<Url> {
         what: what.to_string(),
         why: e.to_string(),
     })
-}
-
-fn hash_file(path: &Path) -> Result<String> {
-    let mut file =
-        std::fs::File::open(path).map_err(|e| ArtifactError::io("cannot open", path, e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = std::io::Read::read(&mut file, &mut buf)
-            .map_err(|e| ArtifactError::io("cannot read", path, e))?;
-        if n == 0 {
-            return Ok(base16ct::lower::encode_string(&hasher.finalize()));
-        }
-        hasher.update(&buf[..n]);
-    }
 }
 
 /// Total size and a hash over (relative path, size, mtime) of every file under `root`: cheap

@@ -1,20 +1,16 @@
 //! HTTP with the rules GitHub downloads need: the token only ever goes to the API origin (redirects
 //! are followed by hand), bounded retries with backoff, rate-limit reporting, and resumable,
-//! hashed downloads into a file.
+//! cancellable waits bounded by a stall allowance. Downloads are in `download.rs`.
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use reqwest::Url;
 use reqwest::blocking::{Client, Response};
-use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_RANGE, HeaderMap, LOCATION, RANGE};
+use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_RANGE, HeaderMap, HeaderName, LOCATION};
 use serde::de::DeserializeOwned;
-use sha2::{Digest, Sha256};
 
 use crate::error::{ArtifactError, Result};
 use crate::secret::Secret;
@@ -55,35 +51,52 @@ impl RetryPolicy {
     }
 }
 
-/// Fresh attempts a download earns each time it gets this much further.
-const PROGRESS_CREDIT: u64 = 1 << 20;
-/// Absolute ceiling of attempts for one download, whatever the progress.
-const MAX_DOWNLOAD_ATTEMPTS: u32 = 50;
-/// Connect timeout; the body has a per-read timeout instead of a whole-request one.
+/// Connect timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-/// Default per-read (and response-header) timeout.
-pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default silence allowed on one connection (waiting for headers, or between two reads) before
+/// it is dropped and the request retried (downloads resume).
+pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(20);
+/// Default total silence allowed, across retries, before a request or download fails as stalled.
+pub(crate) const STALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often a wait on the network looks at the cancel flag.
+pub(crate) const POLL: Duration = Duration::from_millis(50);
 const MAX_REDIRECTS: usize = 5;
 
-/// A blocking client bound to one API origin and (optionally) one token.
-pub(crate) struct Http {
+/// The part of the client that network threads take with them.
+#[derive(Clone)]
+pub(crate) struct Requester {
     client: Client,
     api: Url,
     token: Option<Secret>,
-    retry: RetryPolicy,
-    cancel: Option<Arc<AtomicBool>>,
-    progress: bool,
 }
 
-/// What a finished download produced.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Downloaded {
-    /// Size of the complete file.
-    pub size: u64,
-    /// Lowercase hex SHA-256 of the complete file.
-    pub sha256: String,
-    /// Bytes received over the network by this call (less than `size` after a resume).
-    pub transferred: u64,
+/// A blocking client bound to one API origin and (optionally) one token. Every network wait
+/// runs on a worker thread while the caller polls the cancel flag, so Ctrl-C is honoured within
+/// [`POLL`], and silence is bounded per connection (`read_timeout`) and in total
+/// (`stall_timeout`).
+pub(crate) struct Http {
+    pub(crate) req: Requester,
+    pub(crate) retry: RetryPolicy,
+    cancel: Option<Arc<AtomicBool>>,
+    pub(crate) progress: bool,
+    pub(crate) read_timeout: Duration,
+    pub(crate) stall_timeout: Duration,
+    /// Opens the partial-download file for appending (tests inject a failing writer here).
+    pub(crate) open_part: crate::download::OpenPart,
+}
+
+/// Why a wait on the network ended without an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Halt {
+    Cancelled,
+    Silent,
+}
+
+/// The timing knobs of [`Http`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timing {
+    pub read_timeout: Duration,
+    pub stall_timeout: Duration,
 }
 
 impl Http {
@@ -93,15 +106,17 @@ impl Http {
         retry: RetryPolicy,
         cancel: Option<Arc<AtomicBool>>,
         progress: bool,
-        read_timeout: Duration,
+        timing: Timing,
     ) -> Result<Http> {
         let api = Url::parse(api_url.trim_end_matches('/')).map_err(|e| ArtifactError::BadSource {
             spec: api_url.to_string(),
             why: format!("the GitHub API URL is not a URL ({e}); set [github] api_url or HARNESS_GITHUB_API_URL"),
         })?;
+        let per_read = timing.read_timeout.min(timing.stall_timeout).max(POLL);
         let client = Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(read_timeout)
+            .connect_timeout(CONNECT_TIMEOUT.min(per_read))
+            // Only frees an abandoned worker thread; the caller gives up sooner, see `wait`.
+            .timeout(per_read + Duration::from_secs(1))
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("harness-artifacts/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -111,51 +126,191 @@ impl Http {
                 message: chain(&e),
             })?;
         Ok(Http {
-            client,
-            api,
-            token,
+            req: Requester { client, api, token },
             retry,
             cancel,
             progress,
+            read_timeout: per_read,
+            stall_timeout: timing.stall_timeout.max(POLL),
+            open_part: crate::download::open_append,
         })
     }
 
     pub(crate) fn has_token(&self) -> bool {
-        self.token.is_some()
+        self.req.token.is_some()
     }
 
     /// `<api>/<path>` (the API URL may carry a prefix such as GitHub Enterprise's `/api/v3`).
     pub(crate) fn api_url(&self, path: &str) -> Url {
-        let base = self.api.as_str().trim_end_matches('/');
+        let base = self.req.api.as_str().trim_end_matches('/');
         Url::parse(&format!("{base}/{}", path.trim_start_matches('/')))
             .expect("API URL joined with a path")
     }
 
+    pub(crate) fn cancelled(&self) -> bool {
+        self.cancel
+            .as_ref()
+            .is_some_and(|flag| flag.load(Ordering::Relaxed))
+    }
+
     pub(crate) fn check_cancel(&self) -> Result<()> {
-        match &self.cancel {
-            Some(flag) if flag.load(Ordering::Relaxed) => Err(ArtifactError::Cancelled),
-            _ => Ok(()),
+        if self.cancelled() {
+            Err(ArtifactError::Cancelled)
+        } else {
+            Ok(())
         }
     }
 
     /// Sleeps `d` in short slices so Ctrl-C is honoured promptly.
-    fn pause(&self, d: Duration) -> Result<()> {
-        let end = std::time::Instant::now() + d;
-        while std::time::Instant::now() < end {
+    pub(crate) fn pause(&self, d: Duration) -> Result<()> {
+        let end = Instant::now() + d;
+        while Instant::now() < end {
             self.check_cancel()?;
-            std::thread::sleep(Duration::from_millis(20).min(end - std::time::Instant::now()));
+            std::thread::sleep(Duration::from_millis(20).min(end - Instant::now()));
         }
         self.check_cancel()
     }
 
+    /// The next message from a network thread, waiting at most `limit`, looking at the cancel
+    /// flag every [`POLL`]. A thread that ended without a word counts as silence.
+    pub(crate) fn wait<T>(
+        &self,
+        rx: &Receiver<T>,
+        limit: Duration,
+    ) -> std::result::Result<T, Halt> {
+        let end = Instant::now() + limit;
+        loop {
+            if self.cancelled() {
+                return Err(Halt::Cancelled);
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Halt::Silent);
+            }
+            match rx.recv_timeout(left.min(POLL)) {
+                Ok(v) => return Ok(v),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return Err(Halt::Silent),
+            }
+        }
+    }
+
+    /// Runs `f` (a network call) on a worker thread and waits for it as [`Http::wait`] does.
+    pub(crate) fn call<T: Send + 'static>(
+        &self,
+        limit: Duration,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::result::Result<T, Halt> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("harness-http".into())
+            .spawn(move || {
+                let _ = tx.send(f());
+            })
+            .map_err(|_| Halt::Silent)?;
+        self.wait(&rx, limit)
+    }
+
+    /// How long the next wait may last: a connection's allowance, cut to what is left of the
+    /// stall allowance counted from `quiet_since`.
+    pub(crate) fn allowance(&self, quiet_since: Instant) -> Duration {
+        self.read_timeout
+            .min(self.stall_timeout.saturating_sub(quiet_since.elapsed()))
+    }
+
+    /// After a silent wait: [`ArtifactError::Stalled`] once the stall allowance is used up.
+    pub(crate) fn stalled(
+        &self,
+        url: &Url,
+        what: &str,
+        quiet_since: Instant,
+    ) -> Option<ArtifactError> {
+        (quiet_since.elapsed() >= self.stall_timeout).then(|| ArtifactError::Stalled {
+            host: host_of(url),
+            what: what.to_string(),
+            secs: quiet_since.elapsed().as_secs_f64().round() as u64,
+        })
+    }
+
+    /// GET a JSON document; returns it and the `rel="next"` page, if any. 404 gives `Ok(None)`.
+    pub(crate) fn get_json<T: DeserializeOwned>(
+        &self,
+        url: &Url,
+        what: &str,
+        repo: &str,
+    ) -> Result<Option<(T, Option<Url>)>> {
+        let mut attempt = 0;
+        let quiet_since = Instant::now();
+        loop {
+            self.check_cancel()?;
+            attempt += 1;
+            let retry_left = attempt < self.retry.attempts;
+            let (req, target) = (self.req.clone(), url.clone());
+            let answer = self.call(self.allowance(quiet_since), move || {
+                req.send(&target, ACCEPT_JSON, &[]).and_then(|resp| {
+                    let status = resp.status().as_u16();
+                    let headers = resp.headers().clone();
+                    resp.text()
+                        .map(|body| (status, headers, body))
+                        .map_err(|e| chain(&e))
+                })
+            });
+            let outcome = match answer {
+                Err(Halt::Cancelled) => return Err(ArtifactError::Cancelled),
+                Err(Halt::Silent) => match self.stalled(url, what, quiet_since) {
+                    Some(e) => return Err(e),
+                    None => Err(format!(
+                        "no answer within {} s",
+                        self.read_timeout.as_secs_f64()
+                    )),
+                },
+                Ok(r) => r,
+            };
+            match outcome {
+                Ok((status, headers, body)) if (200..300).contains(&status) => {
+                    let next = next_link(&headers).and_then(|n| url.join(&n).ok());
+                    let value =
+                        serde_json::from_str(&body).map_err(|e| ArtifactError::Protocol {
+                            url: url.to_string(),
+                            what: what.to_string(),
+                            why: format!("not the JSON expected ({e})"),
+                        })?;
+                    return Ok(Some((value, next)));
+                }
+                Ok((404, _, _)) => return Ok(None),
+                Ok((status, headers, body)) => {
+                    let err = classify_failure(
+                        status,
+                        &headers,
+                        &body,
+                        url.as_str(),
+                        what,
+                        repo,
+                        now_epoch(),
+                    );
+                    if !(is_transient(status) && retry_left) {
+                        return Err(err);
+                    }
+                    tracing::warn!("{err}; retrying");
+                }
+                Err(msg) if retry_left => tracing::warn!("{what}: {msg}; retrying"),
+                Err(msg) => return Err(network(url, what, msg)),
+            }
+            self.pause(self.retry.delay(attempt))?;
+        }
+    }
+}
+
+impl Requester {
     /// One GET, following redirects by hand: the `Authorization` header is attached only while the
     /// URL is on the API origin, so a storage host on another host or port never sees the token.
-    fn send(
+    /// Returns the response and the URL that answered.
+    pub(crate) fn send_from(
         &self,
         url: &Url,
         accept: &str,
-        range_from: Option<u64>,
-    ) -> std::result::Result<Response, String> {
+        extra: &[(HeaderName, String)],
+    ) -> std::result::Result<(Response, Url), String> {
         let mut url = url.clone();
         for _ in 0..=MAX_REDIRECTS {
             let mut req = self
@@ -170,8 +325,8 @@ impl Http {
             {
                 req = req.bearer_auth(token.expose());
             }
-            if let Some(from) = range_from {
-                req = req.header(RANGE, format!("bytes={from}-"));
+            for (name, value) in extra {
+                req = req.header(name, value);
             }
             let resp = req.send().map_err(|e| chain(&e))?;
             if resp.status().is_redirection()
@@ -183,369 +338,28 @@ impl Http {
                 tracing::debug!(host = url.host_str().unwrap_or(""), "following redirect");
                 continue;
             }
-            return Ok(resp);
+            return Ok((resp, url));
         }
         Err(format!("more than {MAX_REDIRECTS} redirects"))
     }
 
-    /// GET a JSON document; returns it and the `rel="next"` page, if any. 404 gives `Ok(None)`.
-    pub(crate) fn get_json<T: DeserializeOwned>(
-        &self,
-        url: &Url,
-        what: &str,
-        repo: &str,
-    ) -> Result<Option<(T, Option<Url>)>> {
-        let mut attempt = 0;
-        loop {
-            self.check_cancel()?;
-            attempt += 1;
-            let retry_left = attempt < self.retry.attempts;
-            match self.send(url, ACCEPT_JSON, None) {
-                Ok(resp) if resp.status().is_success() => {
-                    let next = next_link(resp.headers()).and_then(|n| url.join(&n).ok());
-                    match resp.text() {
-                        Ok(body) => {
-                            let value = serde_json::from_str(&body).map_err(|e| {
-                                ArtifactError::Protocol {
-                                    url: url.to_string(),
-                                    what: what.to_string(),
-                                    why: format!("not the JSON expected ({e})"),
-                                }
-                            })?;
-                            return Ok(Some((value, next)));
-                        }
-                        Err(e) if retry_left => {
-                            tracing::warn!("{what}: body read failed ({}), retrying", chain(&e))
-                        }
-                        Err(e) => return Err(network(url, what, chain(&e))),
-                    }
-                }
-                Ok(resp) if resp.status().as_u16() == 404 => return Ok(None),
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    let err = response_error(resp, url, what, repo);
-                    if !(is_transient(status) && retry_left) {
-                        return Err(err);
-                    }
-                    tracing::warn!("{err}; retrying");
-                }
-                Err(msg) if retry_left => tracing::warn!("{what}: {msg}; retrying"),
-                Err(msg) => return Err(network(url, what, msg)),
-            }
-            self.pause(self.retry.delay(attempt))?;
-        }
-    }
-
-    /// Downloads `url` into `part`, resuming from whatever `part` already holds, hashing as it goes.
-    /// On a digest mismatch `part` is deleted. The caller renames `part` into place.
-    pub(crate) fn download(
+    fn send(
         &self,
         url: &Url,
         accept: &str,
-        part: &Path,
-        what: &str,
-        repo: &str,
-        expected_sha256: Option<&str>,
-    ) -> Result<Downloaded> {
-        let mut initial = Sha256::new();
-        let mut have = hash_existing(part, &mut initial)?;
-        let mut hasher = BackgroundHasher::new(initial);
-        if have > 0 {
-            tracing::info!("resuming {what} from byte {have}");
-        }
-        let bar = self.progress_bar(what);
-        let mut transferred = 0u64;
-        let mut failures = 0u32;
-        let mut total_attempts = 0u32;
-        let mut last_error = String::new();
-        let mut credited_at = have;
-        loop {
-            self.check_cancel()?;
-            total_attempts += 1;
-            if failures >= self.retry.attempts || total_attempts > MAX_DOWNLOAD_ATTEMPTS {
-                bar.abandon();
-                return Err(network(
-                    url,
-                    what,
-                    format!("gave up after {total_attempts} attempts: {last_error}"),
-                ));
-            }
-            if failures > 0 {
-                self.pause(self.retry.delay(failures))?;
-            }
-            let resp = match self.send(url, accept, (have > 0).then_some(have)) {
-                Ok(resp) => resp,
-                Err(msg) => {
-                    tracing::warn!("{what}: {msg}");
-                    last_error = msg;
-                    failures += 1;
-                    continue;
-                }
-            };
-            let status = resp.status().as_u16();
-            let expected_total = match status {
-                206 if have > 0 => match content_range(resp.headers()) {
-                    Some((start, total)) if start == have => total,
-                    _ => {
-                        // The server resumed from somewhere else: start over rather than guess.
-                        restart(part, &mut hasher, &mut have)?;
-                        failures += 1;
-                        last_error = "inconsistent Content-Range".into();
-                        continue;
-                    }
-                },
-                200 => {
-                    if have > 0 {
-                        tracing::info!(
-                            "{what}: server ignored the Range request, downloading from the start"
-                        );
-                        restart(part, &mut hasher, &mut have)?;
-                        credited_at = 0;
-                    }
-                    content_length(resp.headers())
-                }
-                416 if have > 0 => {
-                    restart(part, &mut hasher, &mut have)?;
-                    failures += 1;
-                    last_error = "range not satisfiable".into();
-                    continue;
-                }
-                _ => {
-                    let err = response_error(resp, url, what, repo);
-                    if is_transient(status) {
-                        tracing::warn!("{err}; retrying");
-                        last_error = err.to_string();
-                        failures += 1;
-                        continue;
-                    }
-                    bar.abandon();
-                    return Err(err);
-                }
-            };
-            if let Some(total) = expected_total {
-                bar.set_length(total);
-            }
-            bar.set_position(have);
-            let mut file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(part)
-                .map_err(|e| ArtifactError::io("cannot open download file", part, e))?;
-            let outcome = self.copy_body(
-                resp,
-                &mut file,
-                &mut hasher,
-                &bar,
-                &mut have,
-                &mut transferred,
-            );
-            drop(file);
-            match outcome {
-                Ok(()) if expected_total.is_none_or(|t| t == have) => break,
-                Ok(()) => {
-                    last_error = format!(
-                        "connection closed at byte {have} of {}",
-                        expected_total.unwrap_or(0)
-                    );
-                }
-                Err(CopyError::Read(msg)) => last_error = msg,
-                Err(CopyError::Write(e)) => {
-                    return Err(ArtifactError::io("cannot write download file", part, e));
-                }
-                Err(CopyError::Cancelled) => {
-                    bar.abandon();
-                    return Err(ArtifactError::Cancelled);
-                }
-            }
-            tracing::warn!("{what}: interrupted ({last_error}); will resume from byte {have}");
-            failures += 1;
-            if have >= credited_at + PROGRESS_CREDIT {
-                failures = 1;
-                credited_at = have;
-            }
-        }
-        bar.finish_and_clear();
-        let sha256 = base16ct::lower::encode_string(&hasher.finish().finalize());
-        if let Some(expected) = expected_sha256
-            && !expected.eq_ignore_ascii_case(&sha256)
-        {
-            let _ = std::fs::remove_file(part);
-            return Err(ArtifactError::DigestMismatch {
-                what: what.to_string(),
-                expected: expected.to_ascii_lowercase(),
-                actual: sha256,
-            });
-        }
-        Ok(Downloaded {
-            size: have,
-            sha256,
-            transferred,
-        })
-    }
-
-    fn copy_body(
-        &self,
-        mut resp: Response,
-        file: &mut File,
-        hasher: &mut BackgroundHasher,
-        bar: &ProgressBar,
-        have: &mut u64,
-        transferred: &mut u64,
-    ) -> std::result::Result<(), CopyError> {
-        loop {
-            if self.check_cancel().is_err() {
-                return Err(CopyError::Cancelled);
-            }
-            let mut buf = hasher.buffer();
-            let n = match resp.read(&mut buf) {
-                Ok(0) => return Ok(()),
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(CopyError::Read(chain(&e))),
-            };
-            file.write_all(&buf[..n]).map_err(CopyError::Write)?;
-            hasher.feed(buf, n);
-            *have += n as u64;
-            *transferred += n as u64;
-            bar.set_position(*have);
-        }
-    }
-
-    fn progress_bar(&self, what: &str) -> ProgressBar {
-        if !self.progress {
-            return ProgressBar::hidden();
-        }
-        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-        if let Ok(style) = ProgressStyle::with_template(
-            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
-        ) {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        bar.set_message(what.to_string());
-        bar
+        extra: &[(HeaderName, String)],
+    ) -> std::result::Result<Response, String> {
+        self.send_from(url, accept, extra).map(|(r, _)| r)
     }
 }
 
-enum CopyError {
-    Read(String),
-    Write(std::io::Error),
-    Cancelled,
-}
-
-/// Read size for downloads.
-const CHUNK: usize = 256 * 1024;
-/// Buffers in flight between the download loop and the hashing thread.
-const POOL: usize = 8;
-
-enum HashMsg {
-    Data(Vec<u8>, usize),
-    Reset,
-}
-
-/// SHA-256 on a worker thread, so hashing overlaps the network reads instead of adding to them.
-/// Buffers travel to the worker and come back for reuse; the message order keeps the hash exact.
-struct BackgroundHasher {
-    tx: Option<std::sync::mpsc::SyncSender<HashMsg>>,
-    pool: std::sync::mpsc::Receiver<Vec<u8>>,
-    allocated: usize,
-    worker: Option<std::thread::JoinHandle<Sha256>>,
-}
-
-impl BackgroundHasher {
-    fn new(initial: Sha256) -> BackgroundHasher {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<HashMsg>(POOL);
-        let (back_tx, pool) = std::sync::mpsc::channel::<Vec<u8>>();
-        let worker = std::thread::spawn(move || {
-            let mut hasher = initial;
-            for msg in rx {
-                match msg {
-                    HashMsg::Data(buf, n) => {
-                        hasher.update(&buf[..n]);
-                        let _ = back_tx.send(buf);
-                    }
-                    HashMsg::Reset => hasher = Sha256::new(),
-                }
-            }
-            hasher
-        });
-        BackgroundHasher {
-            tx: Some(tx),
-            pool,
-            allocated: 0,
-            worker: Some(worker),
-        }
+/// `host:port` of a URL, for messages.
+pub(crate) fn host_of(url: &Url) -> String {
+    match (url.host_str(), url.port_or_known_default()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_string(),
+        _ => url.to_string(),
     }
-
-    /// A read buffer: a returned one, a new one while the pool is not full, else the next returned.
-    fn buffer(&mut self) -> Vec<u8> {
-        if let Ok(buf) = self.pool.try_recv() {
-            return buf;
-        }
-        if self.allocated < POOL {
-            self.allocated += 1;
-            return vec![0u8; CHUNK];
-        }
-        self.pool.recv().unwrap_or_else(|_| vec![0u8; CHUNK])
-    }
-
-    fn feed(&mut self, buf: Vec<u8>, n: usize) {
-        if let Some(tx) = &self.tx {
-            tx.send(HashMsg::Data(buf, n))
-                .expect("hashing thread alive");
-        }
-    }
-
-    fn reset(&mut self) {
-        if let Some(tx) = &self.tx {
-            tx.send(HashMsg::Reset).expect("hashing thread alive");
-        }
-    }
-
-    fn finish(mut self) -> Sha256 {
-        self.tx = None;
-        self.worker
-            .take()
-            .expect("worker")
-            .join()
-            .expect("hashing thread")
-    }
-}
-
-impl Drop for BackgroundHasher {
-    fn drop(&mut self) {
-        self.tx = None;
-        if let Some(w) = self.worker.take() {
-            let _ = w.join();
-        }
-    }
-}
-
-/// Feeds an existing partial file into the hasher; returns its length (0 when absent).
-fn hash_existing(part: &Path, hasher: &mut Sha256) -> Result<u64> {
-    let mut file = match File::open(part) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(ArtifactError::io("cannot read partial download", part, e)),
-    };
-    let mut buf = vec![0u8; 1 << 20];
-    let mut len = 0u64;
-    loop {
-        let n = file
-            .read(&mut buf)
-            .map_err(|e| ArtifactError::io("cannot read partial download", part, e))?;
-        if n == 0 {
-            return Ok(len);
-        }
-        hasher.update(&buf[..n]);
-        len += n as u64;
-    }
-}
-
-fn restart(part: &Path, hasher: &mut BackgroundHasher, have: &mut u64) -> Result<()> {
-    File::create(part).map_err(|e| ArtifactError::io("cannot truncate download file", part, e))?;
-    hasher.reset();
-    *have = 0;
-    Ok(())
 }
 
 /// Statuses worth retrying.
@@ -553,7 +367,7 @@ pub(crate) fn is_transient(status: u16) -> bool {
     matches!(status, 408 | 500 | 502 | 503 | 504)
 }
 
-fn network(url: &Url, what: &str, message: String) -> ArtifactError {
+pub(crate) fn network(url: &Url, what: &str, message: String) -> ArtifactError {
     ArtifactError::Network {
         url: url.to_string(),
         what: what.to_string(),
@@ -561,23 +375,7 @@ fn network(url: &Url, what: &str, message: String) -> ArtifactError {
     }
 }
 
-/// Turns a non-success response into the error a user can act on.
-fn response_error(resp: Response, url: &Url, what: &str, repo: &str) -> ArtifactError {
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let body = resp.text().unwrap_or_default();
-    classify_failure(
-        status,
-        &headers,
-        &body,
-        url.as_str(),
-        what,
-        repo,
-        now_epoch(),
-    )
-}
-
-fn now_epoch() -> u64 {
+pub(crate) fn now_epoch() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -686,7 +484,7 @@ pub(crate) fn parse_next_link(link: &str) -> Option<String> {
     })
 }
 
-fn content_length(headers: &HeaderMap) -> Option<u64> {
+pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(CONTENT_LENGTH)?
         .to_str()
@@ -697,7 +495,7 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 }
 
 /// `(start, Some(total))` from `Content-Range: bytes start-end/total`.
-fn content_range(headers: &HeaderMap) -> Option<(u64, Option<u64>)> {
+pub(crate) fn content_range(headers: &HeaderMap) -> Option<(u64, Option<u64>)> {
     parse_content_range(headers.get(CONTENT_RANGE)?.to_str().ok()?)
 }
 

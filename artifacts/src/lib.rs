@@ -7,21 +7,27 @@
 
 pub mod cache;
 pub mod config;
+mod download;
 pub mod error;
 pub mod fetch;
 pub mod github;
+mod hasher;
 mod http;
 pub mod layout;
+mod lock;
+pub mod manifest;
 pub mod secret;
 pub mod select;
 pub mod source;
+mod space;
 pub mod unpack;
 
 pub use cache::{Build, BuildMeta, Cache};
 pub use config::BuildSourceConfig;
+pub use download::Downloaded;
 pub use error::ArtifactError;
 pub use fetch::{DEFAULT_API_URL, FetchOptions, Fetcher};
-pub use http::{Downloaded, RetryPolicy, parse_digest};
+pub use http::{RetryPolicy, parse_digest};
 pub use layout::{Layout, check_build};
 pub use secret::{Secret, token_from_env};
 pub use source::SourceSpec;

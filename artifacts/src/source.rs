@@ -17,7 +17,7 @@ pub enum SourceSpec {
     Release(String),
     /// A local zip, or an already-unpacked build directory (a local msbuild output).
     File(PathBuf),
-    /// Any zip reachable over HTTP(S).
+    /// Any zip reachable over HTTP(S), optionally with its expected digest: `url:<u>#sha256=<hex>`.
     Url(String),
 }
 
@@ -63,6 +63,14 @@ impl SourceSpec {
             "file" if !rest.is_empty() => Ok(SourceSpec::File(PathBuf::from(rest))),
             "file" => Err(bad("file: needs a path to a zip or a build directory")),
             "url" if rest.starts_with("https://") || rest.starts_with("http://") => {
+                if let Some((_, fragment)) = rest.split_once('#')
+                    && fragment.starts_with("sha256=")
+                    && url_digest(rest).is_none()
+                {
+                    return Err(bad(
+                        "#sha256= needs the 64 hex digits of the zip's SHA-256, as in url:https://host/b.zip#sha256=<hex>",
+                    ));
+                }
                 Ok(SourceSpec::Url(rest.to_string()))
             }
             "url" => Err(bad("url: needs an http:// or https:// address")),
@@ -81,6 +89,22 @@ impl SourceSpec {
             SourceSpec::Url(_) => "url",
         }
     }
+}
+
+/// The address of a `url:` source without its `#sha256=<hex>` suffix.
+pub fn url_address(text: &str) -> &str {
+    match text.split_once('#') {
+        Some((base, _)) if url_digest(text).is_some() => base,
+        _ => text,
+    }
+}
+
+/// The expected digest (lowercase hex) a `url:` source gives with `#sha256=<hex>`.
+pub fn url_digest(text: &str) -> Option<String> {
+    let (_, fragment) = text.rsplit_once('#')?;
+    let hex = fragment.strip_prefix("sha256=")?;
+    (hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()))
+        .then(|| hex.to_ascii_lowercase())
 }
 
 impl fmt::Display for SourceSpec {
@@ -142,6 +166,7 @@ mod tests {
             "release:1 2",
             "file:",
             "url:ftp://x",
+            "url:https://x/a.zip#sha256=abc",
             "https://x/a.zip",
         ] {
             let err = SourceSpec::parse(text).unwrap_err().to_string();
@@ -150,6 +175,23 @@ mod tests {
                 "{text}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn url_digests() {
+        let hex = "AB".repeat(32);
+        let text = format!("https://x.test/a.zip#sha256={hex}");
+        assert_eq!(
+            SourceSpec::parse(&format!("url:{text}")).unwrap(),
+            SourceSpec::Url(text.clone())
+        );
+        assert_eq!(url_digest(&text), Some("ab".repeat(32)));
+        assert_eq!(url_address(&text), "https://x.test/a.zip");
+        assert_eq!(
+            url_address("https://x.test/a.zip#top"),
+            "https://x.test/a.zip#top"
+        );
+        assert_eq!(url_digest("https://x.test/a.zip"), None);
     }
 
     #[test]

@@ -310,6 +310,12 @@ fn unpack_at(
     }
 }
 
+/// The sum of the sizes the archive's entries declare (what unpacking it writes, roughly).
+pub(crate) fn unpacked_size(zip: &Path) -> std::io::Result<u64> {
+    let archive = ZipArchive::new(File::open(zip)?).map_err(std::io::Error::other)?;
+    Ok(archive.decompressed_size().map_or(0, |n| n as u64))
+}
+
 enum CopyFail {
     Read(std::io::Error),
     Write(std::io::Error),

@@ -82,6 +82,7 @@ fn fetch(ctx: &Context, a: &FetchArgs) -> anyhow::Result<ExitCode> {
     opts.offline = a.offline;
     opts.progress = ctx.progress();
     opts.cancel = Some(ctx.cancel.flag());
+    opts.stall_timeout = ctx.config.github.stall();
     let build = Fetcher::new(opts)?.fetch(cfg, &spec).with_context(|| {
         format!(
             "fetching the {} build ({spec})",
@@ -186,7 +187,10 @@ fn list(ctx: &Context) -> anyhow::Result<ExitCode> {
 }
 
 fn prune(ctx: &Context, a: &PruneArgs) -> anyhow::Result<ExitCode> {
-    let cache = Cache::new(&ctx.paths.cache);
+    let cache = Cache::new(&ctx.paths.cache).with_lock_wait(
+        artifacts::FetchOptions::new(&ctx.paths.cache).lock_timeout,
+        Some(ctx.cancel.flag()),
+    );
     let removed = cache
         .prune(a.keep)
         .with_context(|| format!("pruning the cache {}", cache.root().display()))?;

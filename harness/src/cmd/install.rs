@@ -241,6 +241,7 @@ pub fn fetch_psexec(ctx: &Context, url: &str, tools: &Path) -> anyhow::Result<Pa
     let mut opts = FetchOptions::new(ctx.paths.cache.clone());
     opts.progress = ctx.progress();
     opts.cancel = Some(ctx.cancel.flag());
+    opts.stall_timeout = ctx.config.github.stall();
     let fetcher = Fetcher::new(opts)?;
     let zip = tools.join("PSTools.zip");
     fetcher
@@ -294,6 +295,7 @@ pub fn fetch_build(
     opts.offline = offline;
     opts.progress = ctx.progress();
     opts.cancel = Some(ctx.cancel.flag());
+    opts.stall_timeout = ctx.config.github.stall();
     let build = Fetcher::new(opts)?.fetch(cfg, &spec)?;
     for w in &build.warnings {
         if !ctx.json {

@@ -58,13 +58,23 @@ pub struct PathsConfig {
 pub struct GithubConfig {
     /// REST API base URL (GitHub Enterprise, or a local stand-in in tests).
     pub api_url: String,
+    /// Seconds a server may send nothing (across retries) before a request or download fails.
+    pub stall_timeout: u64,
 }
 
 impl Default for GithubConfig {
     fn default() -> Self {
         Self {
             api_url: "https://api.github.com".into(),
+            stall_timeout: 60,
         }
+    }
+}
+
+impl GithubConfig {
+    /// `stall_timeout` as a duration (at least one second).
+    pub fn stall(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.stall_timeout.max(1))
     }
 }
 
