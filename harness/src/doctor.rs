@@ -38,6 +38,48 @@ pub struct Check {
     pub required: bool,
 }
 
+/// The Windows ISO: present, or a URL with a digest (downloaded and verified on first `up`).
+fn iso_check(cfg: &Config, cache_dir: &Path, p: &dyn Probes) -> Check {
+    use crate::iso::{IsoSpec, cached_path, url_problem};
+    let fix = "set [vm] iso to an en-US Windows 11 ISO: a path, or \"url:https://…\" with [vm] iso_sha256";
+    let (status, detail, fix) = match IsoSpec::of(cfg.vm.iso.as_deref()) {
+        IsoSpec::Unset => (
+            Status::Warn,
+            "no [vm] iso: a new Windows VM cannot be created".to_string(),
+            Some(fix),
+        ),
+        IsoSpec::Path(path) if p.exists(&path) => (Status::Ok, path.display().to_string(), None),
+        IsoSpec::Path(path) => (
+            Status::Broken,
+            format!("{} does not exist", path.display()),
+            Some(fix),
+        ),
+        IsoSpec::Url(url) => match url_problem(&url, cfg.vm.iso_sha256.trim()) {
+            Some(why) => (
+                Status::Broken,
+                format!("{url} cannot be verified: {why}"),
+                Some(fix),
+            ),
+            None => {
+                let cached = cached_path(cache_dir, cfg.vm.iso_sha256.trim());
+                let detail = if p.exists(&cached) {
+                    format!("{url}: verified copy at {}", cached.display())
+                } else {
+                    format!("{url}: downloaded and verified against iso_sha256 on the first `up`")
+                };
+                (Status::Ok, detail, None)
+            }
+        },
+    };
+    Check {
+        name: "iso",
+        status,
+        detail,
+        fix: fix.map(str::to_string),
+        required: true,
+    }
+}
+
 /// What KVM did when tried.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KvmProbe {
@@ -202,6 +244,9 @@ pub fn diagnose(cfg: &Config, cache_dir: &Path, p: &dyn Probes) -> Vec<Check> {
         qemu_backend && windows,
         "remasters the Windows ISO so the installer needs no key press",
     ));
+    if qemu_backend && windows && cfg.vm.image.is_none() {
+        out.push(iso_check(cfg, cache_dir, p));
+    }
     out.push(tool(
         "qemu-img",
         "qemu-img",
@@ -489,10 +534,15 @@ mod tests {
                 "go",
             ]
             .into(),
-            files: [OVMF_PAIRS[0].0, OVMF_PAIRS[0].1, "/home/u/.ssh/id_ed25519"]
-                .into_iter()
-                .map(PathBuf::from)
-                .collect(),
+            files: [
+                OVMF_PAIRS[0].0,
+                OVMF_PAIRS[0].1,
+                "/home/u/.ssh/id_ed25519",
+                "/isos/win.iso",
+            ]
+            .into_iter()
+            .map(PathBuf::from)
+            .collect(),
             env: [("HOME", "/home/u"), ("GITHUB_TOKEN", "ghp_secret")].into(),
             gh: false,
             kvm: Some(KvmProbe::Works("probe finished under KVM".into())),
@@ -501,7 +551,35 @@ mod tests {
     }
 
     fn cfg() -> Config {
-        toml::from_str(crate::config::DEFAULTS_TOML).unwrap()
+        let mut c: Config = toml::from_str(crate::config::DEFAULTS_TOML).unwrap();
+        c.vm.iso = Some("/isos/win.iso".into());
+        c
+    }
+
+    #[test]
+    fn the_windows_iso_is_flagged_when_missing_or_unverified() {
+        let f = full();
+        let with = |iso: Option<&str>, sha: &str| {
+            let mut c = cfg();
+            c.vm.iso = iso.map(Into::into);
+            c.vm.iso_sha256 = sha.into();
+            get(&diagnose(&c, Path::new("/c"), &f), "iso").clone()
+        };
+        assert_eq!(with(Some("/isos/win.iso"), "").status, Status::Ok);
+        assert_eq!(with(None, "").status, Status::Warn);
+        let gone = with(Some("/isos/gone.iso"), "");
+        assert!(
+            gone.status == Status::Broken && gone.detail.contains("does not exist"),
+            "{gone:?}"
+        );
+        let unverified = with(Some("url:https://mirror/win.iso"), "");
+        assert_eq!(unverified.status, Status::Broken);
+        assert!(unverified.detail.contains("iso_sha256"), "{unverified:?}");
+        let url = with(Some("url:https://mirror/win.iso"), &"0".repeat(64));
+        assert!(
+            url.status == Status::Ok && url.detail.contains("first `up`"),
+            "{url:?}"
+        );
     }
 
     fn get<'a>(c: &'a [Check], name: &str) -> &'a Check {

@@ -9,6 +9,7 @@ mod context;
 mod doctor;
 mod gha;
 mod guest;
+mod iso;
 mod phases;
 
 use std::process::ExitCode;

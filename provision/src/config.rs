@@ -78,8 +78,11 @@ pub struct VmConfig {
     pub disk_gib: u32,
     /// `auto` | `kvm` | `tcg`.
     pub accel: Accel,
-    /// Windows 11 ISO (en-US).
+    /// Windows 11 ISO (en-US): a path, or `url:https://…` (downloaded once, verified against
+    /// `iso_sha256`; harness resolves it to a path before provision sees it).
     pub iso: Option<PathBuf>,
+    /// SHA-256 of the ISO; required when `iso` is a URL.
+    pub iso_sha256: String,
     /// virtio-win ISO; downloaded (pinned, verified) when empty.
     pub virtio_win_iso: Option<PathBuf>,
     /// Add a swtpm TPM 2.0.
@@ -151,6 +154,7 @@ impl Default for VmConfig {
             disk_gib: 64,
             accel: Accel::Auto,
             iso: None,
+            iso_sha256: String::new(),
             virtio_win_iso: None,
             tpm: false,
             kernel: None,

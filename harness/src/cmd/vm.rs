@@ -184,6 +184,9 @@ pub fn bring_up(
     if iso.is_some() {
         cfg.iso = iso;
     }
+    if cfg.os == provision::GuestOs::Windows && cfg.backend == provision::BackendKind::Qemu {
+        cfg.iso = crate::iso::resolve(ctx, cfg.iso.as_deref())?;
+    }
     let mut vm = Vm::open(&cfg, &dirs(ctx)).context("opening the VM")?;
     let mut printer = EventPrinter::new(ctx, groups);
     let opts = UpOptions {

@@ -103,6 +103,14 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
             "must not contain spaces: efW's install_ebpf.psm1 breaks on them",
         ));
     }
+    if let crate::iso::IsoSpec::Url(url) = crate::iso::IsoSpec::of(vm.iso.as_deref())
+        && let Some(why) = crate::iso::url_problem(&url, vm.iso_sha256.trim())
+    {
+        out.push(err("vm.iso", &why));
+    }
+    if !vm.iso_sha256.is_empty() && !crate::iso::is_sha256(vm.iso_sha256.trim()) {
+        out.push(err("vm.iso_sha256", "must be 64 hex digits (a SHA-256)"));
+    }
     for (name, source) in std::iter::once(("efw.source".to_string(), &cfg.efw.source)).chain(
         cfg.extensions
             .iter()
@@ -227,6 +235,11 @@ mod tests {
                 "vm.tpm",
             ),
             (|c| c.vm.boot_timeout = 0, "vm.boot_timeout"),
+            (
+                |c| c.vm.iso = Some("url:https://mirror/win.iso".into()),
+                "vm.iso",
+            ),
+            (|c| c.vm.iso_sha256 = "abc".into(), "vm.iso_sha256"),
             (|c| c.vm.install_timeout = 0, "vm.install_timeout"),
             (|c| c.vm.ssh_timeout = 0, "vm.ssh_timeout"),
             (|c| c.vm.shutdown_timeout = 0, "vm.shutdown_timeout"),
