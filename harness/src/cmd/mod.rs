@@ -10,6 +10,7 @@ pub mod artifacts;
 pub mod completions;
 pub mod config;
 pub mod console;
+pub mod debug;
 pub mod doctor;
 pub mod explain;
 pub mod guest;
