@@ -96,6 +96,11 @@ pub enum Command {
     Reset(cmd::vm::ResetArgs),
     /// Show the VM: backend, state, SSH endpoint, base image, snapshots, accelerator.
     Status(cmd::vm::StatusArgs),
+    /// Open the VM's screen (VNC, reachable only from this host) in a viewer, or `--print` how
+    /// to connect; `--password` prints a TCP console's password.
+    Console(cmd::console::ConsoleArgs),
+    /// Save the VM's screen as a PNG now (QMP screendump).
+    Screenshot(cmd::console::ScreenshotArgs),
     /// Save, restore, list or delete RAM+disk snapshots of the VM.
     #[command(subcommand)]
     Snapshot(cmd::vm::SnapshotCmd),

@@ -52,6 +52,19 @@ pub enum InstallMedia {
     Keypress,
 }
 
+/// How the QEMU VM's screen is reachable from this host (never from other hosts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsoleKind {
+    /// VNC on a Unix socket in the VM's state directory (only this user can reach it).
+    #[default]
+    Unix,
+    /// VNC on a 127.0.0.1 port, with a random password kept in the VM's state directory.
+    Tcp,
+    /// No display at all (`-display none` only).
+    None,
+}
+
 /// The `[vm]` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -137,6 +150,11 @@ pub struct VmConfig {
     /// Commands run in the guest after every boot or snapshot restore, before the suites (mount
     /// bpffs, debugfs, tracefs, cgroup2; modprobe): `sh -c` lines on Linux, PowerShell on Windows.
     pub setup: Vec<String>,
+    /// QEMU backend: the VM's screen over VNC on a Unix socket, a loopback TCP port with a
+    /// password, or none (see [`ConsoleKind`]).
+    pub console: ConsoleKind,
+    /// `console = "tcp"`: the loopback port (5900 or above); 0 picks a free one in 5900–5999.
+    pub console_port: u16,
 }
 
 impl Default for VmConfig {
@@ -181,6 +199,8 @@ impl Default for VmConfig {
             go_zip: None,
             install_media: InstallMedia::Remaster,
             setup: Vec::new(),
+            console: ConsoleKind::Unix,
+            console_port: 0,
         }
     }
 }

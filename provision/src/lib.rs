@@ -2,7 +2,9 @@
 pub mod config;
 pub mod install;
 pub mod session;
-pub use config::{Accel, BackendKind, ExtensionConfig, InstallConfig, InstallMethod, VmConfig};
+pub use config::{
+    Accel, BackendKind, ConsoleKind, ExtensionConfig, InstallConfig, InstallMethod, VmConfig,
+};
 pub use session::GuestOs;
 pub mod media;
 pub mod vm;

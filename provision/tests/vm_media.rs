@@ -197,6 +197,7 @@ fn windows_vm_command_line() {
         kernel: None,
         loadvm: None,
         rtc_localtime: true,
+        console: None,
     };
     let got = cmdline::args(&spec).join(" ");
     let want = "-name efw,process=harness-efw -nodefaults -no-user-config -display none \
@@ -273,6 +274,9 @@ fn qemu_accepts_the_windows_command_line() {
         kernel: None,
         loadvm: None,
         rtc_localtime: true,
+        console: Some(provision::vm::console::Console::VncUnix {
+            socket: p("vnc.sock"),
+        }),
     };
     let mut cmd = Command::new("qemu-system-x86_64");
     cmd.args(cmdline::args(&spec)).arg("-S");
@@ -284,6 +288,10 @@ fn qemu_accepts_the_windows_command_line() {
         )
     });
     assert_eq!(q.status().unwrap(), "prelaunch");
+    assert!(
+        p("vnc.sock").exists(),
+        "QEMU took the Windows spec's VNC console"
+    );
     let devices = q.hmp("info qtree").unwrap();
     for dev in ["tpm-tis", "pvpanic", "e1000", "ide-cd", "ide-hd"] {
         assert!(devices.contains(&format!("dev: {dev}")), "{dev} missing");

@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod debug;
 pub mod event;
 pub mod exec;
 pub mod explain;

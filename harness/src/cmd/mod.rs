@@ -9,6 +9,8 @@ use crate::context::Context;
 pub mod artifacts;
 pub mod completions;
 pub mod config;
+pub mod console;
+pub mod debug;
 pub mod doctor;
 pub mod explain;
 pub mod guest;
@@ -43,5 +45,7 @@ pub fn dispatch(ctx: &Context, command: &Command) -> anyhow::Result<ExitCode> {
         Command::Reset(a) => vm::run_reset(ctx, a),
         Command::Status(a) => vm::run_status(ctx, a),
         Command::Snapshot(c) => vm::run_snapshot(ctx, c),
+        Command::Console(a) => console::run_console(ctx, a),
+        Command::Screenshot(a) => console::run_screenshot(ctx, a),
     }
 }

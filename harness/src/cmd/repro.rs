@@ -37,6 +37,10 @@ pub struct ReproArgs {
     /// Accept a guest host key that differs from the pinned one.
     #[arg(long)]
     pub accept_new_host_key: bool,
+    /// Afterwards, prepare WinDbg: a debug build (`-gcflags=all=-N -l`) of the first failing
+    /// package's test binary beside the efW PDBs, `_NT_SYMBOL_PATH`, and the steps.
+    #[arg(long, conflicts_with = "shell")]
+    pub debug: bool,
 }
 
 /// The build the results were made with: its run when known, else its source spec.
@@ -59,6 +63,9 @@ fn suite_results(path: &std::path::Path) -> PathBuf {
 }
 
 pub fn run(ctx: &Context, args: &ReproArgs) -> anyhow::Result<ExitCode> {
+    if args.debug {
+        crate::cmd::debug::check(ctx)?;
+    }
     let path = suite_results(&args.results);
     let (failed, prov) = suites::read_failures(&path)
         .with_context(|| format!("reading the failures in {}", args.results.display()))?;
@@ -217,6 +224,28 @@ pub fn run(ctx: &Context, args: &ReproArgs) -> anyhow::Result<ExitCode> {
             println!("  in the guest (`harness ssh`): {}", c.target);
             println!("  on the host, in the module:   {}", c.host);
         }
+    }
+    if args.debug {
+        let first = &plan.targets[0];
+        let dir = record
+            .package_dirs
+            .iter()
+            .find(|(p, _)| *p == first.package);
+        crate::cmd::debug::prepare(
+            ctx,
+            &crate::cmd::debug::Target {
+                package: &first.package,
+                test: first
+                    .tests
+                    .as_ref()
+                    .and_then(|t| t.first())
+                    .map(String::as_str),
+                start_dir: dir.map(|(_, d)| d.as_str()).unwrap_or("."),
+                module: &module,
+                host_go: &opts.host_go,
+                results: &out,
+            },
+        )?;
     }
     if args.shell {
         let first = &plan.targets[0].package;

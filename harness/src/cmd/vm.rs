@@ -319,6 +319,12 @@ pub fn status_text(s: &VmStatus) -> String {
             e.port, e.user, e.host
         ));
     }
+    if let Some(c) = &s.console {
+        out.push_str(&format!(
+            "  console:    {} (`harness console`)\n",
+            c.address()
+        ));
+    }
     if let Some(a) = &s.accel {
         out.push_str(&format!("  accel:      {a}\n"));
     }

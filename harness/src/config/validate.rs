@@ -90,6 +90,12 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
     if vm.cpus == 0 {
         out.push(err("vm.cpus", "at least 1 CPU"));
     }
+    if vm.console_port != 0 && vm.console_port < provision::vm::console::VNC_BASE_PORT {
+        out.push(err(
+            "vm.console_port",
+            "QEMU's VNC ports start at 5900: use 5900 or above, or 0 to pick a free one",
+        ));
+    }
     if vm.tpm && vm.os == GuestOs::Linux {
         out.push(err(
             "vm.tpm",
@@ -225,6 +231,7 @@ mod tests {
             (|c| c.vm.backend = BackendKind::Libvirt, "vm.domain"),
             (|c| c.vm.os = GuestOs::Linux, "vm.kernel"),
             (|c| c.vm.cpus = 0, "vm.cpus"),
+            (|c| c.vm.console_port = 22, "vm.console_port"),
             (
                 |c| {
                     c.vm.os = GuestOs::Linux;

@@ -201,6 +201,7 @@ impl LibvirtVm {
             accel: None,
             pid: None,
             serial_log: Default::default(),
+            console: None,
         })
     }
 

@@ -15,6 +15,7 @@
 //! ```
 
 pub mod accel;
+pub mod console;
 pub mod error;
 pub mod events;
 pub mod image;
@@ -133,6 +134,8 @@ pub struct VmStatus {
     pub accel: Option<String>,
     pub pid: Option<u32>,
     pub serial_log: PathBuf,
+    /// The running VM's VNC console (`harness console`); the password is never included.
+    pub console: Option<console::Console>,
 }
 
 /// What `destroy` found and removed.
@@ -298,6 +301,31 @@ impl Vm {
             Backend::Qemu(q) => q.snapshot_delete(name),
             Backend::Libvirt(l) => l.snapshot_delete(name),
             Backend::Ssh(_) => Err(ssh::unsupported("snapshots")),
+        }
+    }
+
+    /// The VNC console of the running VM (`None`: it runs with `console = "none"`).
+    pub fn console(&mut self) -> Result<Option<console::Console>, VmError> {
+        match &mut self.backend {
+            Backend::Qemu(q) => q.console(),
+            Backend::Libvirt(_) => Err(VmError::Unsupported {
+                backend: "libvirt",
+                what: "`harness console` (open the domain's display with `virt-viewer DOMAIN`)"
+                    .into(),
+            }),
+            Backend::Ssh(_) => Err(ssh::unsupported("a console")),
+        }
+    }
+
+    /// Save the running VM's screen to `path`; returns the file written (PNG, or PPM on old QEMU).
+    pub fn screendump(&mut self, path: &std::path::Path) -> Result<PathBuf, VmError> {
+        match &mut self.backend {
+            Backend::Qemu(q) => q.screendump(path),
+            Backend::Libvirt(_) => Err(VmError::Unsupported {
+                backend: "libvirt",
+                what: "`harness screenshot` (use `virsh screenshot DOMAIN FILE`)".into(),
+            }),
+            Backend::Ssh(_) => Err(ssh::unsupported("screenshots")),
         }
     }
 

@@ -109,6 +109,7 @@ impl SshHost {
             accel: None,
             pid: None,
             serial_log: Default::default(),
+            console: None,
         })
     }
 }

@@ -28,6 +28,10 @@ pub struct VmPaths {
     pub tpm_dir: PathBuf,
     pub swtpm_sock: PathBuf,
     pub swtpm_log: PathBuf,
+    /// VNC console socket (`[vm] console = "unix"`).
+    pub vnc: PathBuf,
+    /// Password of a TCP VNC console (mode 0600).
+    pub vnc_password: PathBuf,
     /// Screendumps taken on timeouts.
     pub screendumps: PathBuf,
     /// Unattended install media (Windows).
@@ -63,6 +67,8 @@ impl VmPaths {
             vars: dir.join("vars.qcow2"),
             tpm_dir: dir.join("tpm"),
             swtpm_sock: socket("swtpm.sock"),
+            vnc: socket("vnc.sock"),
+            vnc_password: dir.join("vnc-password"),
             swtpm_log: dir.join("swtpm.log"),
             screendumps: dir.join("screendumps"),
             media_dir: dir.join("media"),
@@ -77,7 +83,7 @@ impl VmPaths {
             std::fs::create_dir_all(d)
                 .map_err(VmError::io("creating the VM state directory", d))?;
         }
-        for s in [&self.qmp, &self.swtpm_sock] {
+        for s in [&self.qmp, &self.swtpm_sock, &self.vnc] {
             if let Some(parent) = s.parent() {
                 std::fs::create_dir_all(parent)
                     .map_err(VmError::io("creating the socket directory", parent))?;
@@ -101,6 +107,9 @@ pub struct RunState {
     pub restored_snapshot: Option<String>,
     /// Unix seconds when QEMU was started.
     pub started: u64,
+    /// The VNC console of this run (absent with `console = "none"` and in older records).
+    #[serde(default)]
+    pub console: Option<super::console::Console>,
 }
 
 impl RunState {
@@ -144,6 +153,7 @@ mod tests {
         let p = VmPaths::new(Path::new("/s"), "efw");
         assert_eq!(p.dir, Path::new("/s/vms/efw"));
         assert_eq!(p.qmp, Path::new("/s/vms/efw/qmp.sock"));
+        assert_eq!(p.vnc, Path::new("/s/vms/efw/vnc.sock"));
         assert_eq!(p.images, Path::new("/s/images"));
         let long = "/x".repeat(60);
         let p = VmPaths::new(Path::new(&long), "efw");
@@ -180,6 +190,9 @@ mod tests {
             base_image: None,
             restored_snapshot: Some("ready".into()),
             started: 1,
+            console: Some(crate::vm::console::Console::VncUnix {
+                socket: "/s/vms/t/vnc.sock".into(),
+            }),
         };
         s.write(&p).unwrap();
         assert_eq!(RunState::read(&p), Some(s));

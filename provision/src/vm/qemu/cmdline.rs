@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::vm::console::{Console, VNC_BASE_PORT};
+
 /// Accelerator actually used for a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -76,6 +78,8 @@ pub struct QemuSpec {
     pub loadvm: Option<String>,
     /// Windows keeps the RTC in local time.
     pub rtc_localtime: bool,
+    /// The VNC console, if any.
+    pub console: Option<Console>,
 }
 
 /// QEMU option values separate with commas: a comma inside a path is written twice.
@@ -221,6 +225,20 @@ pub fn control_args(qmp: &Path, serial_log: &Path) -> Vec<String> {
     ])
 }
 
+/// `-vnc`: a Unix socket, or a loopback port that demands the password set through QMP.
+pub fn vnc_args(console: Option<&Console>) -> Vec<String> {
+    match console {
+        None => Vec::new(),
+        Some(Console::VncUnix { socket }) => {
+            s(["-vnc".to_string(), format!("unix:{}", escape(socket))])
+        }
+        Some(Console::VncTcp { host, port, .. }) => s([
+            "-vnc".to_string(),
+            format!("{host}:{},password=on", port.saturating_sub(VNC_BASE_PORT)),
+        ]),
+    }
+}
+
 pub fn kernel_args(k: Option<&KernelBoot>) -> Vec<String> {
     let Some(k) = k else { return Vec::new() };
     let mut v = s(["-kernel".to_string(), k.kernel.display().to_string()]);
@@ -261,6 +279,7 @@ pub fn args(spec: &QemuSpec) -> Vec<String> {
         disk_args(&spec.disk, spec.disk_bus, &spec.cdroms),
         net_args(spec.nic, spec.ssh_port),
         control_args(&spec.qmp_socket, &spec.serial_log),
+        vnc_args(spec.console.as_ref()),
         kernel_args(spec.kernel.as_ref()),
         rtc_args(spec.rtc_localtime),
         loadvm_args(spec.loadvm.as_deref()),
@@ -295,6 +314,7 @@ mod tests {
             }),
             loadvm: None,
             rtc_localtime: false,
+            console: None,
         }
     }
 
@@ -371,6 +391,28 @@ mod tests {
     }
 
     #[test]
+    fn the_console_is_reachable_only_from_this_host() {
+        assert!(vnc_args(None).is_empty());
+        assert!(!args(&linux()).contains(&"-vnc".to_string()));
+        let unix = Console::VncUnix {
+            socket: "/s/vms/a,b/vnc.sock".into(),
+        };
+        assert_eq!(vnc_args(Some(&unix)), ["-vnc", "unix:/s/vms/a,,b/vnc.sock"]);
+        let tcp = Console::VncTcp {
+            host: "127.0.0.1".into(),
+            port: 5900,
+            password_file: "/p".into(),
+        };
+        assert_eq!(vnc_args(Some(&tcp)), ["-vnc", "127.0.0.1:0,password=on"]);
+        let mut spec = linux();
+        spec.console = Some(unix);
+        let a = args(&spec);
+        // The display stays `none` (no window on the host); VNC is an extra listener.
+        assert!(has(&a, &["-display", "none"]));
+        assert!(has(&a, &["-vnc", "unix:/s/vms/a,,b/vnc.sock"]));
+    }
+
+    #[test]
     fn restore_adds_loadvm() {
         let mut spec = linux();
         spec.loadvm = Some("ready".into());
@@ -400,6 +442,11 @@ mod tests {
             kernel: None,
             loadvm: None,
             rtc_localtime: true,
+            console: Some(Console::VncTcp {
+                host: "127.0.0.1".into(),
+                port: 5903,
+                password_file: "/s/vms/efw/vnc-password".into(),
+            }),
         };
         let a = args(&spec);
         assert!(has(
@@ -453,6 +500,7 @@ mod tests {
         ));
         assert!(has(&a, &["-rtc", "base=localtime"]));
         assert!(has(&a, &["-m", "8192", "-smp", "4"]));
+        assert!(has(&a, &["-vnc", "127.0.0.1:3,password=on"]));
         assert!(!a.contains(&"-kernel".to_string()));
     }
 }

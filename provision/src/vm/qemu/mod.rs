@@ -15,6 +15,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use self::cmdline::{AccelKind, DiskBus, Firmware, KernelBoot, NicModel, QemuSpec};
+use super::console;
 use super::error::VmError;
 use super::events::{Phase, VmEvent};
 use super::image::{self, SnapshotInfo};
@@ -296,6 +297,7 @@ impl QemuVm {
             }),
             loadvm,
             rtc_localtime: windows,
+            console: None,
         }
     }
 
@@ -345,12 +347,16 @@ impl QemuVm {
         Ok(())
     }
 
-    /// Start QEMU for `spec` and record the run state.
+    /// Start QEMU for `spec` (plus the configured console) and record the run state.
     fn launch(&mut self, spec: &QemuSpec, base: Option<&Path>) -> Result<(), VmError> {
+        let mut spec = spec.clone();
+        spec.console = console::plan(self.cfg.console, self.cfg.console_port, &self.paths)?;
+        let spec = &spec;
         if self.cfg.tpm {
             self.start_swtpm()?;
         }
         let _ = std::fs::remove_file(&self.paths.qmp);
+        let _ = std::fs::remove_file(&self.paths.vnc);
         let _ = std::fs::write(&self.paths.qemu_log, "");
         let mut cmd = Command::new(&self.cfg.qemu);
         cmd.args(cmdline::args(spec));
@@ -363,10 +369,19 @@ impl QemuVm {
             base_image: base.map(Path::to_path_buf),
             restored_snapshot: spec.loadvm.clone(),
             started: now_unix(),
+            console: spec.console.clone(),
         }
         .write(&self.paths.run_state)?;
         self.qemu = Some(p);
         self.accel_used = Some(spec.accel);
+        if let Some(c) = &spec.console
+            && let Err(e) = console::secure(c, &self.paths.qmp)
+        {
+            // A port console without its password must not stay up.
+            let e = self.exited(Phase::Booting).unwrap_or(e);
+            self.kill_now();
+            return Err(e);
+        }
         Ok(())
     }
 
@@ -789,6 +804,8 @@ impl QemuVm {
         let _ = std::fs::remove_file(&self.paths.run_state);
         let _ = std::fs::remove_file(&self.paths.qmp);
         let _ = std::fs::remove_file(&self.paths.swtpm_sock);
+        let _ = std::fs::remove_file(&self.paths.vnc);
+        let _ = std::fs::remove_file(&self.paths.vnc_password);
     }
 
     /// ACPI power button, wait up to `shutdown_timeout`, then kill. Returns false if already stopped.
@@ -1016,7 +1033,25 @@ impl QemuVm {
             accel: rs.as_ref().map(|r| r.accel.clone()),
             pid: rs.as_ref().map(|r| r.pid),
             serial_log: self.paths.serial_log.clone(),
+            console: rs.as_ref().and_then(|r| r.console.clone()),
         })
+    }
+
+    /// The console of the running VM; `None` when it runs with `console = "none"`.
+    pub fn console(&mut self) -> Result<Option<console::Console>, VmError> {
+        match self.running() {
+            Some(rs) => Ok(rs.console),
+            None => Err(VmError::NotRunning {
+                name: self.cfg.name.clone(),
+            }),
+        }
+    }
+
+    /// Save the running VM's screen to `path` (PNG; PPM on QEMUs older than 7.1).
+    pub fn screendump(&mut self, path: &Path) -> Result<PathBuf, VmError> {
+        let mut q = self.qmp()?;
+        q.set_reply_timeout(Duration::from_secs(30))?;
+        q.screendump(path)
     }
 
     fn qmp(&mut self) -> Result<Qmp, VmError> {
