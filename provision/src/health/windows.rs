@@ -176,7 +176,7 @@ pub fn judge_build(b: &Build) -> (GuestCheck, Option<String>) {
         let c = GuestCheck::warn(
             "windows-build",
             "CurrentBuild is not in HKLM:\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion",
-            "nothing to do for the tests; the results will not record the Windows build",
+            "nothing to fix for the tests, but the results' provenance will not record the Windows build",
         );
         return (c, None);
     }
@@ -200,13 +200,21 @@ pub fn judge_build(b: &Build) -> (GuestCheck, Option<String>) {
 pub fn judge_test_signing(c: &CommandLines) -> GuestCheck {
     const NAME: &str = "test-signing";
     if c.exit_code != Some(0) {
-        let first = c.output.iter().find(|l| !l.trim().is_empty());
+        let said: Vec<&str> = c
+            .output
+            .iter()
+            .map(|l| l.trim())
+            .filter(|l| !l.is_empty())
+            .take(3)
+            .collect();
         return GuestCheck::fail(
             NAME,
             format!(
                 "`bcdedit /enum {{current}}` exited with {}{}",
                 c.exit_code.map_or("no exit code".into(), |e| e.to_string()),
-                first.map(|l| format!(": {}", l.trim())).unwrap_or_default()
+                (!said.is_empty())
+                    .then(|| format!(": {}", said.join(" ")))
+                    .unwrap_or_default()
             ),
             "bcdedit needs an administrator: make the SSH user ([vm] user) a member of Administrators",
         );
