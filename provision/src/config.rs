@@ -134,6 +134,9 @@ pub struct VmConfig {
     /// Commands run in the guest after every boot or snapshot restore, before the suites (mount
     /// bpffs, debugfs, tracefs, cgroup2; modprobe): `sh -c` lines on Linux, PowerShell on Windows.
     pub setup: Vec<String>,
+    /// Guest doctor: least free space (MiB) where the tests write (Windows: the system drive,
+    /// below it `run` stops before the suites; Linux: /tmp, a warning only).
+    pub min_free_mib: u64,
 }
 
 impl Default for VmConfig {
@@ -177,6 +180,7 @@ impl Default for VmConfig {
             go_zip: None,
             install_media: InstallMedia::Remaster,
             setup: Vec::new(),
+            min_free_mib: 4096,
         }
     }
 }
