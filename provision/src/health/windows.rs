@@ -207,14 +207,13 @@ pub fn judge_test_signing(c: &CommandLines) -> GuestCheck {
             .filter(|l| !l.is_empty())
             .take(3)
             .collect();
+        let code = c.exit_code.map_or("no exit code".into(), |e| e.to_string());
         return GuestCheck::fail(
             NAME,
             format!(
-                "`bcdedit /enum {{current}}` exited with {}{}",
-                c.exit_code.map_or("no exit code".into(), |e| e.to_string()),
-                (!said.is_empty())
-                    .then(|| format!(": {}", said.join(" ")))
-                    .unwrap_or_default()
+                "`bcdedit /enum {{current}}` exited with {code}{}{}",
+                if said.is_empty() { "" } else { ": " },
+                said.join(" ")
             ),
             "bcdedit needs an administrator: make the SSH user ([vm] user) a member of Administrators",
         );
