@@ -53,6 +53,7 @@ const PHASES: &[&str] = &[
     "provision",
     "artifacts",
     "install",
+    "doctor",
     "suites",
     "results",
     "down",

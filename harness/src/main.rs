@@ -9,6 +9,7 @@ mod context;
 mod doctor;
 mod gha;
 mod guest;
+mod guest_doctor;
 mod iso;
 mod phases;
 

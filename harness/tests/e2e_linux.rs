@@ -146,6 +146,7 @@ fn run_from_nothing_to_results_then_warm_run_reuses_cache_and_snapshot() {
         "provision",
         "artifacts",
         "install",
+        "doctor",
         "suites",
         "results",
         "down",
@@ -159,6 +160,14 @@ fn run_from_nothing_to_results_then_warm_run_reuses_cache_and_snapshot() {
             .starts_with("installed"),
         "{phases}"
     );
+    // The guest doctor passed on the test guest (bpffs mounted by its init, Debian's BTF) and
+    // recorded the kernel release for provenance.
+    let doctor = phase(&phases, "doctor")["detail"].as_str().unwrap();
+    assert!(
+        doctor.contains("checks ok") && doctor.contains(", build "),
+        "{phases}"
+    );
+    assert!(out1.join("doctor.json").is_file());
     assert!(
         qemu_processes(&d.path().display().to_string()).is_empty(),
         "run must `down` the VM"
@@ -298,6 +307,7 @@ fn failing_test_gives_exit_1_junit_and_github_actions_annotations() {
         "provision",
         "artifacts",
         "install",
+        "doctor",
         "suites",
         "results",
         "down",

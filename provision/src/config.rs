@@ -155,6 +155,9 @@ pub struct VmConfig {
     pub console: ConsoleKind,
     /// `console = "tcp"`: the loopback port (5900 or above); 0 picks a free one in 5900–5999.
     pub console_port: u16,
+    /// Guest doctor: least free space (MiB) where the tests write (Windows: the system drive,
+    /// below it `run` stops before the suites; Linux: /tmp, a warning only).
+    pub min_free_mib: u64,
 }
 
 impl Default for VmConfig {
@@ -201,6 +204,7 @@ impl Default for VmConfig {
             setup: Vec::new(),
             console: ConsoleKind::Unix,
             console_port: 0,
+            min_free_mib: 4096,
         }
     }
 }

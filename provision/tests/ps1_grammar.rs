@@ -31,10 +31,15 @@ fn every_ps1_in_the_repo_parses() {
 fn generated_wrappers_parse() {
     for script in builtin::ALL
         .iter()
+        .chain(provision::install::scripts::WINDOWS_ALL)
+        .chain(provision::health::scripts::WINDOWS_ALL)
         .filter(|s| s.os == provision::session::GuestOs::Windows)
     {
         let cmd = script
-            .command(&[("Dir", r"C:\it's here".into()), ("Archive", "a.tar".into())])
+            .command(&[
+                ("Dir", r"C:\it's here".into()),
+                ("Names", "epbf-go-1\nebpf-go-2".into()),
+            ])
             .unwrap()
             .env("GOFLAGS", "-count=1")
             .cwd(r"C:\work");

@@ -15,6 +15,7 @@
 //! - sshd reads `/etc/ssh/sshd_config.d/*.conf` first: an install's `setup.sh` may write
 //!   `SetEnv NAME=value` to [`SSHD_ENV_FILE`] and run [`RESTART_SSHD`] to restart sshd, after
 //!   which *new* sessions see the value;
+//! - bpffs on `/sys/fs/bpf` (and the Debian kernel's BTF), so `harness run`'s guest doctor passes;
 //! - `/data`: the first virtio-blk disk, formatted (ext2, mounted by the ext4 driver) on first boot and mounted, so files there
 //!   survive a guest reboot and belong to the qcow2 disk (overlay reset, snapshots);
 //! - ACPI power button → clean poweroff (busybox acpid + init), `reboot` works;
@@ -38,7 +39,7 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
 /// Bumped whenever the layout or the scripts below change in a way the hash would not see.
-const BUILDER_VERSION: &str = "harness-guest-5";
+const BUILDER_VERSION: &str = "harness-guest-6";
 
 /// File an install step may write `SetEnv NAME=value` lines to (read by sshd at start).
 pub const SSHD_ENV_FILE: &str = "/etc/ssh/sshd_config.d/harness-env.conf";
@@ -656,6 +657,7 @@ mkdir -p /dev/pts /dev/shm
 mount -t devpts -o gid=5,mode=620 devpts /dev/pts
 mount -t tmpfs -o mode=755 tmpfs /run
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm
+mkdir -p /sys/fs/bpf && mount -t bpf bpf /sys/fs/bpf
 hostname -F /etc/hostname
 while read -r m; do insmod "/lib/modules/$m.ko" 2>/dev/null; done < /etc/modules.load
 nosshd=0

@@ -1,7 +1,7 @@
 //! `harness up` and `harness run`: the pipeline, phase by phase.
 //!
 //! up:  provision → artifacts → install → extensions
-//! run: up → suites → results → down (unless --keep)
+//! run: up → doctor (the guest doctor) → suites → results → down (unless --keep)
 //!
 //! Each phase is timed and rendered by [`Phases`] (spinner, plain lines, or GitHub Actions
 //! groups); failures of the tests exit 1, failures of harness or the infrastructure exit 2.
@@ -375,7 +375,18 @@ fn run_pipeline(
         ..clone_up(&args.up)
     };
     let ready = up(ctx, &up_args, phases, Some(out))?;
-    let session = ready.session.expect("full up opens a session");
+    let mut session = ready.session.expect("full up opens a session");
+    let names: Vec<String> = if args.suites.is_empty() {
+        ctx.config.suites.keys().cloned().collect()
+    } else {
+        args.suites.clone()
+    };
+    // Before the suites: is the guest fit for them? Stops here, with the fixes, when not.
+    let trace_log = crate::guest_doctor::wants_trace_log(&ctx.config, &names, &args.extra);
+    let doctor = phases.run("doctor", |_| {
+        let source = args.up.source.as_deref();
+        crate::guest_doctor::run_phase(ctx, &mut session, source, trace_log, out)
+    })?;
     let mut prov = suites::Provenance {
         harness_version: env!("CARGO_PKG_VERSION").to_string(),
         ..Default::default()
@@ -389,12 +400,8 @@ fn run_pipeline(
         prov.efw_version = None;
         prov.extra.remove("efw_build_key");
     }
+    prov.guest_build = doctor.guest_build.clone();
     let mut exec = crate::guest::SessionExecutor::new(session);
-    let names: Vec<String> = if args.suites.is_empty() {
-        ctx.config.suites.keys().cloned().collect()
-    } else {
-        args.suites.clone()
-    };
     let test_args = test::TestArgs {
         suites: names.clone(),
         run: args.run.clone(),

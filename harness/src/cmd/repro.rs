@@ -140,7 +140,12 @@ pub fn run(ctx: &Context, args: &ReproArgs) -> anyhow::Result<ExitCode> {
         accept_new_host_key: args.accept_new_host_key,
     };
     let ready = pipeline::up(ctx, &up_args, &mut phases, None)?;
-    let session = ready.session.expect("full up opens a session");
+    let mut session = ready.session.expect("full up opens a session");
+    if args.trace_log && session.os() == provision::GuestOs::Windows {
+        phases.run("etw", |_| {
+            crate::guest_doctor::stop_etw_before_trace_log(&mut session)
+        })?;
+    }
     let endpoint = session.endpoint().clone();
     let known_hosts = session.options().known_hosts.clone();
     let mut prov = suites::Provenance {

@@ -115,8 +115,8 @@ mod tests {
         assert!(!cfg.suites.is_empty());
     }
 
-    #[test]
-    fn config_toml_documents_every_key() {
+    /// Every configuration key, dotted (unset options included).
+    fn every_key() -> Vec<String> {
         // Every key of every section (the extension and suite keys through their default
         // entries) appears in config.toml, set or as a commented-out example.
         let cfg: Config = toml::from_str(DEFAULTS_TOML).unwrap();
@@ -148,8 +148,13 @@ mod tests {
                     .insert(k.to_string(), toml::Value::String(String::new()));
             }
         }
+        leaf_keys(&table, "")
+    }
+
+    #[test]
+    fn config_toml_documents_every_key() {
         let mut missing = Vec::new();
-        for key in leaf_keys(&table, "") {
+        for key in every_key() {
             let last = key.rsplit('.').next().unwrap();
             let documented = DEFAULTS_TOML.lines().any(|l| {
                 let l = l.trim_start_matches(['#', ' ']);
@@ -162,6 +167,19 @@ mod tests {
         assert!(
             missing.is_empty(),
             "config.toml does not document: {missing:?}"
+        );
+    }
+
+    #[test]
+    fn the_readme_reference_table_lists_every_key() {
+        let readme = include_str!("../../../README.md");
+        let missing: Vec<String> = every_key()
+            .into_iter()
+            .filter(|k| !readme.contains(&format!("| `{k}` |")))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "README.md's configuration reference table lacks: {missing:?}"
         );
     }
 

@@ -1,0 +1,100 @@
+//! The guest doctor's scripts, embedded at build time (one step each; JSON on stdout).
+
+use crate::session::Script;
+
+macro_rules! health_script {
+    ($ident:ident, "windows", $file:literal) => {
+        #[doc = concat!("`scripts/windows/health/", $file, "`.")]
+        pub const $ident: Script = Script::windows(
+            concat!("health/", $file),
+            include_str!(concat!("../../scripts/windows/health/", $file)),
+        );
+    };
+    ($ident:ident, "linux", $file:literal) => {
+        #[doc = concat!("`scripts/linux/health/", $file, "`.")]
+        pub const $ident: Script = Script::linux(
+            concat!("health/", $file),
+            include_str!(concat!("../../scripts/linux/health/", $file)),
+        );
+    };
+}
+
+health_script!(WIN_BUILD, "windows", "build.ps1");
+health_script!(WIN_TEST_SIGNING, "windows", "test_signing.ps1");
+health_script!(WIN_SECURE_BOOT, "windows", "secure_boot.ps1");
+health_script!(WIN_HVCI, "windows", "hvci.ps1");
+health_script!(WIN_SERVICES, "windows", "services.ps1");
+health_script!(WIN_PATH, "windows", "path.ps1");
+health_script!(WIN_PROGRAM_TYPES, "windows", "program_types.ps1");
+health_script!(WIN_ETW_SESSIONS, "windows", "etw_sessions.ps1");
+health_script!(WIN_ETW_STOP, "windows", "etw_stop.ps1");
+health_script!(WIN_DISK, "windows", "disk.ps1");
+
+health_script!(LINUX_FACTS, "linux", "facts.sh");
+
+/// Every Windows health script.
+pub const WINDOWS_ALL: &[Script] = &[
+    WIN_BUILD,
+    WIN_TEST_SIGNING,
+    WIN_SECURE_BOOT,
+    WIN_HVCI,
+    WIN_SERVICES,
+    WIN_PATH,
+    WIN_PROGRAM_TYPES,
+    WIN_ETW_SESSIONS,
+    WIN_ETW_STOP,
+    WIN_DISK,
+];
+
+/// Every Linux health script.
+pub const LINUX_ALL: &[Script] = &[LINUX_FACTS];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_script_file_is_embedded_and_documents_its_output() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts");
+        for (os, all) in [("windows", WINDOWS_ALL), ("linux", LINUX_ALL)] {
+            let on_disk: std::collections::BTreeSet<String> =
+                std::fs::read_dir(format!("{dir}/{os}/health"))
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect();
+            let embedded: std::collections::BTreeSet<String> = all
+                .iter()
+                .map(|s| s.name.trim_start_matches("health/").to_string())
+                .collect();
+            assert_eq!(on_disk, embedded, "{os}: scripts on disk vs embedded");
+            for s in all {
+                assert!(
+                    s.source.starts_with(&format!("# {}:", s.name)),
+                    "{}",
+                    s.name
+                );
+                assert!(
+                    s.source.contains("Prints"),
+                    "{} does not document its JSON",
+                    s.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn shell_scripts_parse_under_sh_n() {
+        for s in LINUX_ALL {
+            let out = std::process::Command::new("sh")
+                .args(["-n", "-c", s.source])
+                .output()
+                .expect("run sh -n");
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                s.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
