@@ -273,18 +273,32 @@ impl HostGo {
 
 /// The git commit of the tree at `dir`, for provenance (`None` outside git).
 pub fn git_commit(dir: &Path) -> Option<String> {
-    let out = Command::new("git")
-        .env_remove(crate::local::SECRET_ENV[0])
-        .env_remove(crate::local::SECRET_ENV[1])
-        .arg("-C")
-        .arg(dir)
-        .args(["rev-parse", "HEAD"])
-        .stderr(Stdio::null())
-        .output()
+    let argv = ["git", "-C", &dir.display().to_string(), "rev-parse", "HEAD"].map(String::from);
+    quick(&argv, Duration::from_secs(30))
+        .filter(|(code, _)| *code == Some(0))
+        .map(|(_, out)| out.trim().to_string())
+}
+
+/// Runs a short host command with a timeout (killed with its process group when it expires, no
+/// GitHub token in its environment); its exit code and stdout.
+pub fn quick(argv: &[String], timeout: Duration) -> Option<(Option<i32>, String)> {
+    let req = ExecRequest {
+        argv: argv.to_vec(),
+        env: Vec::new(),
+        cwd: None,
+        timeout,
+        cancel: None,
+    };
+    let mut out = String::new();
+    let outcome = LocalExecutor::new(std::env::temp_dir())
+        .run(&req, &mut |s, l| {
+            if s == Stream::Stdout {
+                out.push_str(&String::from_utf8_lossy(l));
+                out.push('\n');
+            }
+        })
         .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    (!outcome.timed_out).then_some((outcome.exit_code, out))
 }
 
 /// A running `test2json -t -p PKG` child: feed it the test binary's lines, get events back.

@@ -191,14 +191,9 @@ pub fn resolve_module_dir(configured: Option<&Path>) -> Result<PathBuf, SuiteErr
 pub fn resolve_mode(mode: RunMode, host_go: &str) -> RunMode {
     match mode {
         RunMode::Auto => {
-            let ok = std::process::Command::new(host_go)
-                .env_remove(crate::local::SECRET_ENV[0])
-                .env_remove(crate::local::SECRET_ENV[1])
-                .arg("version")
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
+            let argv = [host_go.to_string(), "version".to_string()];
+            let ok = crate::gotool::quick(&argv, std::time::Duration::from_secs(60))
+                .is_some_and(|(code, _)| code == Some(0));
             if ok { RunMode::Host } else { RunMode::Guest }
         }
         m => m,
