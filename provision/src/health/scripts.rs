@@ -2,35 +2,18 @@
 
 use crate::session::Script;
 
-macro_rules! health_script {
-    ($ident:ident, "windows", $file:literal) => {
-        #[doc = concat!("`scripts/windows/health/", $file, "`.")]
-        pub const $ident: Script = Script::windows(
-            concat!("health/", $file),
-            include_str!(concat!("../../scripts/windows/health/", $file)),
-        );
-    };
-    ($ident:ident, "linux", $file:literal) => {
-        #[doc = concat!("`scripts/linux/health/", $file, "`.")]
-        pub const $ident: Script = Script::linux(
-            concat!("health/", $file),
-            include_str!(concat!("../../scripts/linux/health/", $file)),
-        );
-    };
-}
+embedded_script!(WIN_BUILD, "windows", "health", "build.ps1");
+embedded_script!(WIN_TEST_SIGNING, "windows", "health", "test_signing.ps1");
+embedded_script!(WIN_SECURE_BOOT, "windows", "health", "secure_boot.ps1");
+embedded_script!(WIN_HVCI, "windows", "health", "hvci.ps1");
+embedded_script!(WIN_SERVICES, "windows", "health", "services.ps1");
+embedded_script!(WIN_PATH, "windows", "health", "path.ps1");
+embedded_script!(WIN_PROGRAM_TYPES, "windows", "health", "program_types.ps1");
+embedded_script!(WIN_ETW_SESSIONS, "windows", "health", "etw_sessions.ps1");
+embedded_script!(WIN_ETW_STOP, "windows", "health", "etw_stop.ps1");
+embedded_script!(WIN_DISK, "windows", "health", "disk.ps1");
 
-health_script!(WIN_BUILD, "windows", "build.ps1");
-health_script!(WIN_TEST_SIGNING, "windows", "test_signing.ps1");
-health_script!(WIN_SECURE_BOOT, "windows", "secure_boot.ps1");
-health_script!(WIN_HVCI, "windows", "hvci.ps1");
-health_script!(WIN_SERVICES, "windows", "services.ps1");
-health_script!(WIN_PATH, "windows", "path.ps1");
-health_script!(WIN_PROGRAM_TYPES, "windows", "program_types.ps1");
-health_script!(WIN_ETW_SESSIONS, "windows", "etw_sessions.ps1");
-health_script!(WIN_ETW_STOP, "windows", "etw_stop.ps1");
-health_script!(WIN_DISK, "windows", "disk.ps1");
-
-health_script!(LINUX_FACTS, "linux", "facts.sh");
+embedded_script!(LINUX_FACTS, "linux", "health", "facts.sh");
 
 /// Every Windows health script.
 pub const WINDOWS_ALL: &[Script] = &[

@@ -2,44 +2,32 @@
 
 use crate::session::Script;
 
-macro_rules! step_script {
-    ($ident:ident, "windows", $file:literal) => {
-        #[doc = concat!("`scripts/windows/install/", $file, "`.")]
-        pub const $ident: Script = Script::windows(
-            concat!("install/", $file),
-            include_str!(concat!("../../scripts/windows/install/", $file)),
-        );
-    };
-    ($ident:ident, "linux", $file:literal) => {
-        #[doc = concat!("`scripts/linux/install/", $file, "`.")]
-        pub const $ident: Script = Script::linux(
-            concat!("install/", $file),
-            include_str!(concat!("../../scripts/linux/install/", $file)),
-        );
-    };
-}
+embedded_script!(WIN_QUERY, "windows", "install", "query.ps1");
+embedded_script!(WIN_PREPARE_DIR, "windows", "install", "prepare_dir.ps1");
+embedded_script!(WIN_UNINSTALL, "windows", "install", "uninstall.ps1");
+embedded_script!(WIN_INSTALL, "windows", "install", "install.ps1");
+embedded_script!(WIN_ENSURE_PATH, "windows", "install", "ensure_path.ps1");
+embedded_script!(WIN_VERIFY, "windows", "install", "verify.ps1");
+embedded_script!(WIN_LIST_LOGS, "windows", "install", "list_logs.ps1");
+embedded_script!(WIN_RECORD, "windows", "install", "record.ps1");
+embedded_script!(WIN_FORGET, "windows", "install", "forget.ps1");
+embedded_script!(WIN_EXT_QUERY, "windows", "install", "ext_query.ps1");
+embedded_script!(WIN_EXT_REMOVE, "windows", "install", "ext_remove.ps1");
+embedded_script!(WIN_EXT_CREATE, "windows", "install", "ext_create.ps1");
+embedded_script!(WIN_EXT_START, "windows", "install", "ext_start.ps1");
+embedded_script!(WIN_EXT_EXPORT, "windows", "install", "ext_export.ps1");
+embedded_script!(
+    WIN_EXT_PROGRAM_TYPES,
+    "windows",
+    "install",
+    "ext_program_types.ps1"
+);
 
-step_script!(WIN_QUERY, "windows", "query.ps1");
-step_script!(WIN_PREPARE_DIR, "windows", "prepare_dir.ps1");
-step_script!(WIN_UNINSTALL, "windows", "uninstall.ps1");
-step_script!(WIN_INSTALL, "windows", "install.ps1");
-step_script!(WIN_ENSURE_PATH, "windows", "ensure_path.ps1");
-step_script!(WIN_VERIFY, "windows", "verify.ps1");
-step_script!(WIN_LIST_LOGS, "windows", "list_logs.ps1");
-step_script!(WIN_RECORD, "windows", "record.ps1");
-step_script!(WIN_FORGET, "windows", "forget.ps1");
-step_script!(WIN_EXT_QUERY, "windows", "ext_query.ps1");
-step_script!(WIN_EXT_REMOVE, "windows", "ext_remove.ps1");
-step_script!(WIN_EXT_CREATE, "windows", "ext_create.ps1");
-step_script!(WIN_EXT_START, "windows", "ext_start.ps1");
-step_script!(WIN_EXT_EXPORT, "windows", "ext_export.ps1");
-step_script!(WIN_EXT_PROGRAM_TYPES, "windows", "ext_program_types.ps1");
-
-step_script!(LINUX_QUERY, "linux", "query.sh");
-step_script!(LINUX_PREPARE_DIR, "linux", "prepare_dir.sh");
-step_script!(LINUX_RUN_SETUP, "linux", "run_setup.sh");
-step_script!(LINUX_RECORD, "linux", "record.sh");
-step_script!(LINUX_FORGET, "linux", "forget.sh");
+embedded_script!(LINUX_QUERY, "linux", "install", "query.sh");
+embedded_script!(LINUX_PREPARE_DIR, "linux", "install", "prepare_dir.sh");
+embedded_script!(LINUX_RUN_SETUP, "linux", "install", "run_setup.sh");
+embedded_script!(LINUX_RECORD, "linux", "install", "record.sh");
+embedded_script!(LINUX_FORGET, "linux", "install", "forget.sh");
 
 /// Every Windows step script (for the grammar check in tests).
 pub const WINDOWS_ALL: &[Script] = &[
