@@ -25,12 +25,9 @@ pub struct Identity {
     pub settings: String,
 }
 
-/// What `up` recorded when it saved the ready snapshot (`<vm dir>/ready.json`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Recorded {
-    pub snapshot: String,
-    pub made_from: Identity,
-}
+/// What each snapshot harness saved was made from (`<vm dir>/snapshots.json`: name → identity).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recorded(pub std::collections::BTreeMap<String, Identity>);
 
 fn sha256_file(p: &Path) -> Result<String, VmError> {
     let mut f = std::fs::File::open(p).map_err(VmError::io("reading", p))?;
@@ -89,23 +86,27 @@ impl Identity {
 }
 
 impl Recorded {
-    pub fn read(path: &Path) -> Option<Recorded> {
-        serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    pub fn read(path: &Path) -> Recorded {
+        std::fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
     }
 
     pub fn write(&self, path: &Path) -> Result<(), VmError> {
         let tmp = path.with_extension("json.tmp");
         std::fs::write(&tmp, serde_json::to_vec_pretty(self).unwrap_or_default())
-            .map_err(VmError::io("recording the ready snapshot", &tmp))?;
-        std::fs::rename(&tmp, path).map_err(VmError::io("recording the ready snapshot", path))
+            .map_err(VmError::io("recording what a snapshot was made from", &tmp))?;
+        std::fs::rename(&tmp, path)
+            .map_err(VmError::io("recording what a snapshot was made from", path))
     }
 }
 
-/// Why the ready snapshot `name` cannot be trusted, if it cannot (pure).
-pub fn stale_reason(name: &str, now: &Identity, recorded: Option<&Recorded>) -> Option<String> {
-    match recorded {
-        Some(r) if r.snapshot == name => {
-            let changes = now.changes_since(&r.made_from);
+/// Why snapshot `name` cannot be trusted to restore this guest, if it cannot (pure).
+pub fn stale_reason(name: &str, now: &Identity, made_from: Option<&Identity>) -> Option<String> {
+    match made_from {
+        Some(old) => {
+            let changes = now.changes_since(old);
             (!changes.is_empty()).then(|| {
                 format!(
                     "{} changed since the ready snapshot '{name}' was saved",
@@ -113,7 +114,7 @@ pub fn stale_reason(name: &str, now: &Identity, recorded: Option<&Recorded>) -> 
                 )
             })
         }
-        _ => Some(format!(
+        None => Some(format!(
             "there is no record of what the ready snapshot '{name}' was made from"
         )),
     }
@@ -137,15 +138,11 @@ mod tests {
             ..Default::default()
         };
         let first = Identity::of(&cfg, &base).unwrap();
-        let rec = Recorded {
-            snapshot: "ready".into(),
-            made_from: first.clone(),
-        };
-        assert_eq!(stale_reason("ready", &first, Some(&rec)), None);
+        assert_eq!(stale_reason("ready", &first, Some(&first)), None);
         // Same path, new content.
         std::fs::write(&i, "initrd two").unwrap();
         let now = Identity::of(&cfg, &base).unwrap();
-        let why = stale_reason("ready", &now, Some(&rec)).unwrap();
+        let why = stale_reason("ready", &now, Some(&first)).unwrap();
         assert_eq!(
             why,
             "the initrd changed since the ready snapshot 'ready' was saved"
@@ -154,34 +151,32 @@ mod tests {
             memory_mib: 4096,
             ..cfg.clone()
         };
-        let why = stale_reason("ready", &Identity::of(&more, &base).unwrap(), Some(&rec)).unwrap();
+        let why =
+            stale_reason("ready", &Identity::of(&more, &base).unwrap(), Some(&first)).unwrap();
         assert!(why.contains("the initrd, the machine settings"), "{why}");
         assert!(
             stale_reason("ready", &first, None)
                 .unwrap()
                 .contains("no record")
         );
-        let other = Recorded {
-            snapshot: "other".into(),
-            ..rec
-        };
-        assert!(stale_reason("ready", &first, Some(&other)).is_some());
     }
 
     #[test]
     fn recorded_round_trips() {
         let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("ready.json");
-        let r = Recorded {
-            snapshot: "ready".into(),
-            made_from: Identity {
+        let p = d.path().join("snapshots.json");
+        assert_eq!(Recorded::read(&p), Recorded::default());
+        let mut r = Recorded::default();
+        r.0.insert(
+            "ready".into(),
+            Identity {
                 kernel: Some("a".into()),
                 initrd: None,
                 base: "b".into(),
                 settings: "s".into(),
             },
-        };
+        );
         r.write(&p).unwrap();
-        assert_eq!(Recorded::read(&p), Some(r));
+        assert_eq!(Recorded::read(&p), r);
     }
 }

@@ -645,8 +645,8 @@ impl QemuVm {
         })
     }
 
-    fn ready_record(&self) -> PathBuf {
-        self.paths.dir.join("ready.json")
+    fn snapshot_record(&self) -> PathBuf {
+        self.paths.dir.join("snapshots.json")
     }
 
     /// A ready snapshot made from another kernel, initrd, image or machine settings is deleted
@@ -663,11 +663,12 @@ impl QemuVm {
             return Ok(());
         }
         let now = identity::Identity::of(&self.cfg, base)?;
-        let recorded = identity::Recorded::read(&self.ready_record());
-        let Some(why) = identity::stale_reason(&ready, &now, recorded.as_ref()) else {
+        let mut recorded = identity::Recorded::read(&self.snapshot_record());
+        let made_from = recorded.0.get(&ready);
+        let Some(why) = identity::stale_reason(&ready, &now, made_from) else {
             return Ok(());
         };
-        let base_changed = recorded.is_some_and(|r| r.made_from.base != now.base);
+        let base_changed = made_from.is_some_and(|m| m.base != now.base);
         on_event(VmEvent::Warning {
             message: format!("{why}: booting cold and replacing it"),
         });
@@ -685,7 +686,8 @@ impl QemuVm {
                 let _ = image::delete_snapshot(&self.paths.vars, &ready);
             }
         }
-        let _ = std::fs::remove_file(self.ready_record());
+        recorded.0.remove(&ready);
+        recorded.write(&self.snapshot_record())?;
         Ok(())
     }
 
@@ -1087,14 +1089,12 @@ impl QemuVm {
             phase: Phase::SavingSnapshot,
             elapsed: t.elapsed(),
         });
-        if name == self.cfg.ready_snapshot
-            && let Some(base) = RunState::read(&self.paths.run_state).and_then(|r| r.base_image)
-        {
-            identity::Recorded {
-                snapshot: name.to_string(),
-                made_from: identity::Identity::of(&self.cfg, &base)?,
-            }
-            .write(&self.ready_record())?;
+        if let Some(base) = RunState::read(&self.paths.run_state).and_then(|r| r.base_image) {
+            let mut recorded = identity::Recorded::read(&self.snapshot_record());
+            recorded
+                .0
+                .insert(name.to_string(), identity::Identity::of(&self.cfg, &base)?);
+            recorded.write(&self.snapshot_record())?;
         }
         Ok(())
     }
