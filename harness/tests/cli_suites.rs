@@ -144,6 +144,33 @@ fn shards_then_report_merge() {
 }
 
 #[test]
+fn one_line_totals_name_tests_that_never_ran() {
+    // TestPanics kills the binary, so TestNeverRuns never starts: the one-line totals of
+    // `test` and of `report merge` must count it, or they no longer add up to the tests.
+    let d = tempfile::tempdir().unwrap();
+    let cfg = config(d.path(), &["./panicky"]);
+    harness(d.path())
+        .args(["-c"])
+        .arg(&cfg)
+        .args(["test", "fx", "--local", "--rerun-fails", "0", "--out"])
+        .arg(d.path().join("run"))
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "3 tests in 1 packages: 1 passed, 1 failed, 0 skipped, 1 not run",
+        ));
+    harness(d.path())
+        .args(["report", "merge", "--out"])
+        .arg(d.path().join("merged"))
+        .arg(d.path().join("run"))
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "3 tests in 1 packages, 1 passed, 1 failed, 0 skipped, 1 not run, 0 flaky",
+        ));
+}
+
+#[test]
 fn unknown_suite_and_bad_shard_are_clear_errors() {
     let d = tempfile::tempdir().unwrap();
     let cfg = config(d.path(), &["./pass"]);

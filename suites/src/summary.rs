@@ -242,14 +242,13 @@ pub fn printable(s: &str) -> String {
 }
 
 fn totals_line(t: &Totals) -> String {
-    let not_run = if t.not_run > 0 {
-        format!(", {} not run", t.not_run)
-    } else {
-        String::new()
-    };
     format!(
-        "{} tests in {} packages: {} passed, {} failed, {} skipped{not_run}, {} flaky ({} attempts)",
-        t.tests, t.packages, t.passed, t.failed, t.skipped, t.flaky, t.attempts
+        "{} tests in {} packages: {}, {} flaky ({} attempts)",
+        t.tests,
+        t.packages,
+        t.counts(),
+        t.flaky,
+        t.attempts
     )
 }
 

@@ -45,6 +45,22 @@ pub enum Verdict {
     Errored,
 }
 
+impl Totals {
+    /// "P passed, F failed, S skipped", plus ", N not run" when a binary died before some of its
+    /// tests: the counts of every one-line report, so that they always add up to `tests`.
+    pub fn counts(&self) -> String {
+        let not_run = if self.not_run > 0 {
+            format!(", {} not run", self.not_run)
+        } else {
+            String::new()
+        };
+        format!(
+            "{} passed, {} failed, {} skipped{not_run}",
+            self.passed, self.failed, self.skipped
+        )
+    }
+}
+
 impl Verdict {
     /// The documented exit code: 0 passed, 1 test failures, 2 harness/infrastructure failure.
     pub fn exit_code(self) -> u8 {
@@ -113,6 +129,21 @@ impl Execution {
 mod tests {
     use crate::event::{TestEvent, parse_line};
     use crate::model::Execution;
+
+    #[test]
+    fn counts_name_not_run_tests_only_when_there_are_some() {
+        let mut t = super::Totals {
+            tests: 10,
+            passed: 5,
+            failed: 2,
+            skipped: 3,
+            ..Default::default()
+        };
+        assert_eq!(t.counts(), "5 passed, 2 failed, 3 skipped");
+        t.tests = 14;
+        t.not_run = 4;
+        assert_eq!(t.counts(), "5 passed, 2 failed, 3 skipped, 4 not run");
+    }
 
     #[test]
     fn packages_without_test_files_are_counted_apart() {

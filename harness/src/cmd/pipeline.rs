@@ -423,10 +423,7 @@ fn run_pipeline(
             .iter()
             .map(|r| {
                 let t = &r.written.summary.totals;
-                format!(
-                    "{}: {} passed, {} failed, {} skipped",
-                    r.name, t.passed, t.failed, t.skipped
-                )
+                format!("{}: {}", r.name, t.counts())
             })
             .collect();
         Ok((r, t.join("; ")))

@@ -45,14 +45,12 @@ pub fn run(ctx: &Context, cmd: &ReportCmd) -> anyhow::Result<ExitCode> {
             } else {
                 let t = &s.totals;
                 println!(
-                    "merged {} folders: {:?}: {} tests in {} packages, {} passed, {} failed, {} skipped, {} flaky",
+                    "merged {} folders: {:?}: {} tests in {} packages, {}, {} flaky",
                     a.dirs.len(),
                     s.verdict,
                     t.tests,
                     t.packages,
-                    t.passed,
-                    t.failed,
-                    t.skipped,
+                    t.counts(),
                     t.flaky
                 );
                 println!("results: {}", w.dir.display());

@@ -87,11 +87,9 @@ impl Progress {
             .map(|(p, t)| format!(" · running {t} ({p})"))
             .unwrap_or_default();
         format!(
-            "packages {}/{total} · {} passed, {} failed, {} skipped{running}",
+            "packages {}/{total} · {}{running}",
             ex.packages_done() - t.packages_no_tests,
-            t.passed,
-            t.failed,
-            t.skipped
+            t.counts()
         )
     }
 
