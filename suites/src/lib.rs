@@ -26,6 +26,7 @@ pub mod results;
 pub mod runner;
 pub mod stage;
 pub mod summary;
+pub mod timing;
 pub mod totals;
 
 pub use config::{RunMode, SuiteConfig};

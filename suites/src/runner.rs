@@ -23,6 +23,7 @@ use crate::pool::{HostPool, Job};
 use crate::results::RunRecord;
 use crate::stage::{Stager, in_testdata};
 use crate::summary::RunMeta;
+use crate::timing::Clock;
 
 /// How long building one test binary on the host may take.
 const BUILD_TIMEOUT: Duration = Duration::from_secs(20 * 60);
@@ -215,6 +216,8 @@ pub(crate) struct State<'o> {
     error: Option<String>,
     package_dirs: Vec<(String, String)>,
     warnings: Vec<String>,
+    pub(crate) clock: Clock,
+    pub(crate) uploaded_bytes: u64,
 }
 
 impl State<'_> {
@@ -471,6 +474,8 @@ pub fn run(
         error: None,
         package_dirs: Vec::new(),
         warnings: Vec::new(),
+        clock: Clock::new(),
+        uploaded_bytes: 0,
     };
     match mode {
         RunMode::Guest => run_guest(exec, opts, &flags, &mut st)?,
@@ -494,6 +499,8 @@ pub fn run(
             .collect(),
         error: st.lost.clone().or(st.error.clone()),
         warnings: st.warnings.clone(),
+        timings: st.clock.seconds(),
+        uploaded_bytes: st.uploaded_bytes,
     };
     Ok(RunRecord {
         execution: st.ex,
@@ -563,11 +570,13 @@ fn run_host(
     st.phase("listing");
     // `go tool -n test2json` may build the tool: do it while `go list` runs.
     let native_go = host_go(opts, Vec::new());
+    let list_start = Instant::now();
     let (listed, test2json) = std::thread::scope(|s| {
         let t2j = s.spawn(|| native_go.test2json_path());
         let listed = go.list(&opts.suite.packages, &flags.build_args());
         (listed, t2j.join().expect("test2json lookup does not panic"))
     });
+    st.clock.span("list", list_start, Instant::now());
     let listed = select(opts, listed?);
     let test2json = test2json?;
     st.obs.on_event(
@@ -587,6 +596,7 @@ fn run_host(
     let (with_tests, without): (Vec<_>, Vec<_>) = listed.iter().partition(|p| p.has_tests());
 
     st.phase("building");
+    let build_start = Instant::now();
     let built = build_all(
         &go,
         opts,
@@ -606,6 +616,7 @@ fn run_host(
     for w in stager.warnings {
         st.warn(&w);
     }
+    st.clock.span("build", build_start, Instant::now());
 
     for p in &without {
         st.no_test_files(&p.import_path);
@@ -613,7 +624,13 @@ fn run_host(
 
     st.phase("uploading");
     let remote = exec.remote_dir(&format!("suite-{}", opts.suite_name));
-    if let Err(e) = exec.upload_tree(staging.path(), &remote, &|_| false) {
+    let upload_start = Instant::now();
+    let uploaded = exec.upload_tree(staging.path(), &remote, &|_| false);
+    st.clock.span("upload", upload_start, Instant::now());
+    if uploaded.is_ok() {
+        st.uploaded_bytes += tree_bytes(staging.path());
+    }
+    if let Err(e) = uploaded {
         let msg = e.to_string();
         for b in &built {
             st.errored(&b.pkg, &msg);
@@ -652,7 +669,9 @@ fn run_host(
             expected: None,
         })
         .collect();
+    let run_start = Instant::now();
     pool.run(&mut execs, jobs, opts, st);
+    st.clock.span("run", run_start, Instant::now());
 
     let trace_log = opts.suite.trace_log_on_rerun && os == TargetOs::Windows;
     let rounds = opts.rerun_fails.unwrap_or(opts.suite.rerun_fails);
@@ -680,7 +699,9 @@ fn run_host(
                 })
             })
             .collect();
+        let rerun_start = Instant::now();
         pool.run(&mut execs, jobs, opts, st);
+        st.clock.span("rerun", rerun_start, Instant::now());
     }
     Ok(())
 }
@@ -930,18 +951,24 @@ fn run_guest(
     }
     let want_vendor = opts.suite.vendor && needs_vendor(&opts.module_dir);
     let native_go = host_go(opts, Vec::new());
-    let (listed, vendored, uploaded) = std::thread::scope(|s| {
+    let upload_start = Instant::now();
+    let (listed, vendored, uploaded, list_end) = std::thread::scope(|s| {
         let host_side = s.spawn(|| {
             let listed = go.list(&opts.suite.packages, &flags.build_args());
+            let list_end = Instant::now();
             let vendored = want_vendor.then(|| native_go.vendor(&vendor_dir));
-            (listed, vendored)
+            (listed, vendored, list_end)
         });
         let uploaded = exec.upload_tree(&source_dir, &remote, &|_| false);
-        let (listed, vendored) = host_side
+        let (listed, vendored, list_end) = host_side
             .join()
             .expect("host-side preparation does not panic");
-        (listed, vendored, uploaded)
+        (listed, vendored, uploaded, list_end)
     });
+    st.clock.span("list", upload_start, list_end);
+    if uploaded.is_ok() {
+        st.uploaded_bytes += tree_bytes(&source_dir);
+    }
     let listed = match listed {
         Ok(l) => Some(select(opts, l)),
         Err(e @ GoError::NoSuchPackage { .. }) => return Err(e.into()),
@@ -969,7 +996,11 @@ fn run_guest(
             if !f.has_build("mod") {
                 f.build.push(("mod".into(), Some("vendor".into())));
             }
-            exec.upload_tree(&vendor_dir, &os.join(&remote, "vendor"), &|_| false)
+            let r = exec.upload_tree(&vendor_dir, &os.join(&remote, "vendor"), &|_| false);
+            if r.is_ok() {
+                st.uploaded_bytes += tree_bytes(&vendor_dir);
+            }
+            r
         }
         Some(Err(e)) => {
             let note =
@@ -980,6 +1011,7 @@ fn run_guest(
         }
         _ => Ok(()),
     });
+    st.clock.span("upload", upload_start, Instant::now());
     if let Err(e) = uploaded {
         let msg = e.to_string();
         for p in &patterns {
@@ -1077,6 +1109,7 @@ fn run_guest(
         timeout: GUEST_BUILD_ALLOWANCE,
         cancel: opts.cancel.clone(),
     };
+    let run_start = Instant::now();
     if opts.targets.is_some() {
         for p in &patterns {
             if stop_reason(opts, st).is_some() {
@@ -1106,6 +1139,7 @@ fn run_guest(
             st.not_run(&pkg, &tests);
         }
     }
+    st.clock.span("run", run_start, Instant::now());
 
     let trace_log = opts.suite.trace_log_on_rerun && os == TargetOs::Windows;
     let mut defined = BTreeMap::new();
@@ -1137,6 +1171,7 @@ fn run_guest(
                 &mut rf,
                 &mut defined,
             );
+            let rerun_start = Instant::now();
             run_go(
                 exec,
                 st,
@@ -1144,12 +1179,29 @@ fn run_guest(
                 std::slice::from_ref(&t.package),
                 Duration::from_secs(timeout_s) + GUEST_BUILD_ALLOWANCE,
             );
+            st.clock.span("rerun", rerun_start, Instant::now());
             if let Some(tests) = &t.tests {
                 st.not_run(&t.package, tests);
             }
         }
     }
     Ok(())
+}
+
+/// Bytes of the regular files under `dir` (what an upload of it sends).
+fn tree_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(e.path()),
+                Ok(t) if t.is_file() => total += e.metadata().map_or(0, |m| m.len()),
+                _ => {}
+            }
+        }
+    }
+    total
 }
 
 fn clone_exec_error(e: &ExecError) -> ExecError {

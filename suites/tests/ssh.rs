@@ -77,14 +77,41 @@ fn check(s: &suites::Summary) {
     assert!(hang.timed_out);
 }
 
+/// The sub-phase times and bytes sent are in summary.json, plausible, and inside the run.
+fn check_timings(s: &suites::Summary, dir: &std::path::Path, names: &[&str]) {
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+    let timings = doc["timings"].as_object().expect("timings in summary.json");
+    for n in names {
+        let v = timings
+            .get(*n)
+            .and_then(|v| v.as_f64())
+            .unwrap_or_else(|| panic!("no `{n}` in {timings:?}"));
+        assert!(
+            (0.0..=s.run.duration_secs + 0.01).contains(&v),
+            "{n} = {v}, run took {}",
+            s.run.duration_secs
+        );
+    }
+    // The hang package alone runs into its 3 s timeout twice (run and rerun).
+    assert!(timings["run"].as_f64().unwrap() >= 3.0, "{timings:?}");
+    assert!(timings["rerun"].as_f64().unwrap() >= 3.0, "{timings:?}");
+    let bytes = doc["uploaded_bytes"].as_u64().expect("uploaded_bytes");
+    assert!(bytes > 0 && bytes == s.uploaded_bytes, "{bytes}");
+}
+
 #[test]
 fn host_mode_over_ssh() {
-    let (s, _, _t) = run_over_ssh(RunMode::Host);
+    let (s, dir, _t) = run_over_ssh(RunMode::Host);
     check(&s);
+    check_timings(&s, &dir, &["list", "build", "upload", "run", "rerun"]);
+    // Four test binaries of a few MB each went over the wire.
+    assert!(s.uploaded_bytes > 4_000_000, "{}", s.uploaded_bytes);
 }
 
 #[test]
 fn guest_mode_over_ssh() {
-    let (s, _, _t) = run_over_ssh(RunMode::Guest);
+    let (s, dir, _t) = run_over_ssh(RunMode::Guest);
     check(&s);
+    check_timings(&s, &dir, &["list", "upload", "run", "rerun"]);
 }
