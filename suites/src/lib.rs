@@ -9,6 +9,7 @@
 //! reruns, repro).
 #![deny(missing_docs)]
 
+pub mod cas;
 pub mod config;
 pub mod event;
 pub mod exec;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::cas::{self, TreeSync};
 use crate::config::{RunMode, SuiteConfig};
 use crate::event::{Action, ERROR_MARK, HARNESS_MARK, TestEvent, now_rfc3339, parse_line};
 use crate::exec::{ExecError, ExecOutcome, ExecRequest, Executor, TargetOs};
@@ -625,12 +626,18 @@ fn run_host(
     st.phase("uploading");
     let remote = exec.remote_dir(&format!("suite-{}", opts.suite_name));
     let upload_start = Instant::now();
-    let uploaded = exec.upload_tree(staging.path(), &remote, &|_| false);
+    let uploaded = TreeSync::open(exec, &remote).and_then(|mut sync| {
+        cas::upload(
+            exec,
+            sync.as_mut(),
+            staging.path(),
+            &remote,
+            &in_testdata,
+            false,
+        )
+    });
     st.clock.span("upload", upload_start, Instant::now());
-    if uploaded.is_ok() {
-        st.uploaded_bytes += tree_bytes(staging.path());
-    }
-    if let Err(e) = uploaded {
+    if let Err(e) = uploaded.map(|b| st.uploaded_bytes += b) {
         let msg = e.to_string();
         for b in &built {
             st.errored(&b.pkg, &msg);
@@ -959,16 +966,16 @@ fn run_guest(
             let vendored = want_vendor.then(|| native_go.vendor(&vendor_dir));
             (listed, vendored, list_end)
         });
-        let uploaded = exec.upload_tree(&source_dir, &remote, &|_| false);
+        let uploaded = TreeSync::open(exec, &remote).and_then(|mut sync| {
+            cas::upload(exec, sync.as_mut(), &source_dir, &remote, &|_| true, true)
+        });
         let (listed, vendored, list_end) = host_side
             .join()
             .expect("host-side preparation does not panic");
         (listed, vendored, uploaded, list_end)
     });
     st.clock.span("list", upload_start, list_end);
-    if uploaded.is_ok() {
-        st.uploaded_bytes += tree_bytes(&source_dir);
-    }
+    let uploaded = uploaded.map(|b| st.uploaded_bytes += b);
     let listed = match listed {
         Ok(l) => Some(select(opts, l)),
         Err(e @ GoError::NoSuchPackage { .. }) => return Err(e.into()),
@@ -996,11 +1003,12 @@ fn run_guest(
             if !f.has_build("mod") {
                 f.build.push(("mod".into(), Some("vendor".into())));
             }
-            let r = exec.upload_tree(&vendor_dir, &os.join(&remote, "vendor"), &|_| false);
-            if r.is_ok() {
-                st.uploaded_bytes += tree_bytes(&vendor_dir);
-            }
-            r
+            let dest = os.join(&remote, "vendor");
+            TreeSync::open(exec, &dest)
+                .and_then(|mut sync| {
+                    cas::upload(exec, sync.as_mut(), &vendor_dir, &dest, &|_| true, true)
+                })
+                .map(|b| st.uploaded_bytes += b)
         }
         Some(Err(e)) => {
             let note =
@@ -1186,22 +1194,6 @@ fn run_guest(
         }
     }
     Ok(())
-}
-
-/// Bytes of the regular files under `dir` (what an upload of it sends).
-fn tree_bytes(dir: &Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            match e.file_type() {
-                Ok(t) if t.is_dir() => stack.push(e.path()),
-                Ok(t) if t.is_file() => total += e.metadata().map_or(0, |m| m.len()),
-                _ => {}
-            }
-        }
-    }
-    total
 }
 
 fn clone_exec_error(e: &ExecError) -> ExecError {

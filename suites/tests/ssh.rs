@@ -28,8 +28,15 @@ fn go_bin_dir() -> String {
 
 fn run_over_ssh(mode: RunMode) -> (suites::Summary, PathBuf, tempfile::TempDir) {
     let tmp = tempfile::tempdir().unwrap();
-    let state = tmp.path().join("state");
-    std::fs::create_dir_all(&state).unwrap();
+    let (s, dir) = run_in(mode, tmp.path());
+    (s, dir, tmp)
+}
+
+/// One run whose target directory (and upload store) is under `tmp`.
+fn run_in(mode: RunMode, tmp: &std::path::Path) -> (suites::Summary, PathBuf) {
+    // The flaky package fails once per state directory: a fresh one per run.
+    let state_dir = tempfile::tempdir_in(tmp).unwrap();
+    let state = state_dir.path();
     let suite = SuiteConfig {
         path: Some(gomod::path()),
         packages: ["./pass", "./flaky", "./hang", "./panicky"]
@@ -46,14 +53,14 @@ fn run_over_ssh(mode: RunMode) -> (suites::Summary, PathBuf, tempfile::TempDir) 
     let path = format!("{}:/usr/local/bin:/usr/bin:/bin", go_bin_dir());
     let mut exec = SshCliExecutor::from_command(
         &sshd().ssh_command().unwrap(),
-        &tmp.path().join("remote").display().to_string(),
+        &tmp.join("remote").display().to_string(),
         vec![("PATH".into(), path)],
-        tmp.path(),
+        tmp,
     );
     let rec = suites::run(&mut exec, &opts, &mut Quiet).unwrap();
-    let dir = tmp.path().join("results");
+    let dir = suites::new_run_dir(&tmp.join("results"), "ssh").unwrap();
     let w = suites::write(&dir, &rec, &Provenance::default()).unwrap();
-    (w.summary, dir, tmp)
+    (w.summary, dir)
 }
 
 fn check(s: &suites::Summary) {
@@ -114,4 +121,30 @@ fn guest_mode_over_ssh() {
     let (s, dir, _t) = run_over_ssh(RunMode::Guest);
     check(&s);
     check_timings(&s, &dir, &["list", "upload", "run", "rerun"]);
+}
+
+/// A second run on the same target finds every binary, testdata file and source file in the
+/// target's store and sends nothing; the tests run as before.
+fn warm_run_sends_nothing(mode: RunMode) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cold, _) = run_in(mode, tmp.path());
+    check(&cold);
+    assert!(cold.uploaded_bytes > 0);
+    let (warm, dir) = run_in(mode, tmp.path());
+    check(&warm);
+    assert_eq!(warm.uploaded_bytes, 0, "{mode:?}: {:?}", warm.timings);
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(doc["uploaded_bytes"], 0);
+    assert!(doc["timings"]["upload"].as_f64().unwrap() >= 0.0);
+}
+
+#[test]
+fn host_mode_warm_run_sends_nothing() {
+    warm_run_sends_nothing(RunMode::Host);
+}
+
+#[test]
+fn guest_mode_warm_run_sends_nothing() {
+    warm_run_sends_nothing(RunMode::Guest);
 }
