@@ -304,6 +304,18 @@ fn walk(
     keep_mtime: &dyn Fn(&Path) -> bool,
 ) -> std::io::Result<Vec<Entry>> {
     let mut out = Vec::new();
+    // The directories that lead to the parts pushed, parents first.
+    let mut parents = BTreeSet::new();
+    for r in rels {
+        for a in r.ancestors().skip(1) {
+            if !a.as_os_str().is_empty() {
+                parents.insert(a.to_path_buf());
+            }
+        }
+    }
+    for p in parents {
+        out.push(Entry::Dir(slash(&p)?));
+    }
     let mut stack: Vec<PathBuf> = if rels.is_empty() {
         std::fs::read_dir(root)?
             .map(|e| e.map(|e| PathBuf::from(e.file_name())))
@@ -497,7 +509,13 @@ mod tests {
         let dest = exec.remote_dir("t");
         let mut sync = TreeSync::open(&mut exec, &dest).unwrap().unwrap();
         let sent = sync
-            .push(&mut exec, s, &[PathBuf::from("p")], &|_| false, false)
+            .push(
+                &mut exec,
+                s,
+                &[PathBuf::from("p/p.test")],
+                &|_| false,
+                false,
+            )
             .unwrap();
         assert_eq!(sent, 3);
         assert!(!Path::new(&dest).join("q").exists());

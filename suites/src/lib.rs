@@ -20,6 +20,7 @@ mod guest_probe;
 pub mod junit;
 pub mod local;
 pub mod model;
+mod pipeline;
 pub mod plan;
 mod pool;
 pub mod probe;

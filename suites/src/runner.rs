@@ -213,12 +213,14 @@ pub(crate) struct State<'o> {
     events: Vec<String>,
     other: Vec<String>,
     obs: &'o mut dyn Observer,
-    lost: Option<String>,
-    error: Option<String>,
-    package_dirs: Vec<(String, String)>,
+    pub(crate) lost: Option<String>,
+    pub(crate) error: Option<String>,
+    pub(crate) package_dirs: Vec<(String, String)>,
     warnings: Vec<String>,
     pub(crate) clock: Clock,
     pub(crate) uploaded_bytes: u64,
+    /// Test binaries built so far and to build in this run (progress over build batches).
+    pub(crate) build_progress: (usize, usize),
 }
 
 impl State<'_> {
@@ -263,7 +265,7 @@ impl State<'_> {
         }
     }
 
-    fn phase(&mut self, p: &str) {
+    pub(crate) fn phase(&mut self, p: &str) {
         self.obs.on_event(&RunEvent::Phase(p), &self.ex);
     }
 
@@ -390,7 +392,7 @@ fn cancelled(opts: &RunOptions) -> bool {
         .is_some_and(|c| c.load(Ordering::SeqCst))
 }
 
-fn test_env(opts: &RunOptions) -> Vec<(String, String)> {
+pub(crate) fn test_env(opts: &RunOptions) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = opts
         .suite
         .env
@@ -415,7 +417,7 @@ fn flags_for(opts: &RunOptions) -> Result<GoTestFlags, FlagError> {
 }
 
 /// The flags of a package's first run: the suite's, or a repro target's own `-run`.
-fn first_run_flags(opts: &RunOptions, base: &GoTestFlags, pkg: &str) -> GoTestFlags {
+pub(crate) fn first_run_flags(opts: &RunOptions, base: &GoTestFlags, pkg: &str) -> GoTestFlags {
     match opts
         .targets
         .as_ref()
@@ -477,6 +479,7 @@ pub fn run(
         warnings: Vec::new(),
         clock: Clock::new(),
         uploaded_bytes: 0,
+        build_progress: (0, 0),
     };
     match mode {
         RunMode::Guest => run_guest(exec, opts, &flags, &mut st)?,
@@ -536,6 +539,7 @@ fn select(opts: &RunOptions, listed: Vec<ListedPackage>) -> Vec<ListedPackage> {
 }
 
 /// A built test binary, relative to the staging root.
+#[derive(Debug, Clone)]
 pub(crate) struct Built {
     pub pkg: String,
     pub rel_dir: String,
@@ -596,17 +600,6 @@ fn run_host(
         })?;
     let (with_tests, without): (Vec<_>, Vec<_>) = listed.iter().partition(|p| p.has_tests());
 
-    st.phase("building");
-    let build_start = Instant::now();
-    let built = build_all(
-        &go,
-        opts,
-        flags,
-        &with_tests,
-        staging.path(),
-        os.exe_suffix(),
-        st,
-    )?;
     let mut stager = Stager::new(&opts.module_dir, os, &in_testdata);
     stager
         .testdata(staging.path())
@@ -617,40 +610,14 @@ fn run_host(
     for w in stager.warnings {
         st.warn(&w);
     }
-    st.clock.span("build", build_start, Instant::now());
-
+    let testdata = crate::pipeline::testdata_roots(staging.path());
     for p in &without {
         st.no_test_files(&p.import_path);
     }
 
-    st.phase("uploading");
     let remote = exec.remote_dir(&format!("suite-{}", opts.suite_name));
-    let upload_start = Instant::now();
-    let uploaded = TreeSync::open(exec, &remote).and_then(|mut sync| {
-        cas::upload(
-            exec,
-            sync.as_mut(),
-            staging.path(),
-            &remote,
-            &in_testdata,
-            false,
-        )
-    });
-    st.clock.span("upload", upload_start, Instant::now());
-    if let Err(e) = uploaded.map(|b| st.uploaded_bytes += b) {
-        let msg = e.to_string();
-        for b in &built {
-            st.errored(&b.pkg, &msg);
-        }
-        st.error = Some(msg);
-        return Ok(());
-    }
-
-    st.phase("running");
-    for b in &built {
-        st.package_dirs
-            .push((b.pkg.clone(), os.join(&remote, &b.rel_dir)));
-    }
+    // One more session uploads while the others run; without it, upload then run.
+    let uploader = exec.try_clone();
     // More sessions on the target, when the executor can open them, run packages side by side
     // as `go test -p` would.
     let mut extra: Vec<Box<dyn Executor>> = (1..opts.suite.parallel.max(1))
@@ -667,18 +634,24 @@ fn run_host(
         test2json: &test2json,
         defined: Default::default(),
     };
-
-    let jobs: Vec<Job<'_>> = built
-        .iter()
-        .map(|b| Job {
-            built: b,
-            flags: first_run_flags(opts, flags, &b.pkg),
-            expected: None,
-        })
-        .collect();
-    let run_start = Instant::now();
-    pool.run(&mut execs, jobs, opts, st);
-    st.clock.span("run", run_start, Instant::now());
+    let pipe = crate::pipeline::Pipe {
+        go: &go,
+        opts,
+        flags,
+        staging: staging.path(),
+        exe: os.exe_suffix(),
+        remote: &remote,
+        pool: &pool,
+        testdata,
+    };
+    st.phase("building");
+    let built = match uploader {
+        Some(mut up) => crate::pipeline::run(&pipe, &with_tests, up.as_mut(), &mut execs, st)?,
+        None => match in_sequence(&pipe, &with_tests, &mut execs, st)? {
+            Some(b) => b,
+            None => return Ok(()),
+        },
+    };
 
     let trace_log = opts.suite.trace_log_on_rerun && os == TargetOs::Windows;
     let rounds = opts.rerun_fails.unwrap_or(opts.suite.rerun_fails);
@@ -695,22 +668,70 @@ fn run_host(
             },
             &st.ex,
         );
-        let jobs: Vec<Job<'_>> = targets
+        let jobs: Vec<Job> = targets
             .iter()
             .filter_map(|t| {
                 let b = built.iter().find(|b| b.pkg == t.package)?;
                 Some(Job {
-                    built: b,
+                    built: b.clone(),
                     flags: rerun_flags(flags, t, trace_log),
                     expected: t.tests.clone(),
                 })
             })
             .collect();
-        let rerun_start = Instant::now();
-        pool.run(&mut execs, jobs, opts, st);
-        st.clock.span("rerun", rerun_start, Instant::now());
+        pool.run(&mut execs, jobs, "rerun", opts, st);
     }
     Ok(())
+}
+
+/// Host mode on an executor that cannot open a second session: build everything, upload it,
+/// then run. `None` when the upload failed (the packages are marked errored).
+fn in_sequence(
+    p: &crate::pipeline::Pipe<'_>,
+    pkgs: &[&ListedPackage],
+    execs: &mut [&mut dyn Executor],
+    st: &mut State<'_>,
+) -> Result<Option<Vec<Built>>, SuiteError> {
+    let build_start = Instant::now();
+    let built = build_all(p.go, p.opts, p.flags, pkgs, p.staging, p.exe, st)?;
+    st.clock.span("build", build_start, Instant::now());
+    st.phase("uploading");
+    let upload_start = Instant::now();
+    let exec = &mut *execs[0];
+    let uploaded = TreeSync::open(exec, p.remote).and_then(|mut sync| {
+        cas::upload(
+            exec,
+            sync.as_mut(),
+            p.staging,
+            p.remote,
+            &in_testdata,
+            false,
+        )
+    });
+    st.clock.span("upload", upload_start, Instant::now());
+    if let Err(e) = uploaded.map(|b| st.uploaded_bytes += b) {
+        let msg = e.to_string();
+        for b in &built {
+            st.errored(&b.pkg, &msg);
+        }
+        st.error = Some(msg);
+        return Ok(None);
+    }
+    st.phase("running");
+    for b in &built {
+        st.package_dirs
+            .push((b.pkg.clone(), p.pool.os.join(p.remote, &b.rel_dir)));
+    }
+    let jobs: Vec<Job> = built
+        .iter()
+        .map(|b| Job {
+            built: b.clone(),
+            flags: first_run_flags(p.opts, p.flags, &b.pkg),
+            expected: None,
+        })
+        .collect();
+    p.pool.run(execs, jobs, "run", p.opts, st);
+    Ok(Some(built))
 }
 
 /// More failures than `rerun_max_failures` point at a broken setup, not flakes: reruns would
@@ -741,7 +762,7 @@ pub(crate) fn stop_reason(opts: &RunOptions, st: &mut State<'_>) -> Option<Strin
     None
 }
 
-fn build_all(
+pub(crate) fn build_all(
     go: &HostGo,
     opts: &RunOptions,
     flags: &GoTestFlags,
@@ -770,7 +791,9 @@ fn build_all(
     }
     let build_args = flags.build_args();
     let mut results: Vec<Option<Result<(), Vec<String>>>> = vec![None; jobs.len()];
-    let mut done = 0;
+    // Built so far and to build, over all batches of the run.
+    let mut done = st.build_progress.0;
+    let total = st.build_progress.1.max(done + jobs.len());
     // Fast path: one `go test -c -o DIR/ PKGS…` per batch of distinct binary names loads the
     // module once and lets Go build in parallel (several times faster than one `go` per
     // package). Whatever it does not produce is built one by one below, which also pins a
@@ -801,7 +824,7 @@ fn build_all(
                 st.obs.on_event(
                     &RunEvent::Built {
                         done,
-                        total: jobs.len(),
+                        total,
                         package: pkg,
                         ok: true,
                     },
@@ -862,7 +885,7 @@ fn build_all(
             st.obs.on_event(
                 &RunEvent::Built {
                     done,
-                    total: jobs.len(),
+                    total,
                     package: &jobs[i].1,
                     ok,
                 },
@@ -871,6 +894,7 @@ fn build_all(
             results[i] = Some(r);
         }
     });
+    st.build_progress.0 = done;
     let mut built = Vec::new();
     for ((_, pkg, rel, bin), r) in jobs.into_iter().zip(results) {
         match r {

@@ -148,3 +148,66 @@ fn host_mode_warm_run_sends_nothing() {
 fn guest_mode_warm_run_sends_nothing() {
     warm_run_sends_nothing(RunMode::Guest);
 }
+
+/// Host mode pipelines build → upload → run: the first packages' tests start (by test2json's
+/// clock) before the last binary is built, and the sub-phase spans overlap.
+#[test]
+fn host_mode_runs_while_it_still_builds() {
+    use suites::event::Action;
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let pkgs = [
+        "./pass",
+        "./skip",
+        "./bigout",
+        "./links",
+        "./fail",
+        "./tracelog",
+        "./flaky",
+    ];
+    let suite = SuiteConfig {
+        path: Some(gomod::path()),
+        packages: pkgs.map(String::from).to_vec(),
+        flags: vec!["-count=1".into()],
+        env: BTreeMap::from([(gomod::STATE_ENV.to_string(), state.display().to_string())]),
+        package_timeout: 60,
+        mode: RunMode::Host,
+        ..SuiteConfig::default()
+    };
+    let opts = RunOptions::new("pipe", suite, gomod::path());
+    let path = format!("{}:/usr/local/bin:/usr/bin:/bin", go_bin_dir());
+    let mut exec = SshCliExecutor::from_command(
+        &sshd().ssh_command().unwrap(),
+        &tmp.path().join("remote").display().to_string(),
+        vec![("PATH".into(), path)],
+        tmp.path(),
+    );
+    let mut last_built = None;
+    let mut first_run: Option<String> = None;
+    let mut obs = |ev: &suites::RunEvent<'_>, _: &suites::Execution| match ev {
+        suites::RunEvent::Built { .. } => last_built = Some(time::OffsetDateTime::now_utc()),
+        suites::RunEvent::Event(e) if e.action == Action::Run && first_run.is_none() => {
+            first_run = e.time.clone()
+        }
+        _ => {}
+    };
+    let rec = suites::run(&mut exec, &opts, &mut obs).unwrap();
+    let first_run = time::OffsetDateTime::parse(
+        &first_run.expect("tests ran"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let last_built = last_built.expect("binaries were built");
+    assert!(
+        first_run < last_built,
+        "the first test started at {first_run}, after the last build ended at {last_built}"
+    );
+    let t = &rec.meta.timings;
+    assert!(
+        t["build"] > 0.0 && t["upload"] > 0.0 && t["run"] > 0.0,
+        "{t:?}"
+    );
+    let passed = rec.execution.totals().passed;
+    assert!(passed >= 10, "{passed}");
+}
