@@ -140,6 +140,56 @@ fn st_dir(p: &Pipe<'_>, b: &Built) -> String {
     p.pool.os.join(p.remote, &b.rel_dir)
 }
 
+/// Host mode on an executor that cannot open a second session: build everything, upload it,
+/// then run. `None` when the upload failed (the packages are marked errored).
+pub(crate) fn in_sequence(
+    p: &Pipe<'_>,
+    pkgs: &[&ListedPackage],
+    execs: &mut [&mut dyn Executor],
+    st: &mut State<'_>,
+) -> Result<Option<Vec<Built>>, SuiteError> {
+    let build_start = Instant::now();
+    let built = build_all(p.go, p.opts, p.flags, pkgs, p.staging, p.exe, st)?;
+    st.clock.span("build", build_start, Instant::now());
+    st.phase("uploading");
+    let upload_start = Instant::now();
+    let exec = &mut *execs[0];
+    let uploaded = TreeSync::open(exec, p.remote).and_then(|mut sync| {
+        cas::upload(
+            exec,
+            sync.as_mut(),
+            p.staging,
+            p.remote,
+            &in_testdata,
+            false,
+        )
+    });
+    st.clock.span("upload", upload_start, Instant::now());
+    if let Err(e) = uploaded.map(|b| st.uploaded_bytes += b) {
+        let msg = e.to_string();
+        for b in &built {
+            st.errored(&b.pkg, &msg);
+        }
+        st.error = Some(msg);
+        return Ok(None);
+    }
+    st.phase("running");
+    for b in &built {
+        st.package_dirs
+            .push((b.pkg.clone(), p.pool.os.join(p.remote, &b.rel_dir)));
+    }
+    let jobs: Vec<Job> = built
+        .iter()
+        .map(|b| Job {
+            built: b.clone(),
+            flags: first_run_flags(p.opts, p.flags, &b.pkg),
+            expected: None,
+        })
+        .collect();
+    p.pool.run(execs, jobs, "run", p.opts, st);
+    Ok(Some(built))
+}
+
 /// Sends each batch (and whatever queued up behind it) to the target, then hands its packages
 /// to the runners.
 fn upload_loop(
