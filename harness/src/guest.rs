@@ -153,6 +153,20 @@ impl Executor for SessionExecutor {
             GuestOs::Windows => format!(r"C:\harness\work\{name}"),
         }
     }
+
+    /// A second SSH connection to the same guest (same endpoint, options and Ctrl-C flag), so
+    /// that suites can upload and run packages side by side; `None` when it cannot connect.
+    fn try_clone(&self) -> Option<Box<dyn Executor>> {
+        match Session::connect(self.session.endpoint(), self.session.options()) {
+            Ok(s) => Some(Box::new(SessionExecutor::new(
+                s.with_cancel(self.session.cancel_handle()),
+            ))),
+            Err(e) => {
+                tracing::warn!("could not open another session to the guest: {e}");
+                None
+            }
+        }
+    }
 }
 
 /// Mirrors the kept entries of `dir` into `out`: files as hard links (copies keeping their mtime

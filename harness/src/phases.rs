@@ -2,6 +2,7 @@
 //! plain lines otherwise, a collapsible group per phase under GitHub Actions, and the timings
 //! kept for `--json`, the summary and the benchmark.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -18,6 +19,13 @@ pub struct PhaseTiming {
     pub ok: bool,
     /// What the phase did, in a few words ("restored snapshot ready", "cached build", …).
     pub detail: String,
+    /// The suites phase: seconds by sub-phase (`list`, `build`, `upload`, `run`, `rerun`),
+    /// summed over the suites.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timings: Option<BTreeMap<String, f64>>,
+    /// The suites phase: bytes of file content sent to the guest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uploaded_bytes: Option<u64>,
 }
 
 /// Runs phases in order and remembers how each went.
@@ -103,6 +111,8 @@ impl<'a> Phases<'a> {
             seconds: secs,
             ok,
             detail,
+            timings: None,
+            uploaded_bytes: None,
         });
         result.map(|(v, _)| v)
     }

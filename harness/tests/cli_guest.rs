@@ -214,3 +214,51 @@ fn exec_shares_the_vm_lock_so_down_refuses_meanwhile() {
         .stderr(predicate::str::contains("refusing").not())
         .stderr(predicate::str::contains("does not support"));
 }
+
+/// `harness test` in host mode over the guest session: the second run finds the test binaries
+/// and testdata in the guest's upload store and sends nothing.
+#[test]
+fn test_over_ssh_twice_uploads_nothing_the_second_time() {
+    let d = tempfile::tempdir().unwrap();
+    let gocache = std::process::Command::new("go")
+        .args(["env", "GOCACHE"])
+        .output()
+        .expect("go on PATH");
+    let gocache = String::from_utf8(gocache.stdout).unwrap();
+    // A suite name of its own: the guest's directories are shared by everything on this host.
+    let suite = format!("cas{}", std::process::id());
+    let run = |n: u32| {
+        let out = d.path().join(format!("out{n}"));
+        let mut c = harness(d.path());
+        // harness(…) writes the config with [vm] only: add the suite.
+        let cfg = d.path().join("harness.toml");
+        let vm = std::fs::read_to_string(&cfg).unwrap();
+        std::fs::write(
+            &cfg,
+            format!(
+                "{vm}\n[suites.{suite}]\npath = \"{}\"\npackages = [\"./pass\", \"./links\"]\nflags = [\"-count=1\"]\nmode = \"host\"\n",
+                testsupport::gomod::path().display()
+            ),
+        )
+        .unwrap();
+        c.env("GOCACHE", gocache.trim())
+            .args(["test", &suite, "--out"])
+            .arg(&out)
+            .timeout(std::time::Duration::from_secs(300))
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("timings: list"));
+        let doc: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+        doc
+    };
+    // The guest's store is shared by every run on this host (the same binaries from an
+    // earlier test run may already be there): the first run sends at most its whole tree.
+    let cold = run(1);
+    assert!(cold["uploaded_bytes"].as_u64().is_some(), "{cold}");
+    assert!(cold["timings"]["upload"].as_f64().unwrap() >= 0.0, "{cold}");
+    let warm = run(2);
+    assert_eq!(warm["uploaded_bytes"], 0, "{}", warm["timings"]);
+    assert_eq!(warm["totals"]["passed"], cold["totals"]["passed"]);
+    assert_eq!(warm["totals"]["failed"], 0);
+}

@@ -9,6 +9,7 @@
 //! reruns, repro).
 #![deny(missing_docs)]
 
+pub mod cas;
 pub mod config;
 pub mod debug;
 pub mod event;
@@ -20,6 +21,7 @@ mod guest_probe;
 pub mod junit;
 pub mod local;
 pub mod model;
+mod pipeline;
 pub mod plan;
 mod pool;
 pub mod probe;
@@ -27,6 +29,7 @@ pub mod results;
 pub mod runner;
 pub mod stage;
 pub mod summary;
+pub mod timing;
 pub mod totals;
 
 pub use config::{RunMode, SuiteConfig};

@@ -20,9 +20,9 @@ use crate::runner::{Built, RunOptions, State, stop_reason};
 const PROBE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// One run of one test binary.
-pub(crate) struct Job<'b> {
+pub(crate) struct Job {
     /// The binary.
-    pub built: &'b Built,
+    pub built: Built,
     /// Its flags (pass-through flags are filtered against the binary's own).
     pub flags: GoTestFlags,
     /// The root tests this run must run: `None` lists them from the binary first.
@@ -58,19 +58,27 @@ impl std::fmt::Display for ProbeError {
 }
 
 /// What a worker reports to the folding thread.
-enum WorkerMsg {
+pub(crate) enum WorkerMsg {
     Line(String),
     Note(String),
     Done(Done),
     NoConverter(String, String),
+    /// The pipeline's uploader sent these packages' binaries (and, the first time, testdata).
+    Uploaded {
+        bytes: u64,
+        start: Instant,
+        end: Instant,
+    },
+    /// The pipeline's uploader could not send these packages.
+    UploadFailed(Vec<String>, ExecError),
 }
 
 /// A finished run of one binary.
-struct Done {
-    pkg: String,
-    res: Result<ExecOutcome, ExecError>,
-    expected: Option<Vec<String>>,
-    elapsed: Duration,
+pub(crate) struct Done {
+    pub pkg: String,
+    pub res: Result<ExecOutcome, ExecError>,
+    pub expected: Option<Vec<String>>,
+    pub elapsed: Duration,
 }
 
 impl HostPool<'_> {
@@ -190,17 +198,18 @@ impl HostPool<'_> {
     }
 
     /// One job on one session: probe, run, convert. True when the target is lost.
-    fn work(
+    pub(crate) fn work(
         &self,
         exec: &mut dyn Executor,
-        job: Job<'_>,
+        job: Job,
         tx: &std::sync::mpsc::Sender<WorkerMsg>,
     ) -> bool {
         let Job {
-            built: b,
+            built,
             mut flags,
             mut expected,
         } = job;
+        let b = &built;
         let lost = |e: ExecError| {
             let _ = tx.send(WorkerMsg::Done(Done {
                 pkg: b.pkg.clone(),
@@ -264,11 +273,45 @@ impl HostPool<'_> {
         lost
     }
 
+    /// Applies one worker message to the run's state.
+    /// Runs count towards the sub-phase `phase` (`run` or `rerun`).
+    pub(crate) fn fold(&self, msg: WorkerMsg, phase: &str, st: &mut State<'_>) {
+        match msg {
+            WorkerMsg::Line(l) => st.line(&l),
+            WorkerMsg::Note(n) => st.note(&n),
+            WorkerMsg::Done(d) => {
+                let end = Instant::now();
+                st.clock.span(phase, end - d.elapsed, end);
+                st.settle(&d.pkg, d.res, self.timeout, Some(d.elapsed));
+                if let Some(expected) = &d.expected {
+                    st.not_run(&d.pkg, expected);
+                }
+            }
+            WorkerMsg::NoConverter(pkg, why) => st.errored(&pkg, &why),
+            WorkerMsg::Uploaded { bytes, start, end } => {
+                st.uploaded_bytes += bytes;
+                st.clock.span("upload", start, end);
+            }
+            WorkerMsg::UploadFailed(pkgs, e) => {
+                let msg = e.to_string();
+                for p in &pkgs {
+                    st.errored(p, &msg);
+                }
+                if e.is_target_lost() {
+                    st.lost.get_or_insert(msg);
+                } else {
+                    st.error.get_or_insert(msg);
+                }
+            }
+        }
+    }
+
     /// Runs the jobs on the sessions and folds what they report.
     pub fn run(
         &self,
         execs: &mut [&mut dyn Executor],
-        jobs: Vec<Job<'_>>,
+        jobs: Vec<Job>,
+        phase: &str,
         opts: &RunOptions,
         st: &mut State<'_>,
     ) {
@@ -292,17 +335,7 @@ impl HostPool<'_> {
             }
             drop(tx);
             for msg in rx {
-                match msg {
-                    WorkerMsg::Line(l) => st.line(&l),
-                    WorkerMsg::Note(n) => st.note(&n),
-                    WorkerMsg::Done(d) => {
-                        st.settle(&d.pkg, d.res, self.timeout, Some(d.elapsed));
-                        if let Some(expected) = &d.expected {
-                            st.not_run(&d.pkg, expected);
-                        }
-                    }
-                    WorkerMsg::NoConverter(pkg, why) => st.errored(&pkg, &why),
-                }
+                self.fold(msg, phase, st);
                 if stop_reason(opts, st).is_some() {
                     stop.store(true, Ordering::SeqCst);
                 }

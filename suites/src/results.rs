@@ -278,6 +278,12 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Written, ResultsError> {
     for d in dirs {
         let s = read_summary(d)?;
         meta.duration_secs = meta.duration_secs.max(s.run.duration_secs);
+        // Shards run side by side: the longest span of each sub-phase, all the bytes sent.
+        for (k, v) in &s.timings {
+            let t = meta.timings.entry(k.clone()).or_insert(0.0);
+            *t = t.max(*v);
+        }
+        meta.uploaded_bytes += s.uploaded_bytes;
         if let Some(e) = s.run.error {
             errors.push(e);
         }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::cas::{self, TreeSync};
 use crate::config::{RunMode, SuiteConfig};
 use crate::event::{Action, ERROR_MARK, HARNESS_MARK, TestEvent, now_rfc3339, parse_line};
 use crate::exec::{ExecError, ExecOutcome, ExecRequest, Executor, TargetOs};
@@ -23,6 +24,7 @@ use crate::pool::{HostPool, Job};
 use crate::results::RunRecord;
 use crate::stage::{Stager, in_testdata};
 use crate::summary::RunMeta;
+use crate::timing::Clock;
 
 /// How long building one test binary on the host may take.
 const BUILD_TIMEOUT: Duration = Duration::from_secs(20 * 60);
@@ -206,10 +208,14 @@ pub(crate) struct State<'o> {
     events: Vec<String>,
     other: Vec<String>,
     obs: &'o mut dyn Observer,
-    lost: Option<String>,
-    error: Option<String>,
-    package_dirs: Vec<(String, String)>,
+    pub(crate) lost: Option<String>,
+    pub(crate) error: Option<String>,
+    pub(crate) package_dirs: Vec<(String, String)>,
     warnings: Vec<String>,
+    pub(crate) clock: Clock,
+    pub(crate) uploaded_bytes: u64,
+    /// Test binaries built so far and to build in this run (progress over build batches).
+    pub(crate) build_progress: (usize, usize),
 }
 
 impl State<'_> {
@@ -254,7 +260,7 @@ impl State<'_> {
         }
     }
 
-    fn phase(&mut self, p: &str) {
+    pub(crate) fn phase(&mut self, p: &str) {
         self.obs.on_event(&RunEvent::Phase(p), &self.ex);
     }
 
@@ -381,7 +387,7 @@ fn cancelled(opts: &RunOptions) -> bool {
         .is_some_and(|c| c.load(Ordering::SeqCst))
 }
 
-fn test_env(opts: &RunOptions) -> Vec<(String, String)> {
+pub(crate) fn test_env(opts: &RunOptions) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = opts
         .suite
         .env
@@ -406,7 +412,7 @@ fn flags_for(opts: &RunOptions) -> Result<GoTestFlags, FlagError> {
 }
 
 /// The flags of a package's first run: the suite's, or a repro target's own `-run`.
-fn first_run_flags(opts: &RunOptions, base: &GoTestFlags, pkg: &str) -> GoTestFlags {
+pub(crate) fn first_run_flags(opts: &RunOptions, base: &GoTestFlags, pkg: &str) -> GoTestFlags {
     match opts
         .targets
         .as_ref()
@@ -466,6 +472,9 @@ pub fn run(
         error: None,
         package_dirs: Vec::new(),
         warnings: Vec::new(),
+        clock: Clock::new(),
+        uploaded_bytes: 0,
+        build_progress: (0, 0),
     };
     match mode {
         RunMode::Guest => run_guest(exec, opts, &flags, &mut st)?,
@@ -489,6 +498,8 @@ pub fn run(
             .collect(),
         error: st.lost.clone().or(st.error.clone()),
         warnings: st.warnings.clone(),
+        timings: st.clock.seconds(),
+        uploaded_bytes: st.uploaded_bytes,
     };
     Ok(RunRecord {
         execution: st.ex,
@@ -523,6 +534,7 @@ fn select(opts: &RunOptions, listed: Vec<ListedPackage>) -> Vec<ListedPackage> {
 }
 
 /// A built test binary, relative to the staging root.
+#[derive(Debug, Clone)]
 pub(crate) struct Built {
     pub pkg: String,
     pub rel_dir: String,
@@ -558,11 +570,13 @@ fn run_host(
     st.phase("listing");
     // `go tool -n test2json` may build the tool: do it while `go list` runs.
     let native_go = host_go(opts, Vec::new());
+    let list_start = Instant::now();
     let (listed, test2json) = std::thread::scope(|s| {
         let t2j = s.spawn(|| native_go.test2json_path());
         let listed = go.list(&opts.suite.packages, &flags.build_args());
         (listed, t2j.join().expect("test2json lookup does not panic"))
     });
+    st.clock.span("list", list_start, Instant::now());
     let listed = select(opts, listed?);
     let test2json = test2json?;
     st.obs.on_event(
@@ -581,16 +595,6 @@ fn run_host(
         })?;
     let (with_tests, without): (Vec<_>, Vec<_>) = listed.iter().partition(|p| p.has_tests());
 
-    st.phase("building");
-    let built = build_all(
-        &go,
-        opts,
-        flags,
-        &with_tests,
-        staging.path(),
-        os.exe_suffix(),
-        st,
-    )?;
     let mut stager = Stager::new(&opts.module_dir, os, &in_testdata);
     stager
         .testdata(staging.path())
@@ -601,27 +605,14 @@ fn run_host(
     for w in stager.warnings {
         st.warn(&w);
     }
-
+    let testdata = crate::pipeline::testdata_roots(staging.path());
     for p in &without {
         st.no_test_files(&p.import_path);
     }
 
-    st.phase("uploading");
     let remote = exec.remote_dir(&format!("suite-{}", opts.suite_name));
-    if let Err(e) = exec.upload_tree(staging.path(), &remote, &|_| false) {
-        let msg = e.to_string();
-        for b in &built {
-            st.errored(&b.pkg, &msg);
-        }
-        st.error = Some(msg);
-        return Ok(());
-    }
-
-    st.phase("running");
-    for b in &built {
-        st.package_dirs
-            .push((b.pkg.clone(), os.join(&remote, &b.rel_dir)));
-    }
+    // One more session uploads while the others run; without it, upload then run.
+    let uploader = exec.try_clone();
     // More sessions on the target, when the executor can open them, run packages side by side
     // as `go test -p` would.
     let mut extra: Vec<Box<dyn Executor>> = (1..opts.suite.parallel.max(1))
@@ -638,16 +629,24 @@ fn run_host(
         test2json: &test2json,
         defined: Default::default(),
     };
-
-    let jobs: Vec<Job<'_>> = built
-        .iter()
-        .map(|b| Job {
-            built: b,
-            flags: first_run_flags(opts, flags, &b.pkg),
-            expected: None,
-        })
-        .collect();
-    pool.run(&mut execs, jobs, opts, st);
+    let pipe = crate::pipeline::Pipe {
+        go: &go,
+        opts,
+        flags,
+        staging: staging.path(),
+        exe: os.exe_suffix(),
+        remote: &remote,
+        pool: &pool,
+        testdata,
+    };
+    st.phase("building");
+    let built = match uploader {
+        Some(mut up) => crate::pipeline::run(&pipe, &with_tests, up.as_mut(), &mut execs, st)?,
+        None => match crate::pipeline::in_sequence(&pipe, &with_tests, &mut execs, st)? {
+            Some(b) => b,
+            None => return Ok(()),
+        },
+    };
 
     let trace_log = opts.suite.trace_log_on_rerun && os == TargetOs::Windows;
     let rounds = opts.rerun_fails.unwrap_or(opts.suite.rerun_fails);
@@ -664,18 +663,18 @@ fn run_host(
             },
             &st.ex,
         );
-        let jobs: Vec<Job<'_>> = targets
+        let jobs: Vec<Job> = targets
             .iter()
             .filter_map(|t| {
                 let b = built.iter().find(|b| b.pkg == t.package)?;
                 Some(Job {
-                    built: b,
+                    built: b.clone(),
                     flags: rerun_flags(flags, t, trace_log),
                     expected: t.tests.clone(),
                 })
             })
             .collect();
-        pool.run(&mut execs, jobs, opts, st);
+        pool.run(&mut execs, jobs, "rerun", opts, st);
     }
     Ok(())
 }
@@ -708,7 +707,7 @@ pub(crate) fn stop_reason(opts: &RunOptions, st: &mut State<'_>) -> Option<Strin
     None
 }
 
-fn build_all(
+pub(crate) fn build_all(
     go: &HostGo,
     opts: &RunOptions,
     flags: &GoTestFlags,
@@ -737,7 +736,9 @@ fn build_all(
     }
     let build_args = flags.build_args();
     let mut results: Vec<Option<Result<(), Vec<String>>>> = vec![None; jobs.len()];
-    let mut done = 0;
+    // Built so far and to build, over all batches of the run.
+    let mut done = st.build_progress.0;
+    let total = st.build_progress.1.max(done + jobs.len());
     // Fast path: one `go test -c -o DIR/ PKGS…` per batch of distinct binary names loads the
     // module once and lets Go build in parallel (several times faster than one `go` per
     // package). Whatever it does not produce is built one by one below, which also pins a
@@ -768,7 +769,7 @@ fn build_all(
                 st.obs.on_event(
                     &RunEvent::Built {
                         done,
-                        total: jobs.len(),
+                        total,
                         package: pkg,
                         ok: true,
                     },
@@ -829,7 +830,7 @@ fn build_all(
             st.obs.on_event(
                 &RunEvent::Built {
                     done,
-                    total: jobs.len(),
+                    total,
                     package: &jobs[i].1,
                     ok,
                 },
@@ -838,6 +839,7 @@ fn build_all(
             results[i] = Some(r);
         }
     });
+    st.build_progress.0 = done;
     let mut built = Vec::new();
     for ((_, pkg, rel, bin), r) in jobs.into_iter().zip(results) {
         match r {
@@ -925,18 +927,24 @@ fn run_guest(
     }
     let want_vendor = opts.suite.vendor && needs_vendor(&opts.module_dir);
     let native_go = host_go(opts, Vec::new());
-    let (listed, vendored, uploaded) = std::thread::scope(|s| {
+    let upload_start = Instant::now();
+    let (listed, vendored, uploaded, list_end) = std::thread::scope(|s| {
         let host_side = s.spawn(|| {
             let listed = go.list(&opts.suite.packages, &flags.build_args());
+            let list_end = Instant::now();
             let vendored = want_vendor.then(|| native_go.vendor(&vendor_dir));
-            (listed, vendored)
+            (listed, vendored, list_end)
         });
-        let uploaded = exec.upload_tree(&source_dir, &remote, &|_| false);
-        let (listed, vendored) = host_side
+        let uploaded = TreeSync::open(exec, &remote).and_then(|mut sync| {
+            cas::upload(exec, sync.as_mut(), &source_dir, &remote, &|_| true, true)
+        });
+        let (listed, vendored, list_end) = host_side
             .join()
             .expect("host-side preparation does not panic");
-        (listed, vendored, uploaded)
+        (listed, vendored, uploaded, list_end)
     });
+    st.clock.span("list", upload_start, list_end);
+    let uploaded = uploaded.map(|b| st.uploaded_bytes += b);
     let listed = match listed {
         Ok(l) => Some(select(opts, l)),
         Err(e @ GoError::NoSuchPackage { .. }) => return Err(e.into()),
@@ -964,7 +972,12 @@ fn run_guest(
             if !f.has_build("mod") {
                 f.build.push(("mod".into(), Some("vendor".into())));
             }
-            exec.upload_tree(&vendor_dir, &os.join(&remote, "vendor"), &|_| false)
+            let dest = os.join(&remote, "vendor");
+            TreeSync::open(exec, &dest)
+                .and_then(|mut sync| {
+                    cas::upload(exec, sync.as_mut(), &vendor_dir, &dest, &|_| true, true)
+                })
+                .map(|b| st.uploaded_bytes += b)
         }
         Some(Err(e)) => {
             let note =
@@ -975,6 +988,7 @@ fn run_guest(
         }
         _ => Ok(()),
     });
+    st.clock.span("upload", upload_start, Instant::now());
     if let Err(e) = uploaded {
         let msg = e.to_string();
         for p in &patterns {
@@ -1072,6 +1086,7 @@ fn run_guest(
         timeout: GUEST_BUILD_ALLOWANCE,
         cancel: opts.cancel.clone(),
     };
+    let run_start = Instant::now();
     if opts.targets.is_some() {
         for p in &patterns {
             if stop_reason(opts, st).is_some() {
@@ -1101,6 +1116,7 @@ fn run_guest(
             st.not_run(&pkg, &tests);
         }
     }
+    st.clock.span("run", run_start, Instant::now());
 
     let trace_log = opts.suite.trace_log_on_rerun && os == TargetOs::Windows;
     let mut defined = BTreeMap::new();
@@ -1132,6 +1148,7 @@ fn run_guest(
                 &mut rf,
                 &mut defined,
             );
+            let rerun_start = Instant::now();
             run_go(
                 exec,
                 st,
@@ -1139,6 +1156,7 @@ fn run_guest(
                 std::slice::from_ref(&t.package),
                 Duration::from_secs(timeout_s) + GUEST_BUILD_ALLOWANCE,
             );
+            st.clock.span("rerun", rerun_start, Instant::now());
             if let Some(tests) = &t.tests {
                 st.not_run(&t.package, tests);
             }

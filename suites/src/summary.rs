@@ -55,6 +55,13 @@ pub struct RunMeta {
     /// in testdata that could not be uploaded).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Seconds spent in each sub-phase (`list`, `build`, `upload`, `run`, `rerun`; see
+    /// [`crate::timing`]). Written at the top of `summary.json`, not under `run`.
+    #[serde(skip)]
+    pub timings: BTreeMap<String, f64>,
+    /// Bytes of file content sent to the target. Written at the top of `summary.json`.
+    #[serde(skip)]
+    pub uploaded_bytes: u64,
 }
 
 /// A test in a summary list.
@@ -123,6 +130,13 @@ pub struct Summary {
     pub flaky: Vec<TestRef>,
     /// The slowest tests.
     pub slowest: Vec<TestRef>,
+    /// Seconds spent in each sub-phase (`list`, `build`, `upload`, `run`, `rerun`): the span from
+    /// the first moment it was busy to the last (host mode overlaps them).
+    #[serde(default)]
+    pub timings: BTreeMap<String, f64>,
+    /// Bytes of file content sent to the target (0 when everything was already there).
+    #[serde(default)]
+    pub uploaded_bytes: u64,
 }
 
 fn test_ref(pkg: &str, t: &TestState) -> TestRef {
@@ -189,6 +203,8 @@ pub fn summarize(
             .into_iter()
             .map(|(p, t)| test_ref(&p.name, t))
             .collect(),
+        timings: meta.timings.clone(),
+        uploaded_bytes: meta.uploaded_bytes,
     }
 }
 

@@ -369,8 +369,8 @@ fn lost_target_errors_the_remaining_packages_and_keeps_results() {
     );
     let mut exec = LosingExecutor {
         inner: LocalExecutor::new(tmp.path().join("target")),
-        // The first package's test listing and its run.
-        ok_runs: 2,
+        // The upload store's query and linking, the first package's test listing and its run.
+        ok_runs: 4,
     };
     let d = run_with(&mut exec, opts, tmp);
     assert_eq!(

@@ -6,6 +6,7 @@
 //! Each phase is timed and rendered by [`Phases`] (spinner, plain lines, or GitHub Actions
 //! groups); failures of the tests exit 1, failures of harness or the infrastructure exit 2.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -422,12 +423,22 @@ fn run_pipeline(
         let t: Vec<String> = r
             .iter()
             .map(|r| {
-                let t = &r.written.summary.totals;
-                format!("{}: {}", r.name, t.counts())
+                let s = &r.written.summary;
+                format!(
+                    "{}: {} [{}]",
+                    r.name,
+                    s.totals.counts(),
+                    suites::timing::render(&s.timings, s.uploaded_bytes)
+                )
             })
             .collect();
         Ok((r, t.join("; ")))
     })?;
+    if let Some(last) = phases.timings.last_mut() {
+        let (timings, bytes) = suite_timings(&results);
+        last.timings = Some(timings);
+        last.uploaded_bytes = Some(bytes);
+    }
     phases.run("results", |_| {
         report(ctx, &results)?;
         Ok(((), format!("{}", out.display())))
@@ -437,6 +448,21 @@ fn run_pipeline(
         .map(|r| serde_json::json!({"suite": r.name, "dir": r.written.dir, "summary": r.written.summary}))
         .collect();
     Ok((test::worst_exit(&results), docs))
+}
+
+/// The suites' sub-phase times (summed over the suites, which run one after the other) and the
+/// bytes they sent, for `phases.json`.
+fn suite_timings(results: &[test::SuiteResult]) -> (BTreeMap<String, f64>, u64) {
+    let mut timings = BTreeMap::new();
+    let mut bytes = 0;
+    for r in results {
+        let s = &r.written.summary;
+        for (k, v) in &s.timings {
+            *timings.entry(k.clone()).or_insert(0.0f64) += v;
+        }
+        bytes += s.uploaded_bytes;
+    }
+    (timings, bytes)
 }
 
 fn clone_up(a: &UpArgs) -> UpArgs {
@@ -492,6 +518,58 @@ fn write_timings(out: &Path, timings: &[PhaseTiming], total: f64) -> anyhow::Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn phases_json_has_the_suites_sub_phases_and_bytes() {
+        let result = |name: &str, upload: f64, bytes: u64| {
+            let meta = suites::RunMeta {
+                suite: name.into(),
+                timings: BTreeMap::from([("build".into(), 2.0), ("upload".into(), upload)]),
+                uploaded_bytes: bytes,
+                ..Default::default()
+            };
+            let summary = suites::summary::summarize(
+                &suites::Execution::new(),
+                &meta,
+                &suites::Provenance::default(),
+                &BTreeMap::new(),
+            );
+            test::SuiteResult {
+                name: name.into(),
+                module_dir: PathBuf::new(),
+                record: suites::RunRecord {
+                    execution: suites::Execution::new(),
+                    events: Vec::new(),
+                    other_output: Vec::new(),
+                    meta,
+                    package_dirs: Vec::new(),
+                },
+                written: suites::Written {
+                    dir: PathBuf::new(),
+                    summary,
+                },
+            }
+        };
+        let (timings, bytes) = suite_timings(&[result("a", 1.5, 10), result("b", 0.5, 0)]);
+        assert_eq!(timings["build"], 4.0);
+        assert_eq!(timings["upload"], 2.0);
+        assert_eq!(bytes, 10);
+        let out = tempfile::tempdir().unwrap();
+        let phase = PhaseTiming {
+            phase: "suites".into(),
+            seconds: 7.0,
+            ok: true,
+            detail: String::new(),
+            timings: Some(timings),
+            uploaded_bytes: Some(bytes),
+        };
+        write_timings(out.path(), &[phase], 7.0).unwrap();
+        let doc: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.path().join("phases.json")).unwrap())
+                .unwrap();
+        assert_eq!(doc["phases"][0]["timings"]["upload"], 2.0);
+        assert_eq!(doc["phases"][0]["uploaded_bytes"], 10);
+    }
 
     #[test]
     fn package_dirs_relative_to_the_module() {

@@ -211,6 +211,13 @@ pub fn print_results(ctx: &Context, results: &[SuiteResult]) -> anyhow::Result<(
                 "{}",
                 suites::render_console(&r.record.execution, &r.written.summary)
             );
+            let s = &r.written.summary;
+            if !s.timings.is_empty() {
+                println!(
+                    "timings: {}",
+                    suites::timing::render(&s.timings, s.uploaded_bytes)
+                );
+            }
             println!("results: {}", r.written.dir.display());
         }
     }
