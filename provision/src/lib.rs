@@ -33,6 +33,7 @@ macro_rules! embedded_script {
 }
 
 pub mod config;
+pub mod debugger;
 pub mod health;
 pub mod install;
 pub mod session;

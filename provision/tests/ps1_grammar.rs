@@ -33,6 +33,7 @@ fn generated_wrappers_parse() {
         .iter()
         .chain(provision::install::scripts::WINDOWS_ALL)
         .chain(provision::health::scripts::WINDOWS_ALL)
+        .chain(provision::debugger::WINDOWS_ALL)
         .filter(|s| s.os == provision::session::GuestOs::Windows)
     {
         let cmd = script
