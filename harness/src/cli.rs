@@ -101,6 +101,9 @@ pub enum Command {
     Console(cmd::console::ConsoleArgs),
     /// Save the VM's screen as a PNG now (QMP screendump).
     Screenshot(cmd::console::ScreenshotArgs),
+    /// Run CDB's `!analyze -v` on a crash dump in the Windows guest (a host dump is uploaded
+    /// first) and save the text.
+    Analyze(cmd::cdb::AnalyzeArgs),
     /// Save, restore, list or delete RAM+disk snapshots of the VM.
     #[command(subcommand)]
     Snapshot(cmd::vm::SnapshotCmd),

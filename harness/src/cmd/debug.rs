@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use provision::GuestOs;
+use provision::session::Session;
 use provision::session::wrap::{ps_quote, shell};
 use suites::TargetOs;
 use suites::debug::{self, DebugSession};
@@ -51,19 +52,37 @@ pub fn symbol_path_script(value: &str) -> String {
     )
 }
 
-/// Build, place, set the symbol path, print and save the steps.
-pub fn prepare(ctx: &Context, t: &Target<'_>) -> anyhow::Result<()> {
+/// A debug build placed in the guest.
+#[derive(Debug)]
+pub struct Placed {
+    /// The test binary in the guest.
+    pub guest_binary: String,
+    /// `_NT_SYMBOL_PATH` as set for the guest user.
+    pub symbol_path: String,
+    /// `RESULTS/debug` on the host.
+    pub out_dir: std::path::PathBuf,
+}
+
+/// The `_NT_SYMBOL_PATH` of the installed efW build, from the host's install record.
+pub fn recorded_symbol_path(ctx: &Context) -> anyhow::Result<Option<(String, String)>> {
     let record_path = provision::install::host_record_path(&ctx.paths.state, &ctx.config.vm.name);
     let record = provision::install::load_host_record(&record_path)
-        .with_context(|| format!("reading {}", record_path.display()))?
-        .with_context(|| {
-            format!(
-                "no efW install is recorded for VM '{}' ({}), so its PDBs cannot be found; \
-                 run `harness up` (or `harness install`) first",
-                ctx.config.vm.name,
-                record_path.display()
-            )
-        })?;
+        .with_context(|| format!("reading {}", record_path.display()))?;
+    Ok(record.map(|r| {
+        let sym = debug::symbol_path(&r.guest_dir, &r.guest_dir, GUEST_SYMBOL_CACHE);
+        (r.guest_dir, sym)
+    }))
+}
+
+/// Build the debug binary, place it beside the efW PDBs, set the symbol path for the user.
+pub fn place(ctx: &Context, session: &mut Session, t: &Target<'_>) -> anyhow::Result<Placed> {
+    let (efw_dir, sympath) = recorded_symbol_path(ctx)?.with_context(|| {
+        format!(
+            "no efW install is recorded for VM '{}', so its PDBs cannot be found; \
+             run `harness up` (or `harness install`) first",
+            ctx.config.vm.name
+        )
+    })?;
     let out_dir = t.results.join("debug");
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let go = suites::gotool::HostGo {
@@ -79,13 +98,14 @@ pub fn prepare(ctx: &Context, t: &Target<'_>) -> anyhow::Result<()> {
     );
     let build = debug::build(&go, t.package, TargetOs::Windows, &out_dir)
         .context("building the test binary for debugging")?;
+    let p = out_dir.join("build-command.txt");
+    std::fs::write(&p, build.command.join(" ") + "\n")
+        .with_context(|| format!("writing {}", p.display()))?;
     let name = debug::binary_name(t.package, TargetOs::Windows);
-    let guest_binary = TargetOs::Windows.join(&record.guest_dir, &name);
-    let mut session = crate::guest::session(ctx, false, Duration::from_secs(30))?;
+    let guest_binary = TargetOs::Windows.join(&efw_dir, &name);
     session
         .upload_file(&build.binary, &guest_binary)
         .with_context(|| format!("placing the test binary at {guest_binary} in the guest"))?;
-    let sympath = debug::symbol_path(&record.guest_dir, &record.guest_dir, GUEST_SYMBOL_CACHE);
     let set =
         shell(GuestOs::Windows, &symbol_path_script(&sympath)).timeout(Duration::from_secs(60));
     let out = session.exec_capture(&set)?;
@@ -96,22 +116,29 @@ pub fn prepare(ctx: &Context, t: &Target<'_>) -> anyhow::Result<()> {
             out.stderr.trim()
         );
     }
+    Ok(Placed {
+        guest_binary,
+        symbol_path: sympath,
+        out_dir,
+    })
+}
+
+/// Print the WinDbg steps and save them as `debug/windbg-steps.txt`.
+pub fn print_steps(ctx: &Context, t: &Target<'_>, placed: &Placed) -> anyhow::Result<()> {
     let steps = debug::windbg_steps(&DebugSession {
-        binary: &guest_binary,
+        binary: &placed.guest_binary,
         start_dir: t.start_dir,
         test: t.test,
-        symbol_path: &sympath,
+        symbol_path: &placed.symbol_path,
     });
-    let write = |file: &str, text: String| {
-        let p = out_dir.join(file);
-        std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))
-    };
-    write("build-command.txt", build.command.join(" ") + "\n")?;
-    write("windbg-steps.txt", steps.clone())?;
+    let p = placed.out_dir.join("windbg-steps.txt");
+    std::fs::write(&p, &steps).with_context(|| format!("writing {}", p.display()))?;
     println!(
-        "\ndebug build: {guest_binary} (beside the efW build's PDBs)\n_NT_SYMBOL_PATH={sympath} (set for user {})\n\n{steps}\nthe console: `harness console` (or `harness console --print`); steps saved in {}",
+        "\ndebug build: {} (beside the efW build's PDBs)\n_NT_SYMBOL_PATH={} (set for user {})\n\n{steps}\nthe console: `harness console` (or `harness console --print`); steps saved in {}",
+        placed.guest_binary,
+        placed.symbol_path,
         ctx.config.vm.user,
-        out_dir.join("windbg-steps.txt").display()
+        p.display()
     );
     Ok(())
 }

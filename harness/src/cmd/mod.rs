@@ -7,6 +7,7 @@ use crate::cli::Command;
 use crate::context::Context;
 
 pub mod artifacts;
+pub mod cdb;
 pub mod completions;
 pub mod config;
 pub mod console;
@@ -47,5 +48,6 @@ pub fn dispatch(ctx: &Context, command: &Command) -> anyhow::Result<ExitCode> {
         Command::Snapshot(c) => vm::run_snapshot(ctx, c),
         Command::Console(a) => console::run_console(ctx, a),
         Command::Screenshot(a) => console::run_screenshot(ctx, a),
+        Command::Analyze(a) => cdb::run_analyze(ctx, a),
     }
 }

@@ -41,6 +41,13 @@ pub struct ReproArgs {
     /// package's test binary beside the efW PDBs, `_NT_SYMBOL_PATH`, and the steps.
     #[arg(long, conflicts_with = "shell")]
     pub debug: bool,
+    /// Afterwards, run the first failing test's debug build under CDB in the guest with these
+    /// commands (e.g. "bu ebpfapi!bpf; g; kb; q"); its output is saved as `debug/cdb.txt`.
+    #[arg(long, value_name = "COMMANDS", conflicts_with = "shell")]
+    pub cdb: Option<String>,
+    /// Kill the `--cdb` run and everything it started after this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = crate::cmd::cdb::DEFAULT_TIMEOUT_SECS, requires = "cdb")]
+    pub cdb_timeout: u64,
 }
 
 /// The build the results were made with: its run when known, else its source spec.
@@ -65,6 +72,9 @@ fn suite_results(path: &std::path::Path) -> PathBuf {
 pub fn run(ctx: &Context, args: &ReproArgs) -> anyhow::Result<ExitCode> {
     if args.debug {
         crate::cmd::debug::check(ctx)?;
+    }
+    if args.cdb.is_some() {
+        crate::cmd::cdb::check(ctx, "repro --cdb")?;
     }
     let path = suite_results(&args.results);
     let (failed, prov) = suites::read_failures(&path)
@@ -230,13 +240,13 @@ pub fn run(ctx: &Context, args: &ReproArgs) -> anyhow::Result<ExitCode> {
             println!("  on the host, in the module:   {}", c.host);
         }
     }
-    if args.debug {
+    if args.debug || args.cdb.is_some() {
         let first = &plan.targets[0];
         let dir = record
             .package_dirs
             .iter()
             .find(|(p, _)| *p == first.package);
-        crate::cmd::debug::prepare(
+        crate::cmd::cdb::after_repro(
             ctx,
             &crate::cmd::debug::Target {
                 package: &first.package,
@@ -250,6 +260,9 @@ pub fn run(ctx: &Context, args: &ReproArgs) -> anyhow::Result<ExitCode> {
                 host_go: &opts.host_go,
                 results: &out,
             },
+            args.debug,
+            args.cdb.as_deref(),
+            std::time::Duration::from_secs(args.cdb_timeout.max(1)),
         )?;
     }
     if args.shell {
