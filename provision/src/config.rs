@@ -145,6 +145,9 @@ pub struct VmConfig {
     pub product_key: String,
     /// Windows base setup: a Go toolchain zip (windows-amd64) unpacked to `C:\go` in the golden image.
     pub go_zip: Option<PathBuf>,
+    /// Windows base setup: the Windows SDK installer (`winsdksetup.exe`) or the Debugging Tools
+    /// MSI, installed silently so the golden image has cdb.exe (`repro --cdb`, `analyze`).
+    pub debugging_tools: Option<PathBuf>,
     /// `remaster` | `keypress`: how Setup starts unattended (see [`InstallMedia`]).
     pub install_media: InstallMedia,
     /// Commands run in the guest after every boot or snapshot restore, before the suites (mount
@@ -200,6 +203,7 @@ impl Default for VmConfig {
             windows_edition: "Windows 11 Pro".into(),
             product_key: "VK7JG-NPHTM-C97JM-9MPGT-3V66T".into(),
             go_zip: None,
+            debugging_tools: None,
             install_media: InstallMedia::Remaster,
             setup: Vec::new(),
             console: ConsoleKind::Unix,

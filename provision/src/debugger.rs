@@ -12,9 +12,18 @@ use crate::session::{Script, Session, SessionError};
 
 embedded_script!(WIN_FIND_CDB, "windows", "debugger", "find_cdb.ps1");
 embedded_script!(WIN_RUN_CDB, "windows", "debugger", "run_cdb.ps1");
+embedded_script!(
+    WIN_INSTALL_DEBUGGING_TOOLS,
+    "windows",
+    "debugger",
+    "install_debugging_tools.ps1"
+);
 
 /// Every debugger script (for the grammar check in tests).
-pub const WINDOWS_ALL: &[Script] = &[WIN_FIND_CDB, WIN_RUN_CDB];
+pub const WINDOWS_ALL: &[Script] = &[WIN_FIND_CDB, WIN_RUN_CDB, WIN_INSTALL_DEBUGGING_TOOLS];
+
+/// How long the Debugging Tools installer may take in the guest.
+pub const INSTALL_TIMEOUT: Duration = Duration::from_secs(1500);
 
 /// The silent installer command line of the Debugging Tools (Windows SDK setup).
 pub const INSTALL_HINT: &str =
@@ -30,7 +39,7 @@ pub enum DebuggerError {
         .searched.join(", ")
     )]
     CdbMissing { searched: Vec<String> },
-    #[error("running cdb.exe in the guest: {0}")]
+    #[error("a debugger step in the guest failed: {0}")]
     Session(#[from] SessionError),
 }
 
@@ -50,6 +59,31 @@ pub fn find_cdb(session: &mut Session) -> Result<String, DebuggerError> {
             searched: f.searched,
         }),
     }
+}
+
+/// Uploads the Debugging Tools installer (`[vm] debugging_tools`) into `guest_dir` and runs it
+/// silently (the golden image's base setup). Returns where cdb.exe landed.
+pub fn install_debugging_tools(
+    session: &mut Session,
+    installer: &Path,
+    guest_dir: &str,
+) -> Result<String, DebuggerError> {
+    let name = installer
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "winsdksetup.exe".into());
+    let guest = format!("{}\\{name}", guest_dir.trim_end_matches(['\\', '/']));
+    session.upload_file(installer, &guest)?;
+    let v = session.run_script_with(
+        &WIN_INSTALL_DEBUGGING_TOOLS,
+        &[("Installer", guest)],
+        Some(INSTALL_TIMEOUT),
+        &mut |_, _| {},
+    )?;
+    Ok(v.get("cdb")
+        .and_then(|c| c.as_str())
+        .unwrap_or_default()
+        .to_string())
 }
 
 /// The CDB commands with a final `q` so that CDB never waits for input (pure).

@@ -224,3 +224,70 @@ fn a_failing_run_script_says_which_step_and_why() {
     assert!(m.contains("cannot find the file"), "{m}");
     assert!(!Path::new(&g.tmp.path().join("d.dmp.analyze.txt")).exists());
 }
+
+#[test]
+fn the_debugging_tools_installer_is_uploaded_and_run_silently() {
+    let g = guest();
+    g.standin.on(
+        "# debugger/install_debugging_tools.ps1:",
+        Reply::json(&json!({"exit_code": 0, "cdb": CDB})),
+    );
+    let installer = g.tmp.path().join("downloads/winsdksetup.exe");
+    std::fs::create_dir_all(installer.parent().unwrap()).unwrap();
+    std::fs::write(&installer, b"MZ sdk setup").unwrap();
+    let guest_dir = g.tmp.path().join("guest");
+    std::fs::create_dir_all(&guest_dir).unwrap();
+    let mut s = g.session();
+    let cdb =
+        debugger::install_debugging_tools(&mut s, &installer, &guest_dir.display().to_string())
+            .unwrap();
+    assert_eq!(cdb, CDB);
+    assert_eq!(
+        std::fs::read(guest_dir.join("winsdksetup.exe")).unwrap(),
+        b"MZ sdk setup",
+        "the installer went through SFTP"
+    );
+    let p = g
+        .standin
+        .transcript()
+        .iter()
+        .map(|e| e.text().to_string())
+        .find(|t| t.contains("# debugger/install_debugging_tools.ps1:"))
+        .expect("the install step ran");
+    assert!(
+        p.contains(&format!(
+            "-Installer '{}\\winsdksetup.exe'",
+            guest_dir.display()
+        )),
+        "{p}"
+    );
+    assert!(
+        p.contains("'OptionId.WindowsDesktopDebuggers', '/quiet', '/norestart'"),
+        "{p}"
+    );
+}
+
+#[test]
+fn a_debugging_tools_install_without_cdb_afterwards_fails_with_the_reason() {
+    let g = guest();
+    g.standin.on(
+        "# debugger/install_debugging_tools.ps1:",
+        Reply::fail(
+            1,
+            r#"{"exit_code":1603,"cdb":null,"error":"the installer exited with 1603 and cdb.exe is not under Windows Kits\\10\\Debuggers\\x64"}"#,
+            "",
+        ),
+    );
+    let installer = g.tmp.path().join("dbg.msi");
+    std::fs::write(&installer, b"msi").unwrap();
+    let guest_dir = g.tmp.path().join("guest");
+    std::fs::create_dir_all(&guest_dir).unwrap();
+    let mut s = g.session();
+    let e = debugger::install_debugging_tools(&mut s, &installer, &guest_dir.display().to_string())
+        .unwrap_err();
+    let m = e.to_string();
+    assert!(
+        m.contains("install_debugging_tools.ps1") && m.contains("1603"),
+        "{m}"
+    );
+}

@@ -137,6 +137,7 @@ mod tests {
                     "firmware_code",
                     "firmware_vars",
                     "go_zip",
+                    "debugging_tools",
                 ][..],
             ),
             ("install", &["psexec"][..]),

@@ -91,7 +91,7 @@ pub fn validate(cfg: &VmConfig) -> Result<(), VmError> {
 /// install (pure).
 pub fn windows_base_name(iso_sha256: &str, cfg: &VmConfig) -> String {
     use sha2::{Digest, Sha256};
-    let settings = format!(
+    let mut settings = format!(
         "{}|{}|{}|{}|{}|{}|{}",
         cfg.windows_edition,
         cfg.user,
@@ -104,6 +104,10 @@ pub fn windows_base_name(iso_sha256: &str, cfg: &VmConfig) -> String {
             .unwrap_or_default(),
         crate::media::unattend::TEMPLATE_VERSION
     );
+    // Only when set, so that images made without it keep their names.
+    if let Some(d) = &cfg.debugging_tools {
+        settings.push_str(&format!("|debuggers:{}", d.display()));
+    }
     let h = base16ct::lower::encode_string(&Sha256::digest(settings.as_bytes()));
     format!(
         "windows-{}-{}",
@@ -1305,6 +1309,15 @@ mod tests {
         assert_eq!(
             a,
             windows_base_name("aaaaaaaaaaaaaaaaaaaaaaaa", &VmConfig::default())
+        );
+        let with_debuggers = VmConfig {
+            debugging_tools: Some("/dl/winsdksetup.exe".into()),
+            ..Default::default()
+        };
+        assert_ne!(
+            a,
+            windows_base_name("aaaaaaaaaaaaaaaaaaaaaaaa", &with_debuggers),
+            "an image with the Debugging Tools is another image"
         );
     }
 }

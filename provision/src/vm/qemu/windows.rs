@@ -25,6 +25,15 @@ use crate::vm::readiness;
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct DigestCache(BTreeMap<String, (u64, u64, String)>);
 
+/// `[vm] debugging_tools` with a leading `~/` expanded to $HOME.
+fn debugging_tools(cfg: &crate::config::VmConfig) -> Option<PathBuf> {
+    let p = cfg.debugging_tools.as_ref()?;
+    match (p.strip_prefix("~"), std::env::var_os("HOME")) {
+        (Ok(rest), Some(home)) => Some(PathBuf::from(home).join(rest)),
+        _ => Some(p.clone()),
+    }
+}
+
 fn media_err(e: media::MediaError) -> VmError {
     VmError::Config(e.to_string())
 }
@@ -108,6 +117,15 @@ pub(super) fn ensure_base(
                 .into(),
         )
     })?;
+    if let Some(d) = debugging_tools(&vm.cfg)
+        && !d.is_file()
+    {
+        return Err(VmError::Config(format!(
+            "[vm] debugging_tools {} is not a file: point it at the Windows SDK installer \
+             (winsdksetup.exe) or the Debugging Tools MSI, or remove the key",
+            d.display()
+        )));
+    }
     let digest = iso_digest(&iso, &vm.paths.images)?;
     let name = windows_base_name(&digest, &vm.cfg);
     let base = vm.paths.images.join(format!("{name}.qcow2"));
@@ -117,6 +135,55 @@ pub(super) fn ensure_base(
     }
     install(vm, &iso, key, &base, &vars, opts, on_event)?;
     Ok((base, Some(vars)))
+}
+
+/// The golden image's base setup in a fresh guest: PsExec64, the optional Go zip
+/// (`base-setup.ps1`), then the optional Debugging Tools (`[vm] debugging_tools`).
+fn base_setup(
+    vm: &QemuVm,
+    session: &mut crate::session::Session,
+    opts: &UpOptions,
+    limit: Duration,
+) -> Result<(), VmError> {
+    session.exec_capture(
+        &RemoteCommand::script("New-Item -ItemType Directory -Force C:\\harness | Out-Null")
+            .timeout(Duration::from_secs(60)),
+    )?;
+    if let Some(psexec) = &opts.psexec {
+        session.upload_file(psexec, "C:/harness/PsExec64.exe")?;
+    }
+    if let Some(go) = &vm.cfg.go_zip {
+        session.upload_file(go, "C:/harness/go.zip")?;
+    }
+    let source = media::unattend::base_setup_source(
+        opts.psexec.as_ref().map(|_| r"C:\harness\PsExec64.exe"),
+        vm.cfg.go_zip.as_ref().map(|_| r"C:\harness\go.zip"),
+    );
+    let out = session.exec_capture(&RemoteCommand::script(source).timeout(limit))?;
+    if !out.status.success() {
+        return Err(VmError::Config(format!(
+            "Windows base setup failed (exit {}): {}",
+            out.status.code,
+            out.stderr
+                .lines()
+                .rev()
+                .take(10)
+                .collect::<Vec<_>>()
+                .join("\n")
+        )));
+    }
+    if let Some(installer) = debugging_tools(&vm.cfg) {
+        crate::debugger::install_debugging_tools(session, &installer, r"C:\harness").map_err(
+            |e| {
+                VmError::Config(format!(
+                    "installing the Debugging Tools from [vm] debugging_tools {} failed: {e}; \
+                     check the installer (or remove the key)",
+                    installer.display()
+                ))
+            },
+        )?;
+    }
+    Ok(())
 }
 
 fn install(
@@ -228,40 +295,14 @@ fn install(
     let ep = vm.endpoint(port, key);
     let mut session = vm.login(&ep, cancel, on_event)?;
 
-    // Base setup: PsExec64 where efW's installer looks, optional Go.
+    // Base setup: PsExec64 where efW's installer looks, optional Go and Debugging Tools.
     let t = Instant::now();
     let limit = Duration::from_secs(1800);
     on_event(VmEvent::Started {
         phase: Phase::BaseSetup,
         timeout: limit,
     });
-    session.exec_capture(
-        &RemoteCommand::script("New-Item -ItemType Directory -Force C:\\harness | Out-Null")
-            .timeout(Duration::from_secs(60)),
-    )?;
-    if let Some(psexec) = &opts.psexec {
-        session.upload_file(psexec, "C:/harness/PsExec64.exe")?;
-    }
-    if let Some(go) = &vm.cfg.go_zip {
-        session.upload_file(go, "C:/harness/go.zip")?;
-    }
-    let source = media::unattend::base_setup_source(
-        opts.psexec.as_ref().map(|_| r"C:\harness\PsExec64.exe"),
-        vm.cfg.go_zip.as_ref().map(|_| r"C:\harness\go.zip"),
-    );
-    let out = session.exec_capture(&RemoteCommand::script(source).timeout(limit))?;
-    if !out.status.success() {
-        return Err(VmError::Config(format!(
-            "Windows base setup failed (exit {}): {}",
-            out.status.code,
-            out.stderr
-                .lines()
-                .rev()
-                .take(10)
-                .collect::<Vec<_>>()
-                .join("\n")
-        )));
-    }
+    base_setup(vm, &mut session, opts, limit)?;
     on_event(VmEvent::Finished {
         phase: Phase::BaseSetup,
         elapsed: t.elapsed(),
@@ -289,6 +330,24 @@ fn install(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_debugging_tools_path_expands_home() {
+        let mut cfg = crate::config::VmConfig::default();
+        assert_eq!(debugging_tools(&cfg), None);
+        cfg.debugging_tools = Some("/dl/winsdksetup.exe".into());
+        assert_eq!(
+            debugging_tools(&cfg),
+            Some(PathBuf::from("/dl/winsdksetup.exe"))
+        );
+        if let Some(home) = std::env::var_os("HOME") {
+            cfg.debugging_tools = Some("~/dl/winsdksetup.exe".into());
+            assert_eq!(
+                debugging_tools(&cfg),
+                Some(PathBuf::from(home).join("dl/winsdksetup.exe"))
+            );
+        }
+    }
 
     #[test]
     fn install_discs_boot_the_windows_iso_first() {
