@@ -206,6 +206,10 @@ pub fn run_analyze(ctx: &Context, args: &AnalyzeArgs) -> anyhow::Result<ExitCode
 }
 
 #[cfg(test)]
+#[path = "cdb_transcript.rs"]
+mod transcript;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
