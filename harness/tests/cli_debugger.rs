@@ -217,3 +217,31 @@ fn analyze_is_refused_on_a_linux_guest() {
         .failure()
         .stderr(predicate::str::contains("needs a Windows guest"));
 }
+
+#[test]
+fn analyze_json_is_one_document_with_the_text() {
+    let g = guest(Some(CDB));
+    g.standin.on(
+        "# debugger/run_cdb.ps1:",
+        Reply::json(&json!({"exit_code": 0, "timed_out": false, "output": ANALYSIS})),
+    );
+    let out = g
+        .harness()
+        .args(["--json", "analyze", r"C:\dumps\link.dmp"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["output"], ANALYSIS);
+    assert_eq!(v["exit_code"], 0);
+    assert_eq!(v["timed_out"], false);
+    assert!(
+        v["saved"]
+            .as_str()
+            .unwrap()
+            .ends_with("link.dmp.analyze.txt"),
+        "{v}"
+    );
+}

@@ -64,12 +64,31 @@ pub fn analyze_text_path(host_dump: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Save CDB's text, print it, and turn a timeout into an error naming the saved file.
-fn finish(out: &CdbOutput, path: &Path, timeout: Duration, flag: &str) -> anyhow::Result<()> {
+/// Save CDB's text, print it (text mode; `--json`: one document with it), and turn a timeout
+/// into an error naming the saved file.
+fn finish(
+    ctx: &Context,
+    out: &CdbOutput,
+    path: &Path,
+    timeout: Duration,
+    flag: &str,
+) -> anyhow::Result<()> {
     out.save(path, timeout)
         .with_context(|| format!("writing {}", path.display()))?;
-    print!("{}", out.text(timeout));
-    println!("cdb output saved in {}", path.display());
+    if ctx.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "saved": path,
+                "exit_code": out.exit_code,
+                "timed_out": out.timed_out,
+                "output": out.output,
+            }))?
+        );
+    } else {
+        print!("{}", out.text(timeout));
+        println!("cdb output saved in {}", path.display());
+    }
     if out.timed_out {
         anyhow::bail!(
             "cdb did not finish within {} s and was killed with its process tree (partial output in {}); \
@@ -126,6 +145,7 @@ pub fn after_repro(
     );
     let out = debugger::run(&mut session, &run)?;
     finish(
+        ctx,
         &out,
         &placed.out_dir.join("cdb.txt"),
         timeout,
@@ -201,7 +221,7 @@ pub fn run_analyze(ctx: &Context, args: &AnalyzeArgs) -> anyhow::Result<ExitCode
         timeout.as_secs()
     );
     let out = debugger::run(&mut session, &run)?;
-    finish(&out, &save_to, timeout, "--timeout")?;
+    finish(ctx, &out, &save_to, timeout, "--timeout")?;
     Ok(ExitCode::SUCCESS)
 }
 
