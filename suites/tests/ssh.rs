@@ -150,7 +150,8 @@ fn guest_mode_warm_run_sends_nothing() {
 }
 
 /// Host mode pipelines build → upload → run: the first packages' tests start (by test2json's
-/// clock) before the last binary is built, and the sub-phase spans overlap.
+/// clock) before the last binary is built, and the sub-phase spans overlap. The last build is
+/// held until the first tests have begun, so that a loaded machine cannot reorder them.
 #[test]
 fn host_mode_runs_while_it_still_builds() {
     use suites::event::Action;
@@ -175,7 +176,22 @@ fn host_mode_runs_while_it_still_builds() {
         mode: RunMode::Host,
         ..SuiteConfig::default()
     };
-    let opts = RunOptions::new("pipe", suite, gomod::path());
+    let mut opts = RunOptions::new("pipe", suite, gomod::path());
+    // A `go` that holds the last package's build until the first package's tests have begun
+    // (at most 60 s): with a pipeline that overlaps, the order below is certain; without one,
+    // the build goes on after the wait and the order check fails.
+    let go = tmp.path().join("go");
+    std::fs::write(
+        &go,
+        format!(
+            "#!/bin/sh\ncase \"$*\" in *\" -c \"*/flaky)\n  i=0\n  while [ ! -e '{marker}' ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done;;\nesac\nexec '{bin}/go' \"$@\"\n",
+            marker = state.join("pass-started").display(),
+            bin = go_bin_dir(),
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&go, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    opts.host_go = go.display().to_string();
     let path = format!("{}:/usr/local/bin:/usr/bin:/bin", go_bin_dir());
     let mut exec = SshCliExecutor::from_command(
         &sshd().ssh_command().unwrap(),

@@ -2,7 +2,8 @@
 //!
 //! Packages and what each test does (counts are asserted by the suites tests, keep them in sync):
 //! - `pass`: TestAlpha, TestBeta, TestTable (+3 subtests), TestParallel (+2 parallel subtests),
-//!   TestReadsTestdata (reads `testdata/hello.txt`): 10 tests, all pass.
+//!   TestReadsTestdata (reads `testdata/hello.txt`): 10 tests, all pass. TestAlpha leaves a
+//!   `pass-started` marker in the directory named by `HARNESS_FIXTURE_STATE` when it is set.
 //! - `fail`: TestOK passes; TestBroken fails; TestSub fails through TestSub/bad (TestSub/good
 //!   passes): 5 tests, 3 fail.
 //! - `skip`: TestSkipped skips, TestRuns passes.
