@@ -7,23 +7,36 @@ use std::time::Duration;
 
 use crate::session::{GuestOs, Session, SessionError, wrap};
 
-use super::checks::{QueryResult, SetupShResult};
+use super::checks::SetupShResult;
+use super::engine::{self, OsScripts, Runtime, flush};
 use super::error::InstallError;
-use super::events::{InstallEvent, Progress, Step};
-use super::guest::{self, check_cancel, run};
-use super::plan::{self, BuildLayout, GuestPaths, Plan};
-use super::record::{BuildToInstall, InstallRecord};
+use super::events::{Progress, Step};
+use super::guest::{self, run};
+use super::plan::{self, BuildLayout, GuestPaths};
+use super::record::BuildToInstall;
 use super::scripts;
-use super::{Check, InstallOptions, InstallOutcome, InstallReport, now_unix};
+use super::{Check, InstallOptions, InstallReport};
 
 const SETUP_LOG: &str = "harness-setup.log";
 const UNINSTALL_LOG: &str = "harness-uninstall.log";
 
 /// The verify command's outcome.
-struct Verified {
+struct Ran {
     code: i32,
     output: String,
 }
+
+const SCRIPTS: OsScripts = OsScripts {
+    query: scripts::LINUX_QUERY,
+    forget: scripts::LINUX_FORGET,
+    prepare_dir: scripts::LINUX_PREPARE_DIR,
+    record: scripts::LINUX_RECORD,
+    marker_arg: "marker",
+    dir_arg: "dir",
+    record_arg: "record",
+    query_extra: &[],
+    detects_runtime: false,
+};
 
 pub(super) fn install(
     session: &mut Session,
@@ -37,249 +50,195 @@ pub(super) fn install(
     let layout = BuildLayout::of_dir(&build.local_dir);
     let method =
         plan::choose_method(cfg.method, GuestOs::Linux, layout).map_err(InstallError::Invalid)?;
-    let logs_dir = opts.results_dir.join("install-logs");
-    let verify_timeout = Duration::from_secs(cfg.timeout.max(1));
-
-    check_cancel(&opts.cancel, Step::Query)?;
-    let q: QueryResult = progress.step(Step::Query, || {
-        run(
-            session,
-            Step::Query,
-            scripts::LINUX_QUERY,
-            &[("marker", paths.marker.clone())],
-        )
-    })?;
-    let current = match q
-        .marker
-        .as_ref()
-        .map(|m| serde_json::from_value::<InstallRecord>(m.clone()))
-    {
-        Some(Ok(r)) => Some(r),
-        Some(Err(e)) => {
-            progress.notice(format!(
-                "ignoring an unreadable install record in the guest ({e})"
-            ));
-            None
-        }
-        None => None,
+    let mut rt = Linux {
+        build,
+        opts,
+        build_dir: paths.build_dir.clone(),
+        logs_dir: opts.results_dir.join("install-logs"),
+        logs: Vec::new(),
     };
-
-    let mut decision = plan::decide(current.as_ref(), false, build.key(), opts.force, None);
-    if decision == Plan::CheckCurrent {
-        let v = progress.step(Step::CheckCurrent, || {
-            verify_command(session, &cfg.verify_command, verify_timeout)
-                .map_err(InstallError::session(Step::CheckCurrent))
-        })?;
-        if v.code == 0 {
-            let record = current.clone().expect("CheckCurrent implies a record");
-            progress.emit(InstallEvent::Skipped {
-                reason: format!(
-                    "build {} is already installed and verified",
-                    record.build.key
-                ),
-            });
-            return Ok(InstallReport {
-                outcome: InstallOutcome::AlreadyInstalled,
-                record,
-                checks: vec![verify_row(&cfg.verify_command, &v)],
-                logs: Vec::new(),
-            });
-        }
-        progress.notice(format!(
-            "build {} is recorded as installed but its verify command fails (exit code {}); reinstalling",
-            build.key(),
-            v.code
-        ));
-        decision = plan::decide(
-            current.as_ref(),
-            false,
-            build.key(),
-            opts.force,
-            Some(false),
-        );
-    }
-    let Plan::Install { replace, .. } = decision else {
-        unreachable!("decide returns Install once the current build was checked")
-    };
-
-    check_cancel(&opts.cancel, Step::PrepareDir)?;
-    // Same key reinstalled: uninstall with the files still in place before the directory is emptied.
-    let same_dir = replace
-        .as_ref()
-        .is_some_and(|r| r.guest_dir == paths.build_dir);
-    run::<serde_json::Value>(
-        session,
-        Step::Uninstall,
-        scripts::LINUX_FORGET,
-        &[("marker", paths.marker.clone())],
-    )?;
-    let mut logs = Vec::new();
-    if let (Some(old), true) = (&replace, same_dir) {
-        uninstall(
-            session,
-            progress,
-            &old.guest_dir,
-            None,
-            &logs_dir,
-            &mut logs,
-        )?;
-    }
-    progress.step(Step::PrepareDir, || {
-        run::<serde_json::Value>(
-            session,
-            Step::PrepareDir,
-            scripts::LINUX_PREPARE_DIR,
-            &[("dir", paths.build_dir.clone())],
-        )
-    })?;
-    check_cancel(&opts.cancel, Step::Upload)?;
-    progress.step(Step::Upload, || {
-        session
-            .upload_tree(&build.local_dir, &paths.build_dir)
-            .map(|_| ())
-            .map_err(InstallError::session(Step::Upload))
-    })?;
-    if let (Some(old), false) = (&replace, same_dir) {
-        check_cancel(&opts.cancel, Step::Uninstall)?;
-        uninstall(
-            session,
-            progress,
-            &old.guest_dir,
-            Some(&paths.build_dir),
-            &logs_dir,
-            &mut logs,
-        )?;
-    }
-
-    check_cancel(&opts.cancel, Step::Install)?;
-    let log = plan::guest_join(GuestOs::Linux, &paths.build_dir, SETUP_LOG);
-    let mut notices = Vec::new();
-    let installed = progress.step(Step::Install, || {
-        let r: SetupShResult = run(
-            session,
-            Step::Install,
-            scripts::LINUX_RUN_SETUP,
-            &[
-                ("dir", paths.build_dir.clone()),
-                ("log", log.clone()),
-                ("action", "install".into()),
-            ],
-        )?;
-        let (saved, n) = guest::fetch_logs(session, std::slice::from_ref(&log), &logs_dir);
-        notices.extend(n);
-        if r.exit_code != 0 {
-            return Err(InstallError::SetupShFailed {
-                uninstall: false,
-                code: r.exit_code,
-                dir: paths.build_dir.clone(),
-                excerpt: guest::excerpt(&saved, &[], &[], 12),
-                log: saved.first().cloned(),
-            });
-        }
-        Ok(saved)
-    });
-    for n in notices.drain(..) {
-        progress.notice(n);
-    }
-    logs.extend(installed?);
-
-    check_cancel(&opts.cancel, Step::RestartSshd)?;
-    // sshd re-reads its configuration in place on SIGHUP (same pid), so a session that answers
-    // right after the trigger may still be served with the old configuration: keep reconnecting
-    // until the verify command passes, bounded by restart_timeout, and report its last outcome.
-    let mut fresh: Option<Verified> = None;
-    let restarted = progress.step(Step::RestartSshd, || {
-        let mut check = |s: &mut Session| -> Result<bool, SessionError> {
-            let v = verify_command(s, &cfg.verify_command, verify_timeout)?;
-            let ok = v.code == 0;
-            fresh = Some(v);
-            Ok(ok)
-        };
-        session
-            .restart_sshd(&mut check, Duration::from_secs(cfg.restart_timeout.max(1)))
-            .map_err(InstallError::session(Step::RestartSshd))
-    });
-    if let Err(e) = restarted {
-        // The guest came back but never passed the check: that is a verification failure.
-        return Err(match fresh.take() {
-            Some(v) if v.code != 0 => verify_failed(
-                &cfg.verify_command,
-                &v,
-                cfg.restart_timeout,
-                logs_dir.clone(),
-            ),
-            _ => e,
-        });
-    }
-    let verified = progress.step(Step::Verify, || {
-        let v = match fresh.take() {
-            Some(v) => v,
-            None => verify_command(session, &cfg.verify_command, verify_timeout)
-                .map_err(InstallError::session(Step::Verify))?,
-        };
-        if v.code == 0 {
-            Ok(v)
-        } else {
-            Err(verify_failed(
-                &cfg.verify_command,
-                &v,
-                cfg.restart_timeout,
-                logs_dir.clone(),
-            ))
-        }
-    })?;
-
-    let record = InstallRecord {
-        build: build.provenance.clone(),
-        method,
-        guest_dir: paths.build_dir.clone(),
-        installed_at: now_unix(),
-        harness_version: env!("CARGO_PKG_VERSION").into(),
-        runtime_version: version_file(&build.local_dir),
-    };
-    let json = serde_json::to_string(&record).expect("record serializes");
-    progress.step(Step::Record, || {
-        run::<serde_json::Value>(
-            session,
-            Step::Record,
-            scripts::LINUX_RECORD,
-            &[("marker", paths.marker.clone()), ("record", json.clone())],
-        )
-    })?;
-    Ok(InstallReport {
-        outcome: InstallOutcome::Installed {
-            replaced: replace.map(|r| r.build),
-        },
-        record,
-        checks: vec![verify_row(&cfg.verify_command, &verified)],
-        logs,
-    })
+    engine::install(&mut rt, session, build, opts, &paths, method, progress)
 }
 
-/// `sh setup.sh --uninstall` in the old build's directory; if it is gone, with the new build's
-/// setup.sh (`fallback`).
+/// The Linux steps: `sh setup.sh` and the configured verify command.
+struct Linux<'a> {
+    build: &'a BuildToInstall,
+    opts: &'a InstallOptions,
+    build_dir: String,
+    logs_dir: PathBuf,
+    logs: Vec<PathBuf>,
+}
+
+impl Linux<'_> {
+    fn verify_timeout(&self) -> Duration {
+        Duration::from_secs(self.opts.config.timeout.max(1))
+    }
+}
+
+impl Runtime for Linux<'_> {
+    fn scripts(&self) -> &OsScripts {
+        &SCRIPTS
+    }
+
+    fn check_current(
+        &mut self,
+        session: &mut Session,
+        progress: &mut Progress<'_>,
+    ) -> Result<Result<Vec<Check>, String>, InstallError> {
+        let command = &self.opts.config.verify_command;
+        let timeout = self.verify_timeout();
+        let v = progress.step(Step::CheckCurrent, || {
+            verify_command(session, command, timeout)
+                .map_err(InstallError::session(Step::CheckCurrent))
+        })?;
+        Ok(if v.code == 0 {
+            Ok(vec![verify_row(command, &v)])
+        } else {
+            Err(format!("its verify command fails (exit code {})", v.code))
+        })
+    }
+
+    fn uninstall(
+        &mut self,
+        session: &mut Session,
+        progress: &mut Progress<'_>,
+        dir: &str,
+        required: bool,
+    ) -> Result<bool, InstallError> {
+        let fallback = (dir != self.build_dir).then_some(self.build_dir.as_str());
+        uninstall(
+            session,
+            progress,
+            dir,
+            fallback,
+            required,
+            &self.logs_dir,
+            &mut self.logs,
+        )
+    }
+
+    fn install(
+        &mut self,
+        session: &mut Session,
+        progress: &mut Progress<'_>,
+    ) -> Result<(), InstallError> {
+        let log = plan::guest_join(GuestOs::Linux, &self.build_dir, SETUP_LOG);
+        let (build_dir, logs_dir) = (&self.build_dir, &self.logs_dir);
+        let mut notices = Vec::new();
+        let installed = progress.step(Step::Install, || {
+            let r: SetupShResult = run(
+                session,
+                Step::Install,
+                scripts::LINUX_RUN_SETUP,
+                &[
+                    ("dir", build_dir.clone()),
+                    ("log", log.clone()),
+                    ("action", "install".into()),
+                ],
+            )?;
+            let (saved, n) = guest::fetch_logs(session, std::slice::from_ref(&log), logs_dir);
+            notices.extend(n);
+            if r.exit_code != 0 {
+                return Err(InstallError::SetupShFailed {
+                    uninstall: false,
+                    code: r.exit_code,
+                    dir: build_dir.clone(),
+                    excerpt: guest::excerpt(&saved, &[], &[], 12),
+                    log: saved.first().cloned(),
+                });
+            }
+            Ok(saved)
+        });
+        flush(progress, &mut notices);
+        self.logs.extend(installed?);
+        Ok(())
+    }
+
+    fn restart_and_verify(
+        &mut self,
+        session: &mut Session,
+        progress: &mut Progress<'_>,
+    ) -> Result<engine::Verified, InstallError> {
+        let cfg = &self.opts.config;
+        let timeout = self.verify_timeout();
+        // sshd re-reads its configuration in place on SIGHUP (same pid), so a session that
+        // answers right after the trigger may still be served with the old configuration: keep
+        // reconnecting until the verify command passes, bounded by restart_timeout, and report
+        // its last outcome.
+        let mut fresh: Option<Ran> = None;
+        let restarted = progress.step(Step::RestartSshd, || {
+            let mut check = |s: &mut Session| -> Result<bool, SessionError> {
+                let v = verify_command(s, &cfg.verify_command, timeout)?;
+                let ok = v.code == 0;
+                fresh = Some(v);
+                Ok(ok)
+            };
+            session
+                .restart_sshd(&mut check, Duration::from_secs(cfg.restart_timeout.max(1)))
+                .map_err(InstallError::session(Step::RestartSshd))
+        });
+        let failed = |v: &Ran| {
+            verify_failed(
+                &cfg.verify_command,
+                v,
+                cfg.restart_timeout,
+                self.logs_dir.clone(),
+            )
+        };
+        if let Err(e) = restarted {
+            // The guest came back but never passed the check: a verification failure.
+            return Err(match fresh.take() {
+                Some(v) if v.code != 0 => failed(&v),
+                _ => e,
+            });
+        }
+        let verified = progress.step(Step::Verify, || {
+            let v = match fresh.take() {
+                Some(v) => v,
+                None => verify_command(session, &cfg.verify_command, timeout)
+                    .map_err(InstallError::session(Step::Verify))?,
+            };
+            if v.code == 0 { Ok(v) } else { Err(failed(&v)) }
+        })?;
+        Ok(engine::Verified {
+            checks: vec![verify_row(&cfg.verify_command, &verified)],
+            runtime_version: version_file(&self.build.local_dir),
+        })
+    }
+
+    fn take_logs(&mut self) -> Vec<PathBuf> {
+        std::mem::take(&mut self.logs)
+    }
+}
+
+/// `sh setup.sh --uninstall` in the old build's directory; if it has no setup.sh, with the new
+/// build's (`fallback`). Without a setup.sh anywhere: `Ok(false)`, or an error if `required`.
 fn uninstall(
     session: &mut Session,
     progress: &mut Progress<'_>,
     old_dir: &str,
     fallback: Option<&str>,
+    required: bool,
     logs_dir: &std::path::Path,
     logs: &mut Vec<PathBuf>,
-) -> Result<(), InstallError> {
+) -> Result<bool, InstallError> {
     let mut notices = Vec::new();
     let result = progress.step(Step::Uninstall, || {
         let mut dir = old_dir.to_string();
         let mut log = plan::guest_join(GuestOs::Linux, &dir, UNINSTALL_LOG);
         let args = |d: &str, l: &str| [("dir", d.to_string()), ("log", l.to_string()), ("action", "uninstall".to_string())];
         let mut r: SetupShResult = run(session, Step::Uninstall, scripts::LINUX_RUN_SETUP, &args(&dir, &log))?;
-        if r.exit_code == 127
-            && r.log.is_none()
+        let missing = |r: &SetupShResult| r.exit_code == 127 && r.log.is_none();
+        if missing(&r)
             && let Some(f) = fallback
         {
             notices.push(format!("the previous build's directory {old_dir} has no setup.sh; uninstalling with the new build's"));
             dir = f.to_string();
             log = plan::guest_join(GuestOs::Linux, &dir, UNINSTALL_LOG);
             r = run(session, Step::Uninstall, scripts::LINUX_RUN_SETUP, &args(&dir, &log))?;
+        }
+        if missing(&r) && !required {
+            return Ok(false);
         }
         let saved = if r.log.is_some() {
             let (saved, n) = guest::fetch_logs(session, std::slice::from_ref(&log), logs_dir);
@@ -298,11 +257,9 @@ fn uninstall(
                 log: saved.first().cloned(),
             });
         }
-        Ok(())
+        Ok(true)
     });
-    for n in notices {
-        progress.notice(n);
-    }
+    flush(progress, &mut notices);
     result
 }
 
@@ -311,20 +268,20 @@ fn verify_command(
     session: &mut Session,
     command: &str,
     timeout: Duration,
-) -> Result<Verified, SessionError> {
+) -> Result<Ran, SessionError> {
     let cmd = if command.trim().is_empty() {
         "true"
     } else {
         command
     };
     let out = session.exec_capture(&wrap::shell(GuestOs::Linux, cmd).timeout(timeout))?;
-    Ok(Verified {
+    Ok(Ran {
         code: out.status.code,
         output: format!("{}{}", out.stdout, out.stderr),
     })
 }
 
-fn verify_row(command: &str, v: &Verified) -> Check {
+fn verify_row(command: &str, v: &Ran) -> Check {
     Check {
         name: if command.trim().is_empty() {
             "fresh session answers".into()
@@ -349,7 +306,7 @@ fn version_file(dir: &std::path::Path) -> Option<String> {
     (!v.is_empty() && v.len() < 64).then(|| v.to_string())
 }
 
-fn verify_failed(command: &str, v: &Verified, waited: u64, logs_dir: PathBuf) -> InstallError {
+fn verify_failed(command: &str, v: &Ran, waited: u64, logs_dir: PathBuf) -> InstallError {
     InstallError::VerifyFailed {
         problems: vec![format!(
             "the verify command `{command}` exited with {} in new SSH sessions after sshd restarted \

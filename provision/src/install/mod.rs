@@ -18,6 +18,7 @@ use crate::config::{ExtensionConfig, InstallConfig};
 use crate::session::{GuestOs, Session};
 
 pub mod checks;
+mod engine;
 mod error;
 pub mod events;
 mod extension;

@@ -1,19 +1,21 @@
-//! The Windows install sequence: query → (check current) → upload → PsExec → uninstall old →
-//! install → PATH → restart sshd → verify from a fresh session → logs → record.
+//! The Windows steps of the install flow (`engine.rs`): PsExec placed after the upload, the
+//! installer, PATH, sshd restart, verification from a fresh session, logs.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::session::{GuestOs, Session};
 
-use super::checks::{self, InstallResult, LogList, QueryResult, UninstallResult, VerifyResult};
+use super::checks::{self, InstallResult, LogList, UninstallResult, VerifyResult};
+use super::engine::{self, OsScripts, Runtime, Verified, flush};
 use super::error::InstallError;
-use super::events::{InstallEvent, Progress, Step};
+use super::events::{Progress, Step};
 use super::guest::{self, check_cancel, run};
-use super::plan::{self, BuildLayout, GuestPaths, Plan};
-use super::record::{BuildToInstall, InstallRecord};
+use super::plan::{self, BuildLayout, GuestPaths};
+use super::record::BuildToInstall;
 use super::scripts;
-use super::{Check, InstallOptions, InstallOutcome, InstallReport, now_unix};
+use super::{Check, InstallOptions, InstallReport};
+use crate::config::InstallMethod;
 
 /// Where the MSI installs the runtime (and what must be on PATH).
 pub const EFW_INSTALL_DIR: &str = r"C:\Program Files\ebpf-for-windows";
@@ -21,6 +23,18 @@ pub const EFW_INSTALL_DIR: &str = r"C:\Program Files\ebpf-for-windows";
 /// Log name install_ebpf.psm1 writes under %TEMP% when harness drives it.
 const INSTALL_LOG: &str = "harness-efw-install.log";
 const UNINSTALL_LOG: &str = "harness-efw-uninstall.log";
+
+const SCRIPTS: OsScripts = OsScripts {
+    query: scripts::WIN_QUERY,
+    forget: scripts::WIN_FORGET,
+    prepare_dir: scripts::WIN_PREPARE_DIR,
+    record: scripts::WIN_RECORD,
+    marker_arg: "Marker",
+    dir_arg: "Path",
+    record_arg: "Record",
+    query_extra: &[("InstallDir", EFW_INSTALL_DIR)],
+    detects_runtime: true,
+};
 
 pub(super) fn install(
     session: &mut Session,
@@ -34,261 +48,203 @@ pub(super) fn install(
     let layout = BuildLayout::of_dir(&build.local_dir);
     let method =
         plan::choose_method(cfg.method, GuestOs::Windows, layout).map_err(InstallError::Invalid)?;
-    let logs_dir = opts.results_dir.join("install-logs");
+    let mut rt = Windows {
+        build,
+        opts,
+        method,
+        logs_dir: opts.results_dir.join("install-logs"),
+        paths: paths.clone(),
+        psexec: None,
+        notices: Vec::new(),
+        logs: Vec::new(),
+    };
+    engine::install(&mut rt, session, build, opts, &paths, method, progress)
+}
 
-    check_cancel(&opts.cancel, Step::Query)?;
-    let q: QueryResult = progress.step(Step::Query, || {
-        run(
-            session,
-            Step::Query,
-            scripts::WIN_QUERY,
-            &[
-                ("Marker", paths.marker.clone()),
-                ("InstallDir", EFW_INSTALL_DIR.to_string()),
-            ],
-        )
-    })?;
-    let current = parse_record(q.marker.as_ref(), progress);
+/// The Windows steps: install_ebpf.psm1 or setup-ebpf.ps1 through PsExec, PATH, verification
+/// of services and `ebpfapi.dll` from a fresh session, logs listed from the guest.
+struct Windows<'a> {
+    build: &'a BuildToInstall,
+    opts: &'a InstallOptions,
+    method: InstallMethod,
+    logs_dir: PathBuf,
+    paths: GuestPaths,
+    /// The host's PsExec64.exe to place in the build directory (none if the build has one).
+    psexec: Option<PathBuf>,
+    notices: Vec<String>,
+    logs: Vec<PathBuf>,
+}
 
-    let mut decision = plan::decide(
-        current.as_ref(),
-        q.runtime_present(),
-        build.key(),
-        opts.force,
-        None,
-    );
-    if decision == Plan::CheckCurrent {
+impl Runtime for Windows<'_> {
+    fn scripts(&self) -> &OsScripts {
+        &SCRIPTS
+    }
+
+    fn check_current(
+        &mut self,
+        session: &mut Session,
+        progress: &mut Progress<'_>,
+    ) -> Result<Result<Vec<Check>, String>, InstallError> {
         let v: VerifyResult = progress.step(Step::CheckCurrent, || {
             run(session, Step::CheckCurrent, scripts::WIN_VERIFY, &[])
         })?;
         let problems = checks::judge_verify(&v, EFW_INSTALL_DIR);
-        if problems.is_empty() {
-            let record = current.clone().expect("CheckCurrent implies a record");
-            progress.emit(InstallEvent::Skipped {
-                reason: format!(
-                    "build {} is already installed and verified",
-                    record.build.key
-                ),
-            });
-            return Ok(InstallReport {
-                outcome: InstallOutcome::AlreadyInstalled,
-                record,
-                checks: verify_table(&v),
-                logs: Vec::new(),
-            });
-        }
-        progress.notice(format!(
-            "build {} is recorded as installed but does not verify ({}); reinstalling",
-            build.key(),
-            problems.join("; ")
-        ));
-        decision = plan::decide(
-            current.as_ref(),
-            q.runtime_present(),
-            build.key(),
-            opts.force,
-            Some(false),
-        );
+        Ok(if problems.is_empty() {
+            Ok(verify_table(&v))
+        } else {
+            Err(format!("does not verify ({})", problems.join("; ")))
+        })
     }
-    let Plan::Install {
-        replace,
-        unknown_runtime,
-    } = decision
-    else {
-        unreachable!("decide returns Install once the current build was checked")
-    };
 
-    // Needed only when installing; checked before anything in the guest changes.
-    let psexec = resolve_psexec(build, opts)?;
+    fn preflight(&mut self) -> Result<(), InstallError> {
+        // Needed only when installing; checked before anything in the guest changes.
+        self.psexec = resolve_psexec(self.build, self.opts)?;
+        Ok(())
+    }
 
-    // From here on an install may be half done: drop the record first, so a failure is never
-    // mistaken for the old build still being installed.
-    check_cancel(&opts.cancel, Step::Uninstall)?;
-    run::<serde_json::Value>(
-        session,
-        Step::Uninstall,
-        scripts::WIN_FORGET,
-        &[("Marker", paths.marker.clone())],
-    )?;
-    let mut notices = Vec::new();
-    let mut uninstalled = !(replace.is_some() || unknown_runtime);
-    // The runtime may hold files of this very directory (install_ebpf.psm1 registers
-    // sample_ebpf_ext.sys from it): uninstall before the directory is replaced.
-    let same_dir = replace
-        .as_ref()
-        .map_or(unknown_runtime, |r| r.guest_dir == paths.build_dir);
-    if !uninstalled && same_dir {
-        uninstalled = uninstall(
+    fn uninstall(
+        &mut self,
+        session: &mut Session,
+        progress: &mut Progress<'_>,
+        dir: &str,
+        required: bool,
+    ) -> Result<bool, InstallError> {
+        uninstall(
             session,
             progress,
-            &paths,
-            &paths.build_dir,
-            &logs_dir,
-            &mut notices,
-            false,
-        )?;
+            &self.paths,
+            dir,
+            &self.logs_dir,
+            &mut self.notices,
+            required,
+        )
     }
 
-    check_cancel(&opts.cancel, Step::PrepareDir)?;
-    progress.step(Step::PrepareDir, || {
-        run::<serde_json::Value>(
-            session,
-            Step::PrepareDir,
-            scripts::WIN_PREPARE_DIR,
-            &[("Path", paths.build_dir.clone())],
-        )
-    })?;
-    check_cancel(&opts.cancel, Step::Upload)?;
-    progress.step(Step::Upload, || {
-        session
-            .upload_tree(&build.local_dir, &paths.build_dir)
-            .map(|_| ())
-            .map_err(InstallError::session(Step::Upload))
-    })?;
-    if let Some(p) = &psexec {
-        check_cancel(&opts.cancel, Step::PlacePsexec)?;
-        let target = plan::guest_join(GuestOs::Windows, &paths.build_dir, "PsExec64.exe");
+    fn after_upload(
+        &mut self,
+        session: &mut Session,
+        progress: &mut Progress<'_>,
+    ) -> Result<(), InstallError> {
+        let Some(p) = &self.psexec else {
+            return Ok(());
+        };
+        check_cancel(&self.opts.cancel, Step::PlacePsexec)?;
+        let target = plan::guest_join(GuestOs::Windows, &self.paths.build_dir, "PsExec64.exe");
         progress.step(Step::PlacePsexec, || {
             session
                 .upload_file(p, &target)
                 .map(|_| ())
                 .map_err(InstallError::session(Step::PlacePsexec))
-        })?;
-    }
-
-    if !uninstalled {
-        check_cancel(&opts.cancel, Step::Uninstall)?;
-        let old_dir = replace
-            .as_ref()
-            .map(|r| r.guest_dir.clone())
-            .unwrap_or_else(|| paths.build_dir.clone());
-        uninstall(
-            session,
-            progress,
-            &paths,
-            &old_dir,
-            &logs_dir,
-            &mut notices,
-            true,
-        )?;
-    }
-
-    check_cancel(&opts.cancel, Step::Install)?;
-    let timeout = Duration::from_secs(cfg.timeout.max(1));
-    let result = progress.step(Step::Install, || {
-        let r: InstallResult = guest::run_with_timeout(
-            session,
-            Step::Install,
-            scripts::WIN_INSTALL,
-            timeout,
-            &[
-                ("BuildDir", paths.build_dir.clone()),
-                ("Method", plan::method_name(method).to_string()),
-                ("LogName", INSTALL_LOG.to_string()),
-                ("InstallDir", EFW_INSTALL_DIR.to_string()),
-            ],
-        )
-        .inspect_err(|_| {
-            collect_logs(session, &paths.build_dir, &logs_dir, &mut notices);
-        })?;
-        let problems = checks::judge_install(&r);
-        if problems.is_empty() {
-            return Ok(());
-        }
-        let files = collect_logs(session, &paths.build_dir, &logs_dir, &mut notices);
-        Err(InstallError::InstallFailed {
-            method: plan::method_name(method).into(),
-            problems,
-            excerpt: guest::excerpt(&files, &["msi-install", "install"], &r.output_tail, 12),
-            logs_dir: logs_dir.clone(),
         })
-    });
-    flush(progress, &mut notices);
-    result?;
-
-    check_cancel(&opts.cancel, Step::EnsurePath)?;
-    let p: checks::EnsurePathResult = progress.step(Step::EnsurePath, || {
-        run(
-            session,
-            Step::EnsurePath,
-            scripts::WIN_ENSURE_PATH,
-            &[("Dir", EFW_INSTALL_DIR.to_string())],
-        )
-    })?;
-    if p.changed {
-        progress.notice(format!(
-            "added {EFW_INSTALL_DIR} to the machine PATH (the MSI had not)"
-        ));
     }
 
-    check_cancel(&opts.cancel, Step::RestartSshd)?;
-    let mut fresh: Option<VerifyResult> = None;
-    let restarted = progress.step(Step::RestartSshd, || {
-        let mut check = |s: &mut Session| -> Result<bool, crate::session::SessionError> {
-            // The first fresh session's view is what ebpf-go's tests will get; judge it below.
-            let v = s.run_script(&scripts::WIN_VERIFY, &[])?;
-            fresh = Some(v.into_verify()?);
-            Ok(true)
-        };
-        session
-            .restart_sshd(&mut check, Duration::from_secs(cfg.restart_timeout.max(1)))
-            .map_err(InstallError::session(Step::RestartSshd))
-    });
-    // A failed restart leaves no usable session to collect logs through.
-    restarted?;
+    fn install(
+        &mut self,
+        session: &mut Session,
+        progress: &mut Progress<'_>,
+    ) -> Result<(), InstallError> {
+        let timeout = Duration::from_secs(self.opts.config.timeout.max(1));
+        let (build_dir, logs_dir, method) = (&self.paths.build_dir, &self.logs_dir, self.method);
+        let notices = &mut self.notices;
+        let result = progress.step(Step::Install, || {
+            let r: InstallResult = guest::run_with_timeout(
+                session,
+                Step::Install,
+                scripts::WIN_INSTALL,
+                timeout,
+                &[
+                    ("BuildDir", build_dir.clone()),
+                    ("Method", plan::method_name(method).to_string()),
+                    ("LogName", INSTALL_LOG.to_string()),
+                    ("InstallDir", EFW_INSTALL_DIR.to_string()),
+                ],
+            )
+            .inspect_err(|_| {
+                collect_logs(session, build_dir, logs_dir, notices);
+            })?;
+            let problems = checks::judge_install(&r);
+            if problems.is_empty() {
+                return Ok(());
+            }
+            let files = collect_logs(session, build_dir, logs_dir, notices);
+            Err(InstallError::InstallFailed {
+                method: plan::method_name(method).into(),
+                problems,
+                excerpt: guest::excerpt(&files, &["msi-install", "install"], &r.output_tail, 12),
+                logs_dir: logs_dir.clone(),
+            })
+        });
+        flush(progress, &mut self.notices);
+        result?;
 
-    let verify = progress.step(Step::Verify, || {
-        let v = match fresh.take() {
-            Some(v) => v,
-            None => run(session, Step::Verify, scripts::WIN_VERIFY, &[])?,
-        };
-        let problems = checks::judge_verify(&v, EFW_INSTALL_DIR);
-        if problems.is_empty() {
-            Ok(v)
-        } else {
-            Err(problems)
+        check_cancel(&self.opts.cancel, Step::EnsurePath)?;
+        let p: checks::EnsurePathResult = progress.step(Step::EnsurePath, || {
+            run(
+                session,
+                Step::EnsurePath,
+                scripts::WIN_ENSURE_PATH,
+                &[("Dir", EFW_INSTALL_DIR.to_string())],
+            )
+        })?;
+        if p.changed {
+            progress.notice(format!(
+                "added {EFW_INSTALL_DIR} to the machine PATH (the MSI had not)"
+            ));
         }
-        .map_err(|problems| InstallError::VerifyFailed {
-            problems,
-            logs_dir: logs_dir.clone(),
-        })
-    });
-    let logs = progress.step(Step::CollectLogs, || {
-        Ok::<_, InstallError>(collect_logs(
-            session,
-            &paths.build_dir,
-            &logs_dir,
-            &mut notices,
-        ))
-    })?;
-    flush(progress, &mut notices);
-    let verify = verify?;
+        Ok(())
+    }
 
-    let record = InstallRecord {
-        build: build.provenance.clone(),
-        method,
-        guest_dir: paths.build_dir.clone(),
-        installed_at: now_unix(),
-        harness_version: env!("CARGO_PKG_VERSION").into(),
-        runtime_version: verify.runtime_version.clone(),
-    };
-    let json = serde_json::to_string(&record).expect("record serializes");
-    progress.step(Step::Record, || {
-        run::<serde_json::Value>(
-            session,
-            Step::Record,
-            scripts::WIN_RECORD,
-            &[("Marker", paths.marker.clone()), ("Record", json.clone())],
-        )
-    })?;
-    Ok(InstallReport {
-        outcome: InstallOutcome::Installed {
-            replaced: replace.map(|r| r.build),
-        },
-        record,
-        checks: verify_table(&verify),
-        logs,
-    })
+    fn restart_and_verify(
+        &mut self,
+        session: &mut Session,
+        progress: &mut Progress<'_>,
+    ) -> Result<Verified, InstallError> {
+        let mut fresh: Option<VerifyResult> = None;
+        let restart_timeout = Duration::from_secs(self.opts.config.restart_timeout.max(1));
+        let restarted = progress.step(Step::RestartSshd, || {
+            let mut check = |s: &mut Session| -> Result<bool, crate::session::SessionError> {
+                // The first fresh session's view is what ebpf-go's tests will get; judged below.
+                let v = s.run_script(&scripts::WIN_VERIFY, &[])?;
+                fresh = Some(v.into_verify()?);
+                Ok(true)
+            };
+            session
+                .restart_sshd(&mut check, restart_timeout)
+                .map_err(InstallError::session(Step::RestartSshd))
+        });
+        // A failed restart leaves no usable session to collect logs through.
+        restarted?;
+
+        let logs_dir = self.logs_dir.clone();
+        let verify = progress.step(Step::Verify, || {
+            let v = match fresh.take() {
+                Some(v) => v,
+                None => run(session, Step::Verify, scripts::WIN_VERIFY, &[])?,
+            };
+            let problems = checks::judge_verify(&v, EFW_INSTALL_DIR);
+            if problems.is_empty() {
+                Ok(v)
+            } else {
+                Err(InstallError::VerifyFailed { problems, logs_dir })
+            }
+        });
+        let (build_dir, logs_dir) = (&self.paths.build_dir, &self.logs_dir);
+        let notices = &mut self.notices;
+        let logs = progress.step(Step::CollectLogs, || {
+            Ok::<_, InstallError>(collect_logs(session, build_dir, logs_dir, notices))
+        })?;
+        self.logs.extend(logs);
+        flush(progress, &mut self.notices);
+        let verify = verify?;
+        Ok(Verified {
+            checks: verify_table(&verify),
+            runtime_version: verify.runtime_version,
+        })
+    }
+
+    fn take_logs(&mut self) -> Vec<PathBuf> {
+        std::mem::take(&mut self.logs)
+    }
 }
 
 trait IntoVerify {
@@ -378,22 +334,6 @@ fn resolve_psexec(
     })
 }
 
-fn parse_record(
-    marker: Option<&serde_json::Value>,
-    progress: &mut Progress<'_>,
-) -> Option<InstallRecord> {
-    let m = marker?;
-    match serde_json::from_value::<InstallRecord>(m.clone()) {
-        Ok(r) => Some(r),
-        Err(e) => {
-            progress.notice(format!(
-                "ignoring an unreadable install record in the guest ({e})"
-            ));
-            None
-        }
-    }
-}
-
 /// Lists and downloads the install logs; problems become notices.
 fn collect_logs(
     session: &mut Session,
@@ -417,12 +357,6 @@ fn collect_logs(
             notices.push(format!("could not list install logs: {e}"));
             Vec::new()
         }
-    }
-}
-
-fn flush(progress: &mut Progress<'_>, notices: &mut Vec<String>) {
-    for n in notices.drain(..) {
-        progress.notice(n);
     }
 }
 
