@@ -1,9 +1,9 @@
 //! The GitHub token: a newtype that cannot be printed by accident, and where to find it.
 
 use std::fmt;
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+
+use std::process::Command;
+use std::time::Duration;
 
 /// A token whose `Debug` and `Display` print `***`, so it never lands in logs or error messages.
 #[derive(Clone, PartialEq, Eq)]
@@ -51,51 +51,17 @@ pub fn token_from_vars(lookup: impl Fn(&str) -> Option<String>) -> Option<Secret
         .find(|s| !s.expose().is_empty())
 }
 
-/// Asks the GitHub CLI, if installed and logged in. Runs in its own process group, killed on timeout.
+/// Asks the GitHub CLI, if installed and logged in (its own process group, killed on timeout).
 fn token_from_gh() -> Option<Secret> {
-    use std::os::unix::process::CommandExt;
-    let mut child = Command::new("gh")
-        .args(["auth", "token"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .ok()?;
-    let start = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if start.elapsed() < GH_TIMEOUT => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
-            _ => break None,
-        }
-    };
-    let Some(status) = status.filter(|s| s.success()) else {
-        // Kill the whole group so no helper `gh` spawned is left behind.
-        kill_group(child.id());
-        let _ = child.kill();
-        let _ = child.wait();
+    let mut cmd = Command::new("gh");
+    cmd.args(["auth", "token"]);
+    let out = hostproc::output(cmd, GH_TIMEOUT, None).ok()?;
+    if !out.success() {
         tracing::debug!("`gh auth token` gave no token");
         return None;
-    };
-    let _ = status;
-    let mut out = String::new();
-    child.stdout.take()?.read_to_string(&mut out).ok()?;
-    let token = Secret::new(out);
-    (!token.expose().is_empty()).then_some(token)
-}
-
-/// Sends SIGKILL to the process group led by `pid`.
-fn kill_group(pid: u32) {
-    if let Ok(pid) = i32::try_from(pid) {
-        // SAFETY: kill(2) with a negative pid signals the process group created at spawn;
-        // a stale group id only yields ESRCH.
-        unsafe {
-            libc::kill(-pid, libc::SIGKILL);
-        }
     }
+    let token = Secret::new(out.stdout);
+    (!token.expose().is_empty()).then_some(token)
 }
 
 #[cfg(test)]

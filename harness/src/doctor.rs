@@ -447,39 +447,12 @@ fn is_executable(p: &Path) -> bool {
 
 /// (stdout, stderr, success) of a short command, or None if it did not finish in time.
 fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Option<(String, String, bool)> {
-    use std::os::unix::process::CommandExt;
-    let mut child = cmd
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .ok()?;
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
-            _ => {
-                kill_group(&mut child);
-                return None;
-            }
-        }
-    }
-    let out = child.wait_with_output().ok()?;
-    Some((
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        out.status.success(),
-    ))
-}
-
-fn kill_group(child: &mut std::process::Child) {
-    // SAFETY: kill(2) on the process group we created for this child.
-    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
-    let _ = child.wait();
+    let cmd = std::mem::replace(cmd, Command::new("true"));
+    let out = hostproc::output(cmd, timeout, None).ok()?;
+    (!out.outcome.timed_out).then(|| {
+        let ok = out.success();
+        (out.stdout, out.stderr, ok)
+    })
 }
 
 #[cfg(test)]

@@ -1,25 +1,16 @@
 //! [`LocalExecutor`]: the local machine as the test target (tests, benchmark, Linux CI).
 
-use std::io::{BufRead, BufReader, Read};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::Ordering;
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use crate::exec::{ExecError, ExecOutcome, ExecRequest, Executor, Stream, TargetOs, UploadFilter};
 
 /// Environment variables holding secrets (the GitHub token) that host commands run for a suite
 /// (`go`, test binaries) do not inherit.
-pub const SECRET_ENV: &[&str] = &["GITHUB_TOKEN", "GH_TOKEN"];
-
-/// How long to keep reading output after the process is gone, in case a stray grandchild that
-/// escaped the process group still holds the pipe.
-const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+pub use hostproc::SECRET_ENV;
 
 /// Runs commands on this machine, each in its own process group, killed on timeout, on cancel
-/// and when dropped mid-run.
+/// and when dropped mid-run (through [`hostproc`]).
 #[derive(Debug)]
 pub struct LocalExecutor {
     base: PathBuf,
@@ -30,54 +21,6 @@ impl LocalExecutor {
     pub fn new(base: impl Into<PathBuf>) -> Self {
         Self { base: base.into() }
     }
-}
-
-/// Kills the process group when dropped, so that a panic or an early return leaves no orphans.
-struct GroupGuard {
-    pgid: i32,
-    armed: bool,
-}
-
-impl GroupGuard {
-    fn kill(&mut self) {
-        if self.armed && self.pgid > 0 {
-            // SAFETY: kill(2) with a negative pid signals the process group we created.
-            unsafe {
-                libc::kill(-self.pgid, libc::SIGKILL);
-            }
-        }
-    }
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn spawn_reader<R: Read + Send + 'static>(
-    r: R,
-    stream: Stream,
-    tx: mpsc::Sender<(Stream, Vec<u8>)>,
-) {
-    std::thread::spawn(move || {
-        let mut r = BufReader::with_capacity(64 * 1024, r);
-        let mut buf = Vec::with_capacity(256);
-        loop {
-            buf.clear();
-            match r.read_until(b'\n', &mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    if buf.last() == Some(&b'\n') {
-                        buf.pop();
-                    }
-                    if tx.send((stream, buf.clone())).is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-    });
 }
 
 impl Executor for LocalExecutor {
@@ -106,93 +49,35 @@ impl Executor for LocalExecutor {
         };
         let mut cmd = Command::new(program);
         // The GitHub token harness may hold is no business of go or the tests (a suite's `env`
-        // can still pass one on purpose).
-        for v in SECRET_ENV {
-            cmd.env_remove(v);
-        }
-        cmd.args(args)
-            .envs(req.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
+        // can still pass one on purpose: hostproc keeps what is set explicitly).
+        cmd.args(args).envs(req.env.iter().map(|(k, v)| (k, v)));
         if let Some(cwd) = &req.cwd {
             cmd.current_dir(cwd);
         }
         tracing::debug!(argv = ?req.argv, cwd = ?req.cwd, "local exec");
-        let mut child: Child = cmd.spawn().map_err(|e| ExecError::Spawn {
+        let running = hostproc::Running::start(cmd).map_err(|e| ExecError::Spawn {
             program: program.clone(),
             detail: e.to_string(),
         })?;
-        let mut guard = GroupGuard {
-            pgid: child.id() as i32,
-            armed: true,
-        };
-        let (tx, rx) = mpsc::channel();
-        spawn_reader(
-            child.stdout.take().expect("piped stdout"),
-            Stream::Stdout,
-            tx.clone(),
-        );
-        spawn_reader(
-            child.stderr.take().expect("piped stderr"),
-            Stream::Stderr,
-            tx,
-        );
-
-        let deadline = Instant::now() + req.timeout;
-        let mut timed_out = false;
-        let mut cancelled = false;
-        let mut status = None;
-        let mut drain_until: Option<Instant> = None;
-        let mut killed = false;
-        loop {
-            match rx.recv_timeout(Duration::from_millis(50)) {
-                Ok((s, line)) => on_line(s, &line),
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    if status.is_some() {
-                        break;
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-            }
-            if status.is_none() {
-                if let Some(st) = child.try_wait().map_err(|e| ExecError::Io {
-                    what: format!("waiting for `{program}`"),
-                    source: e,
-                })? {
-                    status = Some(st);
-                    // The leader is gone: take its helpers with it, then drain what is buffered.
-                    guard.kill();
-                    guard.armed = false;
-                    drain_until = Some(Instant::now() + DRAIN_LIMIT);
-                } else {
-                    let cancel = req
-                        .cancel
-                        .as_ref()
-                        .is_some_and(|c| c.load(Ordering::SeqCst));
-                    if !killed && (cancel || Instant::now() >= deadline) {
-                        killed = true;
-                        cancelled = cancel;
-                        timed_out = !cancel;
-                        tracing::warn!(argv = ?req.argv, timed_out, cancelled, "killing process group");
-                        guard.kill();
-                    }
-                }
-            }
-            if drain_until.is_some_and(|d| Instant::now() >= d) {
-                break;
-            }
-        }
-        let status = status.expect("loop ends only after the child was reaped");
+        let cancel = req.cancel.as_deref();
+        let outcome = running
+            .finish(req.timeout, cancel, &mut |s, l| {
+                on_line(
+                    match s {
+                        hostproc::Stream::Stdout => Stream::Stdout,
+                        hostproc::Stream::Stderr => Stream::Stderr,
+                    },
+                    l,
+                )
+            })
+            .map_err(|e| ExecError::Io {
+                what: format!("waiting for `{program}`"),
+                source: e,
+            })?;
         Ok(ExecOutcome {
-            exit_code: if timed_out || cancelled {
-                None
-            } else {
-                status.code()
-            },
-            timed_out,
-            cancelled,
+            exit_code: outcome.code(),
+            timed_out: outcome.timed_out,
+            cancelled: outcome.cancelled,
         })
     }
 
@@ -245,6 +130,7 @@ fn copy_tree(src: &Path, dst: &Path, rel: &Path, skip: UploadFilter<'_>) -> std:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{Duration, Instant};
 
     fn req(argv: &[&str], timeout_ms: u64) -> ExecRequest {
         ExecRequest {

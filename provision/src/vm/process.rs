@@ -9,17 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::error::VmError;
 
-/// Environment variables holding secrets (the GitHub token) that no child needs: QEMU, swtpm
-/// and the host tools never see them.
-pub const SECRET_ENV: &[&str] = &["GITHUB_TOKEN", "GH_TOKEN"];
-
-/// Removes [`SECRET_ENV`] from a child's environment.
-pub fn scrub(cmd: &mut Command) -> &mut Command {
-    for v in SECRET_ENV {
-        cmd.env_remove(v);
-    }
-    cmd
-}
+pub use hostproc::{SECRET_ENV, kill_group, scrub};
 
 /// A spawned helper; killed with its process group on drop unless [`Process::detach`]ed.
 #[derive(Debug)]
@@ -88,19 +78,6 @@ impl Drop for Process {
     }
 }
 
-/// SIGKILL the process group led by `pid` (and `pid` itself).
-pub fn kill_group(pid: u32) {
-    let Ok(pid) = i32::try_from(pid) else { return };
-    if pid <= 1 {
-        return;
-    }
-    // SAFETY: kill(2) has no memory-safety preconditions.
-    unsafe {
-        libc::kill(-pid, libc::SIGKILL);
-        libc::kill(pid, libc::SIGKILL);
-    }
-}
-
 /// Whether `pid` exists and is not a zombie.
 pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -165,59 +142,26 @@ pub fn run_tool(
         .map(|a| a.to_string_lossy())
         .collect::<Vec<_>>()
         .join(" ");
-    let mut child = scrub(&mut Command::new(program))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .map_err(|source| VmError::Spawn {
-            program: program.to_string(),
-            source,
-        })?;
-    // Drain pipes on threads so a chatty tool cannot block on a full pipe.
-    let mut so = child.stdout.take().expect("piped");
-    let mut se = child.stderr.take().expect("piped");
-    let t_out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut so, &mut s);
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut se, &mut s);
-        s
-    });
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(st) = child.try_wait().ok().flatten() {
-            break Some(st);
-        }
-        if Instant::now() >= deadline {
-            kill_group(child.id());
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let stdout = t_out.join().unwrap_or_default();
-    let stderr = t_err.join().unwrap_or_default();
-    match status {
-        Some(st) if st.success() => Ok(stdout),
-        Some(st) => Err(VmError::Tool {
-            program: program.into(),
-            args: shown,
-            status: st.to_string(),
-            stderr: stderr.trim().into(),
-        }),
-        None => Err(VmError::Tool {
-            program: program.into(),
-            args: shown,
-            status: format!("killed after {timeout:?}"),
-            stderr: stderr.trim().into(),
-        }),
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    let out = hostproc::output(cmd, timeout, None).map_err(|source| VmError::Spawn {
+        program: program.to_string(),
+        source,
+    })?;
+    if out.success() {
+        return Ok(out.stdout);
     }
+    let status = if out.outcome.timed_out {
+        format!("killed after {timeout:?}")
+    } else {
+        out.outcome.status.to_string()
+    };
+    Err(VmError::Tool {
+        program: program.into(),
+        args: shown,
+        status,
+        stderr: out.stderr.trim().into(),
+    })
 }
 
 #[cfg(test)]
