@@ -15,6 +15,7 @@
 //! ```
 
 pub mod accel;
+pub mod capacity;
 pub mod console;
 pub mod error;
 pub mod events;
