@@ -265,6 +265,9 @@ fn vms_that_do_not_start_leave_their_packages_not_run() {
         error.contains("VM 'multi-2' did not run shard 2/2"),
         "{error}"
     );
+    let phases = json(&out.join("phases.json"));
+    assert_eq!(phase(&phases, "vms")["ok"], false, "{phases}");
+    assert_eq!(phase(&phases, "merge")["ok"], true, "{phases}");
     let vms = json(&out.join("vms.json"));
     for v in vms["vms"].as_array().unwrap() {
         assert!(v["error"].is_string(), "{v}");

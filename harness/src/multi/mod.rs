@@ -176,6 +176,11 @@ fn run_all(
         };
         Ok((runs, detail))
     })?;
+    if runs.iter().any(|r| r.error.is_some())
+        && let Some(t) = phases.timings.last_mut()
+    {
+        t.ok = false; // its results are merged below, but the phase did not do its job
+    }
     let mut runs = runs;
     let merged = phases.always("merge", |_| {
         let m = merge::merge_all(ctx, args, &mut runs, out)?;
