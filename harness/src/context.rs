@@ -97,13 +97,41 @@ pub struct Context {
     /// -v count minus -q count.
     pub verbosity: i8,
     pub cancel: Cancel,
+    /// Set for one VM of `harness run --vms N` (its name): progress lines start with `[name] `,
+    /// and no spinners or GitHub Actions groups are drawn, since several VMs print at once.
+    pub label: Option<String>,
 }
 
 impl Context {
-    /// Whether to draw progress bars: on a terminal, not quiet, not JSON.
+    /// Whether to draw progress bars: on a terminal, not quiet, not JSON, not one of many VMs.
     pub fn progress(&self) -> bool {
         use std::io::IsTerminal;
-        !self.json && self.verbosity >= 0 && std::io::stderr().is_terminal()
+        !self.json && self.verbosity >= 0 && self.label.is_none() && std::io::stderr().is_terminal()
+    }
+
+    /// What progress lines start with: `[name] ` for one VM of many, else nothing.
+    pub fn tag(&self) -> String {
+        self.label
+            .as_ref()
+            .map(|l| format!("[{l}] "))
+            .unwrap_or_default()
+    }
+
+    /// The context for one VM of many: `[vm] name` set to `name` (with a free SSH port), its
+    /// progress lines tagged with the name; the same paths, output mode and Ctrl-C flag.
+    pub fn for_vm(&self, name: &str) -> Context {
+        let mut config = self.config.clone();
+        config.vm.name = name.to_string();
+        config.vm.port = 0;
+        Context {
+            config,
+            layered: self.layered.clone(),
+            paths: self.paths.clone(),
+            json: self.json,
+            verbosity: self.verbosity,
+            cancel: self.cancel.clone(),
+            label: Some(name.to_string()),
+        }
     }
 }
 
@@ -127,6 +155,7 @@ impl Context {
             json: false,
             verbosity: 0,
             cancel: Cancel::default(),
+            label: None,
         }
     }
 }

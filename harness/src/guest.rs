@@ -285,6 +285,10 @@ pub fn fill_provenance(ctx: &crate::context::Context, prov: &mut suites::Provena
         ),
         Err(e) => tracing::warn!("cannot read {}: {e}", path.display()),
     }
+    if ctx.label.is_some() {
+        // One VM of `run --vms N`: which one ran these packages.
+        prov.extra.insert("vm".into(), ctx.config.vm.name.clone());
+    }
     prov.guest_os = Some(
         serde_json::to_value(ctx.config.vm.os)
             .ok()

@@ -11,6 +11,7 @@ mod gha;
 mod guest;
 mod guest_doctor;
 mod iso;
+mod multi;
 mod phases;
 
 use std::process::ExitCode;
@@ -84,6 +85,7 @@ fn main() -> ExitCode {
         json: cli.global.json,
         verbosity,
         cancel,
+        label: None,
     };
     let result = cmd::dispatch(&ctx, &cli.command);
     // One rule for every command: interrupted by Ctrl-C is 130, whatever the partial results

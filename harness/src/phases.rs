@@ -40,7 +40,8 @@ impl<'a> Phases<'a> {
     pub fn new(ctx: &'a Context) -> Self {
         Phases {
             ctx,
-            gha: gha::active(),
+            // One VM of many prints beside the others: groups would interleave.
+            gha: gha::active() && ctx.label.is_none(),
             timings: Vec::new(),
             started: Instant::now(),
         }
@@ -79,7 +80,7 @@ impl<'a> Phases<'a> {
             b
         } else {
             if self.ctx.verbosity >= 0 && !self.ctx.json {
-                eprintln!("==> {name}");
+                eprintln!("{}==> {name}", self.ctx.tag());
             }
             ProgressBar::hidden()
         };
@@ -101,7 +102,11 @@ impl<'a> Phases<'a> {
                 (false, true) => "INTERRUPTED",
                 (false, false) => "FAILED",
             };
-            eprintln!("{mark:>6} {name:<11} {secs:>7.1}s  {}", first_line(&detail));
+            eprintln!(
+                "{}{mark:>6} {name:<11} {secs:>7.1}s  {}",
+                self.ctx.tag(),
+                first_line(&detail)
+            );
         }
         if self.gha {
             println!("{}", gha::endgroup());

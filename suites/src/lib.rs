@@ -31,6 +31,7 @@ pub mod stage;
 pub mod summary;
 pub mod timing;
 pub mod totals;
+pub mod unrun;
 
 pub use config::{RunMode, SuiteConfig};
 pub use exec::{ExecError, ExecOutcome, ExecRequest, Executor, Stream, TargetOs, UploadFilter};
@@ -40,7 +41,7 @@ pub use plan::{
     ReproCommands, ReproPlan, RerunTarget, Shard, repro_commands, repro_plan, rerun_targets,
     shard_packages,
 };
-pub use results::{RunRecord, Written, merge, new_run_dir, read_failures, write};
+pub use results::{RunRecord, Written, merge, merge_with, new_run_dir, read_failures, write};
 pub use runner::{
     Observer, Quiet, RunEvent, RunOptions, SuiteError, resolve_mode, resolve_module_dir, run,
 };

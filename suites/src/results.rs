@@ -267,6 +267,16 @@ pub fn read_failures(path: &Path) -> Result<(FailedTests, Option<Provenance>), R
 /// written: the event streams are concatenated and folded again; the provenance and run facts
 /// come from the first shard, the duration is the longest shard's, errors are kept.
 pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Written, ResultsError> {
+    merge_with(dirs, out, &mut |_| {})
+}
+
+/// [`merge`], letting the caller complete the merged provenance (the first folder's) before it
+/// is written, e.g. with which VM ran which shard.
+pub fn merge_with(
+    dirs: &[PathBuf],
+    out: &Path,
+    provenance: &mut dyn FnMut(&mut Provenance),
+) -> Result<Written, ResultsError> {
     let first = dirs.first().ok_or(ResultsError::NothingToMerge)?;
     let mut events = Vec::new();
     let mut lines = Vec::new();
@@ -304,5 +314,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Written, ResultsError> {
         meta,
         package_dirs: Vec::new(),
     };
-    write(out, &rec, &base.provenance)
+    let mut prov = base.provenance;
+    provenance(&mut prov);
+    write(out, &rec, &prov)
 }

@@ -398,7 +398,7 @@ pub(crate) fn test_env(opts: &RunOptions) -> Vec<(String, String)> {
     env
 }
 
-fn flags_for(opts: &RunOptions) -> Result<GoTestFlags, FlagError> {
+pub(crate) fn flags_for(opts: &RunOptions) -> Result<GoTestFlags, FlagError> {
     let mut all = opts.suite.flags.clone();
     all.extend(opts.extra_args.iter().cloned());
     let mut f = GoTestFlags::parse(&all)?;
@@ -510,7 +510,7 @@ pub fn run(
     })
 }
 
-fn host_go(opts: &RunOptions, env: Vec<(String, String)>) -> HostGo {
+pub(crate) fn host_go(opts: &RunOptions, env: Vec<(String, String)>) -> HostGo {
     HostGo {
         go: opts.host_go.clone(),
         dir: opts.module_dir.clone(),
@@ -519,7 +519,7 @@ fn host_go(opts: &RunOptions, env: Vec<(String, String)>) -> HostGo {
     }
 }
 
-fn select(opts: &RunOptions, listed: Vec<ListedPackage>) -> Vec<ListedPackage> {
+pub(crate) fn select(opts: &RunOptions, listed: Vec<ListedPackage>) -> Vec<ListedPackage> {
     match opts.shard {
         None => listed,
         Some(shard) => {

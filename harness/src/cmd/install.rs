@@ -299,7 +299,7 @@ pub fn fetch_build(
     let build = Fetcher::new(opts)?.fetch(cfg, &spec)?;
     for w in &build.warnings {
         if !ctx.json {
-            eprintln!("warning: {w}");
+            eprintln!("{}warning: {w}", ctx.tag());
         }
     }
     Ok(BuildToInstall {
@@ -339,6 +339,8 @@ pub struct EventPrinter {
     quiet: bool,
     /// Every event seen, for `--json`.
     pub events: Vec<InstallEvent>,
+    /// `[name] ` for one VM of many.
+    tag: String,
 }
 
 impl EventPrinter {
@@ -347,6 +349,7 @@ impl EventPrinter {
             json: ctx.json,
             quiet: ctx.verbosity < 0,
             events: Vec::new(),
+            tag: ctx.tag(),
         }
     }
 
@@ -360,13 +363,16 @@ impl EventPrinter {
             InstallEvent::StepFinished { step, elapsed, ok } => {
                 let mark = if *ok { "ok" } else { "FAILED" };
                 eprintln!(
-                    "  {mark:>6} {:<30} {:>6.1}s",
+                    "{}  {mark:>6} {:<30} {:>6.1}s",
+                    self.tag,
                     step.label(),
                     elapsed.as_secs_f64()
                 );
             }
-            InstallEvent::Skipped { reason } => eprintln!("  {:>6} {reason}", "skip"),
-            InstallEvent::Notice { message } => eprintln!("  {:>6} {message}", "note"),
+            InstallEvent::Skipped { reason } => eprintln!("{}  {:>6} {reason}", self.tag, "skip"),
+            InstallEvent::Notice { message } => {
+                eprintln!("{}  {:>6} {message}", self.tag, "note")
+            }
         }
     }
 }

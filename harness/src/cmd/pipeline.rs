@@ -24,7 +24,7 @@ use crate::gha;
 use crate::phases::{PhaseTiming, Phases};
 
 /// `harness up`
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct UpArgs {
     /// Windows 11 ISO to install from (overrides `[vm] iso`).
     #[arg(long, value_name = "PATH")]
@@ -58,7 +58,7 @@ pub struct UpArgs {
 }
 
 /// `harness run`
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     #[command(flatten)]
     pub up: UpArgs,
@@ -83,6 +83,17 @@ pub struct RunArgs {
     /// Run the I-th of N deterministic shards of the packages, e.g. `2/4`.
     #[arg(long, value_name = "I/N")]
     pub shard: Option<suites::Shard>,
+    /// Run on N VMs at once (overlays of the same golden image, named `<name>-1` … `<name>-N`),
+    /// the packages split across them by recorded durations, one merged result.
+    #[arg(long, value_name = "N", conflicts_with = "shard")]
+    pub vms: Option<u32>,
+    /// With --vms: a previous results folder whose package durations split the packages
+    /// (default: the results dir's `latest`).
+    #[arg(long, value_name = "DIR", requires = "vms")]
+    pub shard_durations: Option<PathBuf>,
+    /// Package durations already read (set by `--vms` for each VM's shard).
+    #[arg(skip)]
+    pub durations: Option<BTreeMap<String, f64>>,
     /// Results folder (default: a new folder under the results dir, linked as `latest`).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -91,7 +102,7 @@ pub struct RunArgs {
     pub extra: Vec<String>,
 }
 
-fn vm_dirs(ctx: &Context) -> VmDirs {
+pub(crate) fn vm_dirs(ctx: &Context) -> VmDirs {
     VmDirs {
         state: ctx.paths.state.clone(),
         cache: ctx.paths.cache.clone(),
@@ -304,6 +315,9 @@ fn package_rel_dir(module_dir: &Path, import_path: &str) -> String {
 }
 
 pub fn run_run(ctx: &Context, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    if let Some(n) = args.vms.filter(|n| *n != 1) {
+        return crate::multi::run(ctx, args, n);
+    }
     if args.fresh {
         let mut vm = Vm::open(&ctx.config.vm, &vm_dirs(ctx)).context("opening the VM")?;
         let stopped = vm
@@ -370,6 +384,26 @@ fn run_pipeline(
     phases: &mut Phases,
     out: &Path,
 ) -> anyhow::Result<(u8, Vec<serde_json::Value>)> {
+    let results = test_on_vm(ctx, args, phases, out)?;
+    phases.run("results", |_| {
+        report(ctx, &results)?;
+        Ok(((), format!("{}", out.display())))
+    })?;
+    let docs = results
+        .iter()
+        .map(|r| serde_json::json!({"suite": r.name, "dir": r.written.dir, "summary": r.written.summary}))
+        .collect();
+    Ok((test::worst_exit(&results), docs))
+}
+
+/// up → doctor → suites on the configured VM, results written under `out` but not yet
+/// reported (one VM of `--vms N` runs exactly this).
+pub(crate) fn test_on_vm(
+    ctx: &Context,
+    args: &RunArgs,
+    phases: &mut Phases,
+    out: &Path,
+) -> anyhow::Result<Vec<test::SuiteResult>> {
     // The VM must survive this function so `down` can stop it cleanly (or --keep keep it).
     let up_args = UpArgs {
         no_detach: false,
@@ -410,6 +444,7 @@ fn run_pipeline(
         rerun_fails: args.rerun_fails,
         shard: args.shard,
         shard_durations: None,
+        durations: args.durations.clone(),
         out: Some(if names.len() > 1 {
             out.to_path_buf()
         } else {
@@ -439,15 +474,7 @@ fn run_pipeline(
         last.timings = Some(timings);
         last.uploaded_bytes = Some(bytes);
     }
-    phases.run("results", |_| {
-        report(ctx, &results)?;
-        Ok(((), format!("{}", out.display())))
-    })?;
-    let docs = results
-        .iter()
-        .map(|r| serde_json::json!({"suite": r.name, "dir": r.written.dir, "summary": r.written.summary}))
-        .collect();
-    Ok((test::worst_exit(&results), docs))
+    Ok(results)
 }
 
 /// The suites' sub-phase times (summed over the suites, which run one after the other) and the
@@ -480,7 +507,7 @@ fn clone_up(a: &UpArgs) -> UpArgs {
 }
 
 /// Console summary, GitHub Actions annotations and step summary.
-fn report(ctx: &Context, results: &[test::SuiteResult]) -> anyhow::Result<()> {
+pub(crate) fn report(ctx: &Context, results: &[test::SuiteResult]) -> anyhow::Result<()> {
     if !ctx.json {
         test::print_results(ctx, results)?;
     }
@@ -508,7 +535,7 @@ fn report(ctx: &Context, results: &[test::SuiteResult]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_timings(out: &Path, timings: &[PhaseTiming], total: f64) -> anyhow::Result<()> {
+pub(crate) fn write_timings(out: &Path, timings: &[PhaseTiming], total: f64) -> anyhow::Result<()> {
     let doc = serde_json::json!({"total_seconds": total, "phases": timings});
     let p = out.join("phases.json");
     std::fs::write(&p, serde_json::to_vec_pretty(&doc)?)

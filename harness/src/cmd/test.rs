@@ -43,6 +43,10 @@ pub struct TestArgs {
     /// Extra `go test` arguments, after `--`.
     #[arg(last = true, value_name = "GO TEST ARGS")]
     pub extra: Vec<String>,
+    /// Package durations that balance the shards, already read (`run --vms`); wins over
+    /// `shard_durations`.
+    #[arg(skip)]
+    pub durations: Option<std::collections::BTreeMap<String, f64>>,
 }
 
 /// The executor for this run: this host with `--local`, else the configured guest over SSH,
@@ -245,12 +249,15 @@ pub fn run_suites(
             anyhow::bail!("no suite named `{n}`; configured suites: {known:?}");
         }
     }
-    let shard_durations = args
-        .shard_durations
-        .as_deref()
-        .map(durations)
-        .transpose()
-        .context("reading --shard-durations")?;
+    let shard_durations = match &args.durations {
+        Some(d) => Some(d.clone()),
+        None => args
+            .shard_durations
+            .as_deref()
+            .map(durations)
+            .transpose()
+            .context("reading --shard-durations")?,
+    };
     let mut results = Vec::new();
     for name in &names {
         let suite = ctx.config.suites[name].clone();
@@ -299,7 +306,7 @@ pub fn run_suites(
         bar.enable_steady_tick(std::time::Duration::from_millis(200));
         let ticker = (!ctx.progress() && !ctx.json && ctx.verbosity >= 0).then(|| {
             Ticker::start(
-                name.clone(),
+                format!("{}{name}", ctx.tag()),
                 std::time::Duration::from_secs(opts.suite.progress_interval.max(1)),
             )
         });

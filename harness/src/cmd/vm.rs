@@ -73,6 +73,8 @@ pub struct EventPrinter {
     spinner: Option<indicatif::ProgressBar>,
     /// The last "still waiting" line printed on a non-terminal (phase, elapsed seconds).
     last_waiting: Option<(Phase, u64)>,
+    /// `[name] ` for one VM of many ([`Context::tag`]).
+    tag: String,
 }
 
 /// The "still waiting" line for a non-terminal, at most one per 30 s of a phase (pure).
@@ -92,9 +94,10 @@ impl EventPrinter {
     pub fn new(ctx: &Context, groups: bool) -> Self {
         EventPrinter {
             quiet: ctx.json || ctx.verbosity < 0,
-            gha: groups && crate::gha::active(),
+            gha: groups && crate::gha::active() && ctx.label.is_none(),
             spinner: None,
             last_waiting: None,
+            tag: ctx.tag(),
         }
     }
 
@@ -121,7 +124,12 @@ impl EventPrinter {
                 if ctx.progress() {
                     self.spinner(*phase);
                 } else {
-                    let _ = writeln!(err, "==> {phase} (limit {})", fmt_secs(*timeout));
+                    let _ = writeln!(
+                        err,
+                        "{}==> {phase} (limit {})",
+                        self.tag,
+                        fmt_secs(*timeout)
+                    );
                 }
             }
             VmEvent::Waiting { phase, elapsed } => {
@@ -129,14 +137,19 @@ impl EventPrinter {
                     s.set_message(format!("{phase} {}", fmt_secs(*elapsed)));
                 } else if let Some(line) = waiting_line(*phase, *elapsed, self.last_waiting) {
                     self.last_waiting = Some((*phase, elapsed.as_secs()));
-                    let _ = writeln!(err, "{line}");
+                    let _ = writeln!(err, "{}{line}", self.tag);
                 }
             }
             VmEvent::Finished { phase, elapsed } => {
                 if let Some(s) = self.spinner.take() {
                     s.finish_and_clear();
                 }
-                let _ = writeln!(err, "✓ {phase} ({:.1} s)", elapsed.as_secs_f64());
+                let _ = writeln!(
+                    err,
+                    "{}✓ {phase} ({:.1} s)",
+                    self.tag,
+                    elapsed.as_secs_f64()
+                );
                 if self.gha {
                     println!("{}", crate::gha::endgroup());
                 }
@@ -145,7 +158,7 @@ impl EventPrinter {
                 let line = if self.gha {
                     format!("::warning::{message}")
                 } else {
-                    format!("warning: {message}")
+                    format!("{}warning: {message}", self.tag)
                 };
                 match &self.spinner {
                     Some(s) => s.println(line),
@@ -154,7 +167,7 @@ impl EventPrinter {
             }
             VmEvent::Note { message } => match &self.spinner {
                 Some(s) => s.println(message),
-                None => drop(writeln!(err, "{message}")),
+                None => drop(writeln!(err, "{}{message}", self.tag)),
             },
         }
     }

@@ -15,6 +15,7 @@
 //! ```
 
 pub mod accel;
+pub mod capacity;
 pub mod console;
 pub mod error;
 pub mod events;
@@ -212,6 +213,23 @@ impl Vm {
         }?;
         setup::run(&self.setup, &up, on_event)?;
         Ok(up)
+    }
+
+    /// Makes what several VMs of this configuration share (SSH key, KVM verdict, golden image)
+    /// so that they can then boot side by side; returns the golden image. qemu backend only.
+    pub fn prepare_shared(
+        &mut self,
+        opts: &UpOptions,
+        on_event: &mut dyn FnMut(VmEvent),
+    ) -> Result<PathBuf, VmError> {
+        match &mut self.backend {
+            Backend::Qemu(q) => q.prepare_shared(opts, on_event),
+            Backend::Libvirt(_) => Err(VmError::Unsupported {
+                backend: "libvirt",
+                what: "several VMs at once (--vms); use the qemu backend".into(),
+            }),
+            Backend::Ssh(_) => Err(ssh::unsupported("several VMs at once (--vms)")),
+        }
     }
 
     /// ACPI powerdown, then kill after `shutdown_timeout`. `Ok(false)` if it was not running.

@@ -455,6 +455,18 @@ impl QemuVm {
         }
     }
 
+    /// What every VM of this configuration shares, made once before several boot side by side
+    /// (`harness run --vms N`): the SSH key, the KVM verdict and the golden (base) image.
+    pub fn prepare_shared(
+        &mut self,
+        opts: &UpOptions,
+        on_event: &mut dyn FnMut(VmEvent),
+    ) -> Result<PathBuf, VmError> {
+        let key = keys::resolve(&self.cfg, &self.dirs.state)?;
+        self.accel(on_event);
+        Ok(self.ensure_base(&key, opts, on_event)?.0)
+    }
+
     /// Bring the VM to SSH-ready (see [`super::Vm::up`]).
     pub fn up(
         &mut self,
