@@ -140,7 +140,8 @@ impl Executor for LocalExecutor {
             tx,
         );
 
-        let deadline = Instant::now() + req.timeout;
+        let mut deadline = Instant::now() + req.timeout;
+        let mut dumped = false;
         let mut timed_out = false;
         let mut cancelled = false;
         let mut status = None;
@@ -171,10 +172,16 @@ impl Executor for LocalExecutor {
                         .cancel
                         .as_ref()
                         .is_some_and(|c| c.load(Ordering::SeqCst));
-                    if !killed && (cancel || Instant::now() >= deadline) {
+                    if !cancel && req.dump_on_timeout && !dumped && Instant::now() >= deadline {
+                        dumped = true;
+                        let note = crate::hang::quit_test_binaries(child.id() as i32, req.timeout);
+                        on_line(Stream::Stderr, note.as_bytes());
+                        deadline = Instant::now() + crate::hang::GRACE;
+                        timed_out = true;
+                    } else if !killed && (cancel || Instant::now() >= deadline) {
                         killed = true;
                         cancelled = cancel;
-                        timed_out = !cancel;
+                        timed_out = timed_out || !cancel;
                         tracing::warn!(argv = ?req.argv, timed_out, cancelled, "killing process group");
                         guard.kill();
                     }
@@ -253,6 +260,7 @@ mod tests {
             cwd: None,
             timeout: Duration::from_millis(timeout_ms),
             cancel: None,
+            dump_on_timeout: false,
         }
     }
 
