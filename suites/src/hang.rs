@@ -49,7 +49,10 @@ fn group_members(pgid: i32) -> Vec<(i32, String)> {
             continue;
         }
         if let Ok(exe) = std::fs::read_link(e.path().join("exe")) {
-            out.push((pid, exe.display().to_string()));
+            // A binary removed while it runs reads as `PATH (deleted)`.
+            let exe = exe.display().to_string();
+            let exe = exe.strip_suffix(" (deleted)").unwrap_or(&exe).to_string();
+            out.push((pid, exe));
         }
     }
     out

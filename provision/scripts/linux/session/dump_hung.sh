@@ -14,6 +14,8 @@ for d in /proc/[0-9]*; do
     set -- $rest
     [ "${3:-}" = "$pgid" ] || continue
     exe=$(readlink "$d/exe" 2>/dev/null) || continue
+    # A binary removed while it runs reads as "PATH (deleted)".
+    exe=${exe% (deleted)}
     case "$exe" in
         *.test)
             if kill -QUIT "$p" 2>/dev/null; then
