@@ -448,6 +448,7 @@ mod tests {
             nic: NicModel::E1000,
             ssh_port: 40022,
             qmp_socket: "/s/vms/efw/qmp.sock".into(),
+            events_socket: "/s/vms/efw/qmp-events.sock".into(),
             serial_log: "/s/vms/efw/serial.log".into(),
             kernel: None,
             loadvm: None,
