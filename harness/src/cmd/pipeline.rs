@@ -376,7 +376,13 @@ fn run_pipeline(
         ..clone_up(&args.up)
     };
     let ready = up(ctx, &up_args, phases, Some(out))?;
-    let mut session = ready.session.expect("full up opens a session");
+    let Ready {
+        _vm: vm,
+        up: up_outcome,
+        session,
+        ..
+    } = ready;
+    let mut session = session.expect("full up opens a session");
     let names: Vec<String> = if args.suites.is_empty() {
         ctx.config.suites.keys().cloned().collect()
     } else {
@@ -402,7 +408,8 @@ fn run_pipeline(
         prov.extra.remove("efw_build_key");
     }
     prov.guest_build = doctor.guest_build.clone();
-    let mut exec = crate::guest::SessionExecutor::new(session);
+    let since = suites::event::now_rfc3339();
+    let (mut exec, guard, _watch) = crate::crash::watch(ctx, vm, up_outcome, session, out, since);
     let test_args = test::TestArgs {
         suites: names.clone(),
         run: args.run.clone(),
@@ -439,6 +446,7 @@ fn run_pipeline(
         last.timings = Some(timings);
         last.uploaded_bytes = Some(bytes);
     }
+    let dumps = crate::crash::final_dumps(ctx, guard.as_deref(), &mut exec);
     phases.run("results", |_| {
         report(ctx, &results)?;
         Ok(((), format!("{}", out.display())))
@@ -447,7 +455,9 @@ fn run_pipeline(
         .iter()
         .map(|r| serde_json::json!({"suite": r.name, "dir": r.written.dir, "summary": r.written.summary}))
         .collect();
-    Ok((test::worst_exit(&results), docs))
+    let code = test::worst_exit(&results);
+    // New dumps in the guest fail the run, as efW's CI does.
+    Ok((if dumps > 0 { code.max(1) } else { code }, docs))
 }
 
 /// The suites' sub-phase times (summed over the suites, which run one after the other) and the

@@ -363,6 +363,17 @@ impl Session {
         )
     }
 
+    /// The guest's boot id (Linux: `/proc/sys/kernel/random/boot_id`; Windows: the last boot
+    /// time): it changes when the guest reboots, e.g. after a crash.
+    pub fn boot_id(&mut self) -> Result<String, SessionError> {
+        let probe = match self.ep.os {
+            GuestOs::Windows => builtin::PROBE_WINDOWS,
+            GuestOs::Linux => builtin::PROBE_LINUX,
+        };
+        let v = self.run_script_with(&probe, &[], Some(PROBE_TIMEOUT), &mut |_, _| {})?;
+        Ok(v["boot_id"].as_str().unwrap_or_default().to_string())
+    }
+
     /// Reboots the guest, waits for it to go down and come back (a new boot id), within
     /// `deadline`.
     pub fn reboot(&mut self, deadline: Duration) -> Result<(), SessionError> {
