@@ -2,21 +2,121 @@
 //! nothing of VMs, so harness backs its executor with the guest session.
 
 use std::path::Path;
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use provision::GuestOs;
-use provision::session::{RemoteCommand, Session, SessionError, Stream as GuestStream};
+use provision::session::{
+    CancelHandle, RemoteCommand, Session, SessionError, Stream as GuestStream,
+};
+
+use crate::crash::CrashGuard;
 use suites::{ExecError, ExecOutcome, ExecRequest, Executor, Stream, TargetOs, UploadFilter};
 
 /// Runs suites' commands in the guest over SSH.
+///
+/// The session gets a private cancel handle (`abort`) that a small thread raises on Ctrl-C
+/// (sticky, as before) or when the crash watch hears of a crash this executor has not reported
+/// yet (reset once it is reported), so a command in a crashed guest ends at once.
 pub struct SessionExecutor {
     session: Session,
+    ctrl_c: CancelHandle,
+    abort: CancelHandle,
+    crash: Option<Arc<CrashGuard>>,
+    /// The crash generation this executor has reported (shared with its mirror thread; the
+    /// mutex makes "check and cancel" and "mark reported and reset" exclusive).
+    seen: Arc<(AtomicU64, std::sync::Mutex<()>)>,
+    stop: Arc<AtomicBool>,
+    mirror: Option<std::thread::JoinHandle<()>>,
 }
 
 impl SessionExecutor {
     pub fn new(session: Session) -> Self {
-        SessionExecutor { session }
+        Self::build(session, None)
+    }
+
+    /// An executor that reports guest crashes and can bring the guest back.
+    pub fn with_crash_guard(session: Session, guard: Arc<CrashGuard>) -> Self {
+        Self::build(session, Some(guard))
+    }
+
+    fn build(session: Session, crash: Option<Arc<CrashGuard>>) -> Self {
+        let ctrl_c = session.cancel_handle();
+        let abort = CancelHandle::default();
+        let session = session.with_cancel(abort.clone());
+        let seen = Arc::new((
+            AtomicU64::new(crash.as_ref().map_or(0, |g| g.state.generation())),
+            std::sync::Mutex::new(()),
+        ));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mirror = {
+            let (ctrl_c, abort, stop, seen) =
+                (ctrl_c.clone(), abort.clone(), stop.clone(), seen.clone());
+            let state = crash.as_ref().map(|g| g.state.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    {
+                        let _gate = seen.1.lock().expect("crash gate");
+                        let crashed = state
+                            .as_ref()
+                            .is_some_and(|s| s.generation() > seen.0.load(Ordering::SeqCst));
+                        if ctrl_c.is_cancelled() || crashed {
+                            abort.cancel();
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            })
+        };
+        SessionExecutor {
+            session,
+            ctrl_c,
+            abort,
+            crash,
+            seen,
+            stop,
+            mirror: Some(mirror),
+        }
+    }
+
+    /// The session (for steps after the suites).
+    pub fn session_mut(&mut self) -> &mut Session {
+        &mut self.session
+    }
+
+    /// A crash this executor has not reported yet: marks it reported and returns its error.
+    fn unreported_crash(&mut self) -> Option<ExecError> {
+        let g = self.crash.clone()?;
+        let now = g.state.generation();
+        if now <= self.seen.0.load(Ordering::SeqCst) {
+            return None;
+        }
+        self.mark_seen(now);
+        self.session.disconnect();
+        Some(ExecError::TargetCrashed {
+            reason: g.state.reason(),
+        })
+    }
+}
+
+impl SessionExecutor {
+    /// Crashes up to `generation` are reported: the abort handle goes down (unless Ctrl-C).
+    fn mark_seen(&mut self, generation: u64) {
+        let _gate = self.seen.1.lock().expect("crash gate");
+        self.seen.0.store(generation, Ordering::SeqCst);
+        if !self.ctrl_c.is_cancelled() {
+            self.abort.reset();
+        }
+    }
+}
+
+impl Drop for SessionExecutor {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.mirror.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -41,7 +141,12 @@ fn remote_command(os: GuestOs, req: &ExecRequest) -> RemoteCommand {
     if let Some(d) = &req.cwd {
         cmd = cmd.cwd(d.clone());
     }
-    cmd.timeout(req.timeout)
+    let cmd = cmd.timeout(req.timeout);
+    if req.dump_on_timeout {
+        cmd.dump_on_timeout()
+    } else {
+        cmd
+    }
 }
 
 fn lost(e: SessionError) -> ExecError {
@@ -63,6 +168,9 @@ impl Executor for SessionExecutor {
         req: &ExecRequest,
         on_line: &mut dyn FnMut(Stream, &[u8]),
     ) -> Result<ExecOutcome, ExecError> {
+        if let Some(e) = self.unreported_crash() {
+            return Err(e);
+        }
         if !self.session.is_connected() {
             self.session
                 .reconnect(Duration::from_secs(30))
@@ -97,6 +205,17 @@ impl Executor for SessionExecutor {
         if let Some((stop, t)) = watcher {
             stop.store(true, Ordering::SeqCst);
             let _ = t.join();
+        }
+        // Whatever the command did, a crash under it voids it.
+        if let Some(e) = self.unreported_crash() {
+            return Err(e);
+        }
+        if let (Err(e), Some(g)) = (&result, &self.crash)
+            && e.is_connection_error()
+            && g.rebooted(self.session.endpoint(), self.session.options())
+            && let Some(e) = self.unreported_crash()
+        {
+            return Err(e);
         }
         match result {
             Ok(status) => Ok(ExecOutcome {
@@ -154,12 +273,30 @@ impl Executor for SessionExecutor {
         }
     }
 
+    /// Brings a crashed guest back (see [`crate::crash`]); without a crash guard it cannot.
+    fn recover(&mut self, reason: &str) -> Result<String, ExecError> {
+        let Some(g) = self.crash.clone() else {
+            return Err(ExecError::TargetLost {
+                detail: format!(
+                    "guest crashed ({reason}) and harness has no VM to bring back here"
+                ),
+            });
+        };
+        let note = g
+            .recover(reason, self.session.endpoint(), self.session.options())
+            .map_err(|detail| ExecError::TargetLost { detail })?;
+        self.mark_seen(g.state.generation());
+        self.session.disconnect();
+        Ok(note)
+    }
+
     /// A second SSH connection to the same guest (same endpoint, options and Ctrl-C flag), so
     /// that suites can upload and run packages side by side; `None` when it cannot connect.
     fn try_clone(&self) -> Option<Box<dyn Executor>> {
         match Session::connect(self.session.endpoint(), self.session.options()) {
-            Ok(s) => Some(Box::new(SessionExecutor::new(
-                s.with_cancel(self.session.cancel_handle()),
+            Ok(s) => Some(Box::new(SessionExecutor::build(
+                s.with_cancel(self.ctrl_c.clone()),
+                self.crash.clone(),
             ))),
             Err(e) => {
                 tracing::warn!("could not open another session to the guest: {e}");

@@ -6,6 +6,7 @@ mod cli;
 mod cmd;
 mod config;
 mod context;
+mod crash;
 mod doctor;
 mod gha;
 mod guest;

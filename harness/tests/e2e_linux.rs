@@ -397,3 +397,105 @@ package_timeout = 300
     }
     assert!(qemu_processes(&d.path().display().to_string()).is_empty());
 }
+
+/// Crash forensics for real, in one boot: the fixture's `hang` hits its timeout and leaves its
+/// goroutine dump; `kpanic` panics the guest kernel (pvpanic → QMP GUEST_PANICKED), is reported
+/// "guest crashed (kernel panic)" well before its timeout, the guest reboots (`panic=-1`) and
+/// the run goes on: `pass` runs after the crash. The serial tail is kept; the run fails.
+#[test]
+fn kernel_panic_is_reported_and_the_run_continues_after_the_reboot() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("crash.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"[efw]
+source = "none"
+
+[vm]
+os = "linux"
+name = "crash"
+user = "root"
+memory_mib = 1024
+cpus = 2
+boot_timeout = 300
+
+[extensions]
+
+[suites.crash]
+path = "{}"
+packages = ["./hang", "./kpanic", "./pass"]
+flags = ["-count=1"]
+package_timeout = 45
+parallel = 1
+rerun_fails = 0
+
+[suites.crash.env]
+{} = "1"
+"#,
+            testsupport::gomod::path().display(),
+            testsupport::gomod::KPANIC_ENV,
+        ),
+    )
+    .unwrap();
+    let out = d.path().join("results");
+    let mut c = harness(d.path(), &cfg);
+    c.args(["run", "--out"]).arg(&out);
+    let t0 = Instant::now();
+    let (code, stdout, stderr) = run(c, LIMIT);
+    let took = t0.elapsed();
+    let all = format!("took {took:?}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(code, 2, "a crash fails the run\n{all}");
+    assert!(
+        stderr.contains("harness: guest crashed (kernel panic)"),
+        "the console says so as it happens\n{all}"
+    );
+    let summary = json(&out.join("tests/summary.json"));
+    assert_eq!(
+        summary["run"]["crashes"],
+        serde_json::json!(["kernel panic"]),
+        "{all}\n{summary}"
+    );
+    let pkg = |n: &str| {
+        summary["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == testsupport::gomod::pkg(n))
+            .unwrap_or_else(|| panic!("no {n}: {summary}"))
+            .clone()
+    };
+    let kp = pkg("kpanic");
+    assert_eq!(kp["error"], "guest crashed (kernel panic)", "{summary}");
+    assert!(
+        kp["elapsed"].as_f64().unwrap_or(0.0) < 45.0,
+        "reported well before the package timeout: {kp}"
+    );
+    assert!(
+        pkg("pass")["error"].is_null(),
+        "pass ran after the reboot: {summary}"
+    );
+    assert_eq!(summary["totals"]["passed"], 11, "{summary}");
+    let md = std::fs::read_to_string(out.join("tests/summary.md")).unwrap();
+    assert!(md.contains("guest crashed (kernel panic)"), "{md}");
+    let junit = std::fs::read_to_string(out.join("tests/junit.xml")).unwrap();
+    assert!(junit.contains("guest crashed (kernel panic)"), "{junit}");
+    // The crash's record: the serial console's tail with the panic, and crash-1.json.
+    let serial = std::fs::read_to_string(out.join("dumps/crash-1-serial.log"))
+        .unwrap_or_else(|e| panic!("no serial tail: {e}\n{all}"));
+    assert!(serial.contains("Kernel panic"), "{serial}");
+    let rec = json(&out.join("dumps/crash-1.json"));
+    assert_eq!(rec["reason"], "kernel panic", "{rec}");
+    // The hung test's goroutine dump.
+    let dumps: Vec<_> = std::fs::read_dir(out.join("tests/dumps"))
+        .unwrap_or_else(|e| panic!("no tests/dumps: {e}\n{all}"))
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(dumps.len(), 1, "{dumps:?}");
+    let g = std::fs::read_to_string(&dumps[0]).unwrap();
+    assert!(
+        g.contains("SIGQUIT: quit") && g.contains("hang.TestHangs"),
+        "{g}"
+    );
+    assert!(qemu_processes(&d.path().display().to_string()).is_empty());
+}

@@ -154,12 +154,26 @@ impl Running {
 
     /// Hands over its output until it ends, is timed out or cancelled (polled every 50 ms).
     pub fn finish(
-        mut self,
+        self,
         timeout: Duration,
         cancel: Option<&AtomicBool>,
         on_line: &mut dyn FnMut(Stream, &[u8]),
     ) -> std::io::Result<Outcome> {
-        let deadline = Instant::now() + timeout;
+        self.finish_with(timeout, cancel, on_line, &mut |_| None)
+    }
+
+    /// [`Running::finish`], but at the timeout `on_timeout` is called once first with the
+    /// process group's id (e.g. to ask a hung program for a dump). If it returns a grace period,
+    /// the group is killed only after it (the outcome is still timed out); `None` kills at once.
+    pub fn finish_with(
+        mut self,
+        timeout: Duration,
+        cancel: Option<&AtomicBool>,
+        on_line: &mut dyn FnMut(Stream, &[u8]),
+        on_timeout: &mut dyn FnMut(u32) -> Option<Duration>,
+    ) -> std::io::Result<Outcome> {
+        let mut deadline = Instant::now() + timeout;
+        let mut warned = false;
         let (mut timed_out, mut cancelled, mut killed) = (false, false, false);
         let mut status = None;
         let mut drain_until: Option<Instant> = None;
@@ -177,10 +191,17 @@ impl Running {
                     drain_until = Some(Instant::now() + DRAIN_LIMIT);
                 } else {
                     let cancel = cancel.is_some_and(|c| c.load(Ordering::SeqCst));
+                    if !cancel && !warned && Instant::now() >= deadline {
+                        warned = true;
+                        if let Some(grace) = on_timeout(self.child.id()) {
+                            timed_out = true;
+                            deadline = Instant::now() + grace;
+                        }
+                    }
                     if !killed && (cancel || Instant::now() >= deadline) {
                         killed = true;
                         cancelled = cancel;
-                        timed_out = !cancel;
+                        timed_out = timed_out || !cancel;
                         tracing::warn!(cmd = ?self.cmd, timed_out, cancelled, "killing process group");
                         self.guard.kill();
                         // Armed again: the group is killed once more if the leader outlives this.

@@ -117,6 +117,9 @@ pub struct VmConfig {
     /// Under `accel = "auto"`: seconds a guest may show no progress (serial output, screen
     /// change) under KVM before harness stops it and falls back to TCG; 0 turns the watchdog off.
     pub boot_watchdog: u64,
+    /// During `harness run`: watch for guest crashes (QMP `GUEST_PANICKED` on the qemu backend;
+    /// a new boot id after a dropped connection on any), bring the guest back, keep the dumps.
+    pub crash_watch: bool,
     /// libvirt backend: domain name.
     pub domain: String,
     /// libvirt backend: connection URI.
@@ -189,6 +192,7 @@ impl Default for VmConfig {
             install_timeout: 7200,
             boot_timeout: 600,
             boot_watchdog: 60,
+            crash_watch: true,
             domain: String::new(),
             libvirt_uri: "qemu:///system".into(),
             public_key: None,

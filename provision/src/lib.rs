@@ -34,6 +34,7 @@ macro_rules! embedded_script {
 
 pub mod config;
 pub mod debugger;
+pub mod forensics;
 pub mod health;
 pub mod install;
 pub mod session;

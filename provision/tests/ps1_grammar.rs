@@ -34,12 +34,14 @@ fn generated_wrappers_parse() {
         .chain(provision::install::scripts::WINDOWS_ALL)
         .chain(provision::health::scripts::WINDOWS_ALL)
         .chain(provision::debugger::WINDOWS_ALL)
+        .chain(provision::forensics::WINDOWS_ALL)
         .filter(|s| s.os == provision::session::GuestOs::Windows)
     {
         let cmd = script
             .command(&[
                 ("Dir", r"C:\it's here".into()),
                 ("Names", "epbf-go-1\nebpf-go-2".into()),
+                ("Since", "2026-01-01T00:00:00Z".into()),
             ])
             .unwrap()
             .env("GOFLAGS", "-count=1")

@@ -193,6 +193,7 @@ fn windows_vm_command_line() {
         nic: NicModel::E1000,
         ssh_port: 40022,
         qmp_socket: "/s/vms/efw/qmp.sock".into(),
+        events_socket: "/s/vms/efw/qmp-events.sock".into(),
         serial_log: "/s/vms/efw/serial.log".into(),
         kernel: None,
         loadvm: None,
@@ -270,6 +271,7 @@ fn qemu_accepts_the_windows_command_line() {
             .unwrap()
             .port(),
         qmp_socket: p("qmp.sock"),
+        events_socket: p("qmp-events.sock"),
         serial_log: p("serial.log"),
         kernel: None,
         loadvm: None,

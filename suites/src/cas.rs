@@ -85,7 +85,23 @@ fn is_key(s: &str) -> bool {
     s.len() >= 66 && s.as_bytes()[..64].iter().all(u8::is_ascii_hexdigit) && &s[64..65] == "."
 }
 
-fn run_sh(exec: &mut dyn Executor, script: &str, args: &[&str]) -> Result<Vec<String>, String> {
+/// Why a store command failed: the target is gone or crashed (kept as the executor said), or
+/// anything else (a message).
+enum ShError {
+    Target(ExecError),
+    Other(String),
+}
+
+impl std::fmt::Display for ShError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ShError::Target(e) => write!(f, "{e}"),
+            ShError::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+fn run_sh(exec: &mut dyn Executor, script: &str, args: &[&str]) -> Result<Vec<String>, ShError> {
     let mut argv = vec!["sh".to_string(), "-c".into(), script.into(), "sh".into()];
     argv.extend(args.iter().map(|a| a.to_string()));
     let req = ExecRequest {
@@ -94,6 +110,7 @@ fn run_sh(exec: &mut dyn Executor, script: &str, args: &[&str]) -> Result<Vec<St
         cwd: None,
         timeout: COMMAND_TIMEOUT,
         cancel: None,
+        dump_on_timeout: false,
     };
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let res = exec.run(&req, &mut |s, l| {
@@ -105,14 +122,14 @@ fn run_sh(exec: &mut dyn Executor, script: &str, args: &[&str]) -> Result<Vec<St
     });
     match res {
         Ok(o) if o.exit_code == Some(0) => Ok(out),
-        Ok(o) => Err(format!(
+        Ok(o) => Err(ShError::Other(format!(
             "exited with {:?}{}: {}",
             o.exit_code,
             if o.timed_out { " (timed out)" } else { "" },
             err.join(" | ")
-        )),
-        Err(e) if e.is_target_lost() => Err(format!("\u{0}{e}")),
-        Err(e) => Err(e.to_string()),
+        ))),
+        Err(e) if e.is_target_lost() || e.is_crash() => Err(ShError::Target(e)),
+        Err(e) => Err(ShError::Other(e.to_string())),
     }
 }
 
@@ -127,11 +144,7 @@ impl TreeSync {
         let manifest = format!("{}.harness-tree", dest.trim_end_matches('/'));
         let lines = match run_sh(exec, QUERY, &[&store, &manifest, dest]) {
             Ok(l) => l,
-            Err(e) if e.starts_with('\u{0}') => {
-                return Err(ExecError::TargetLost {
-                    detail: e[1..].to_string(),
-                });
-            }
+            Err(ShError::Target(e)) => return Err(e),
             Err(e) => {
                 tracing::warn!("no upload store on the target ({e}): uploading whole trees");
                 return Ok(None);
@@ -226,11 +239,9 @@ impl TreeSync {
                 text.as_str(),
             ];
             if let Err(e) = run_sh(exec, PLACE, &args) {
-                return Err(match e.strip_prefix('\u{0}') {
-                    Some(lost) => ExecError::TargetLost {
-                        detail: lost.to_string(),
-                    },
-                    None => upload_err(format!("linking files from the store: {e}")),
+                return Err(match e {
+                    ShError::Target(e) => e,
+                    ShError::Other(e) => upload_err(format!("linking files from the store: {e}")),
                 });
             }
         }

@@ -69,6 +69,10 @@ pub struct ExecRequest {
     pub timeout: Duration,
     /// Set by Ctrl-C; the executor kills the process tree soon after it turns true.
     pub cancel: Option<Arc<AtomicBool>>,
+    /// On timeout, dump the hung Go test binaries before the kill (Linux: SIGQUIT, so Go prints
+    /// every goroutine's stack into the output; Windows: a memory dump in the guest) and say so
+    /// in the output.
+    pub dump_on_timeout: bool,
 }
 
 /// Which stream a line came from.
@@ -105,6 +109,13 @@ pub enum ExecError {
         /// What was observed.
         detail: String,
     },
+    /// The target crashed under the command (a guest kernel panic, a Windows bugcheck): the
+    /// executor may bring it back ([`Executor::recover`]) so that the run continues.
+    #[error("guest crashed ({reason})")]
+    TargetCrashed {
+        /// What crashed it, e.g. `kernel panic` or `bugcheck 0x0000003b`.
+        reason: String,
+    },
     /// The command could not be started on the target.
     #[error("could not start `{program}` on the target: {detail}")]
     Spawn {
@@ -138,6 +149,11 @@ impl ExecError {
     /// Whether the target is gone, so that nothing else should be attempted on it.
     pub fn is_target_lost(&self) -> bool {
         matches!(self, ExecError::TargetLost { .. })
+    }
+
+    /// Whether the target crashed (see [`ExecError::TargetCrashed`]).
+    pub fn is_crash(&self) -> bool {
+        matches!(self, ExecError::TargetCrashed { .. })
     }
 }
 
@@ -184,6 +200,15 @@ pub trait Executor: Send {
     fn try_clone(&self) -> Option<Box<dyn Executor>> {
         None
     }
+
+    /// After [`ExecError::TargetCrashed`]: brings the target back (waits for it to reboot, or
+    /// restores a snapshot) and keeps what the crash left (dumps, console tail). `Ok` with a note
+    /// for the output when commands can run again; the default cannot bring a target back.
+    fn recover(&mut self, reason: &str) -> Result<String, ExecError> {
+        Err(ExecError::TargetLost {
+            detail: format!("guest crashed ({reason}) and this target cannot be brought back"),
+        })
+    }
 }
 
 impl<E: Executor + ?Sized> Executor for Box<E> {
@@ -213,6 +238,9 @@ impl<E: Executor + ?Sized> Executor for Box<E> {
     }
     fn try_clone(&self) -> Option<Box<dyn Executor>> {
         (**self).try_clone()
+    }
+    fn recover(&mut self, reason: &str) -> Result<String, ExecError> {
+        (**self).recover(reason)
     }
 }
 

@@ -126,6 +126,7 @@ impl HostGo {
             cwd: Some(self.dir.display().to_string()),
             timeout,
             cancel: self.cancel.clone(),
+            dump_on_timeout: false,
         };
         let mut out = HostOutput {
             code: None,
@@ -288,6 +289,7 @@ pub fn quick(argv: &[String], timeout: Duration) -> Option<(Option<i32>, String)
         cwd: None,
         timeout,
         cancel: None,
+        dump_on_timeout: false,
     };
     let mut out = String::new();
     let outcome = LocalExecutor::new(std::env::temp_dir())

@@ -11,13 +11,16 @@
 
 pub mod cas;
 pub mod config;
+pub mod crash;
 pub mod debug;
+pub mod dumps;
 pub mod event;
 pub mod exec;
 pub mod explain;
 pub mod flags;
 pub mod gotool;
 mod guest_probe;
+mod hang;
 pub mod junit;
 pub mod local;
 pub mod model;

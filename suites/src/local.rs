@@ -60,16 +60,31 @@ impl Executor for LocalExecutor {
             detail: e.to_string(),
         })?;
         let cancel = req.cancel.as_deref();
+        let dump = req.dump_on_timeout;
+        // Both callbacks print: the dump note must come before the dump it announces.
+        let on_line = std::cell::RefCell::new(on_line);
         let outcome = running
-            .finish(req.timeout, cancel, &mut |s, l| {
-                on_line(
-                    match s {
-                        hostproc::Stream::Stdout => Stream::Stdout,
-                        hostproc::Stream::Stderr => Stream::Stderr,
-                    },
-                    l,
-                )
-            })
+            .finish_with(
+                req.timeout,
+                cancel,
+                &mut |s, l| {
+                    (on_line.borrow_mut())(
+                        match s {
+                            hostproc::Stream::Stdout => Stream::Stdout,
+                            hostproc::Stream::Stderr => Stream::Stderr,
+                        },
+                        l,
+                    )
+                },
+                &mut |pgid| {
+                    // Ask hung Go test binaries for their goroutines before the kill.
+                    dump.then(|| {
+                        let note = crate::hang::quit_test_binaries(pgid as i32, req.timeout);
+                        (on_line.borrow_mut())(Stream::Stderr, note.as_bytes());
+                        crate::hang::GRACE
+                    })
+                },
+            )
             .map_err(|e| ExecError::Io {
                 what: format!("waiting for `{program}`"),
                 source: e,
@@ -139,6 +154,7 @@ mod tests {
             cwd: None,
             timeout: Duration::from_millis(timeout_ms),
             cancel: None,
+            dump_on_timeout: false,
         }
     }
 

@@ -129,9 +129,11 @@ pub(crate) fn run(
         }
         Ok(())
     })?;
-    for pkg in pending {
-        let why = stop_reason(p.opts, st).unwrap_or_else(|| "not run".into());
-        st.errored(&pkg, &why);
+    if st.crashed.is_none() {
+        for pkg in pending {
+            let why = stop_reason(p.opts, st).unwrap_or_else(|| "not run".into());
+            st.errored(&pkg, &why);
+        }
     }
     Ok(all)
 }
@@ -166,11 +168,14 @@ pub(crate) fn in_sequence(
     });
     st.clock.span("upload", upload_start, Instant::now());
     if let Err(e) = uploaded.map(|b| st.uploaded_bytes += b) {
-        let msg = e.to_string();
-        for b in &built {
-            st.errored(&b.pkg, &msg);
+        if !e.is_crash() {
+            let msg = e.to_string();
+            for b in &built {
+                st.errored(&b.pkg, &msg);
+            }
+            st.error = Some(msg);
         }
-        st.error = Some(msg);
+        st.target_error(&e);
         return Ok(None);
     }
     st.phase("running");
@@ -240,7 +245,7 @@ fn upload_loop(
                 }
             }
             Err(e) => {
-                if e.is_target_lost() {
+                if e.is_target_lost() || e.is_crash() {
                     stop.store(true, Ordering::SeqCst);
                 }
                 let pkgs = batch.into_iter().map(|b| b.pkg).collect();

@@ -96,6 +96,7 @@ impl HostPool<'_> {
             cwd: Some(self.os.join(self.remote, &b.rel_dir)),
             timeout,
             cancel: self.cancel.clone(),
+            dump_on_timeout: false,
         }
     }
 
@@ -120,7 +121,7 @@ impl HostPool<'_> {
                 }
             })
             .map_err(|e| {
-                if e.is_target_lost() {
+                if e.is_target_lost() || e.is_crash() {
                     ProbeError::Lost(e)
                 } else {
                     ProbeError::Other(e.to_string())
@@ -259,11 +260,11 @@ impl HostPool<'_> {
         ];
         args.extend(flags.binary_args());
         let t0 = Instant::now();
-        let res = exec.run(&self.request(b, args, self.timeout), &mut |_, line| {
-            conv.feed(line)
-        });
+        let mut req = self.request(b, args, self.timeout);
+        req.dump_on_timeout = true;
+        let res = exec.run(&req, &mut |_, line| conv.feed(line));
         conv.finish();
-        let lost = matches!(&res, Err(e) if e.is_target_lost());
+        let lost = matches!(&res, Err(e) if e.is_target_lost() || e.is_crash());
         let _ = tx.send(WorkerMsg::Done(Done {
             pkg: b.pkg.clone(),
             res,
@@ -293,15 +294,14 @@ impl HostPool<'_> {
                 st.clock.span("upload", start, end);
             }
             WorkerMsg::UploadFailed(pkgs, e) => {
-                let msg = e.to_string();
-                for p in &pkgs {
-                    st.errored(p, &msg);
+                // After a crash they are left for the next segment.
+                if !e.is_crash() {
+                    let msg = e.to_string();
+                    for p in &pkgs {
+                        st.errored(p, &msg);
+                    }
                 }
-                if e.is_target_lost() {
-                    st.lost.get_or_insert(msg);
-                } else {
-                    st.error.get_or_insert(msg);
-                }
+                st.target_error(&e);
             }
         }
     }
@@ -341,6 +341,9 @@ impl HostPool<'_> {
                 }
             }
         });
+        if st.crashed.is_some() {
+            return; // the next segment runs what is left
+        }
         for job in queue.into_inner().expect("queue") {
             let why = stop_reason(opts, st).unwrap_or_else(|| "not run".into());
             st.errored(&job.built.pkg, &why);

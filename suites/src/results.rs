@@ -2,7 +2,8 @@
 //!
 //! Layout: `junit.xml`, `events.jsonl` (the test2json stream, harness-made events included, so
 //! that folding it again gives the same model), `summary.json`, `summary.md`, `failures/*.log`
-//! (output of each failed test), `harness-output.log` (lines that were not test2json).
+//! (output of each failed test), `harness-output.log` (lines that were not test2json),
+//! `dumps/*.goroutines.txt` (the goroutine dump of each test binary killed by its timeout).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -180,6 +181,20 @@ pub fn write(
     }
 
     let summary = summarize(ex, &rec.meta, provenance, &files);
+
+    let dumps = crate::dumps::goroutine_dumps(&rec.events);
+    if !dumps.is_empty() {
+        let ddir = dir.join("dumps");
+        std::fs::create_dir_all(&ddir).map_err(io("creating", &ddir))?;
+        for (i, (pkg, text)) in dumps.iter().enumerate() {
+            let path = ddir.join(format!(
+                "{:03}-{}.goroutines.txt",
+                i + 1,
+                file_name_part(pkg)
+            ));
+            std::fs::write(&path, text).map_err(io("writing", &path))?;
+        }
+    }
 
     let path = dir.join("events.jsonl");
     let mut f =

@@ -204,7 +204,7 @@ pub fn resolve_mode(mode: RunMode, host_go: &str) -> RunMode {
 
 /// The fold in progress plus the raw stream, fed from both modes.
 pub(crate) struct State<'o> {
-    ex: Execution,
+    pub(crate) ex: Execution,
     events: Vec<String>,
     other: Vec<String>,
     obs: &'o mut dyn Observer,
@@ -216,6 +216,14 @@ pub(crate) struct State<'o> {
     pub(crate) uploaded_bytes: u64,
     /// Test binaries built so far and to build in this run (progress over build batches).
     pub(crate) build_progress: (usize, usize),
+    /// The target crashed and is not back yet: what crashed it (see [`crate::crash`]).
+    pub(crate) crashed: Option<String>,
+    /// Every crash of this run, oldest first.
+    pub(crate) crashes: Vec<String>,
+    /// The packages the current segment of the run covers (listed, after sharding).
+    pub(crate) planned: Vec<String>,
+    /// After a crash: the packages of the current segment (reruns stay inside it).
+    pub(crate) segment: Option<std::collections::BTreeSet<String>>,
 }
 
 impl State<'_> {
@@ -264,7 +272,7 @@ impl State<'_> {
         self.obs.on_event(&RunEvent::Phase(p), &self.ex);
     }
 
-    fn is_running(&self, pkg: &str) -> bool {
+    pub(crate) fn is_running(&self, pkg: &str) -> bool {
         self.ex
             .package(pkg)
             .is_some_and(|p| p.status == PackageStatus::Running)
@@ -272,7 +280,7 @@ impl State<'_> {
 
     /// Ends a package that got no terminal event, saying why; `elapsed` is its wall time when
     /// known (else the model takes it from the events' times).
-    fn close(&mut self, pkg: &str, mark: &str, why: &str, elapsed: Option<Duration>) {
+    pub(crate) fn close(&mut self, pkg: &str, mark: &str, why: &str, elapsed: Option<Duration>) {
         if !self.is_running(pkg) {
             return;
         }
@@ -344,6 +352,7 @@ impl State<'_> {
         took: Option<Duration>,
     ) {
         match res {
+            Err(ExecError::TargetCrashed { reason }) => self.crashed_under(pkg, &reason, took),
             Err(e) if e.is_target_lost() => {
                 let msg = e.to_string();
                 self.errored_after(pkg, &msg, took);
@@ -475,10 +484,23 @@ pub fn run(
         clock: Clock::new(),
         uploaded_bytes: 0,
         build_progress: (0, 0),
+        crashed: None,
+        crashes: Vec::new(),
+        planned: Vec::new(),
+        segment: None,
     };
-    match mode {
-        RunMode::Guest => run_guest(exec, opts, &flags, &mut st)?,
-        _ => run_host(exec, opts, &flags, &mut st)?,
+    let mut segment = None;
+    loop {
+        let seg_opts = crate::crash::segment_options(opts, segment.as_deref());
+        let opts = seg_opts.as_ref().unwrap_or(opts);
+        match mode {
+            RunMode::Guest => run_guest(exec, opts, &flags, &mut st)?,
+            _ => run_host(exec, opts, &flags, &mut st)?,
+        }
+        match crate::crash::after_segment(exec, opts, &mut st) {
+            Some(rest) => segment = Some(rest),
+            None => break,
+        }
     }
     st.ex.finalize("the run ended before the package finished");
     let meta = RunMeta {
@@ -498,6 +520,7 @@ pub fn run(
             .collect(),
         error: st.lost.clone().or(st.error.clone()),
         warnings: st.warnings.clone(),
+        crashes: st.crashes.clone(),
         timings: st.clock.seconds(),
         uploaded_bytes: st.uploaded_bytes,
     };
@@ -579,6 +602,7 @@ fn run_host(
     st.clock.span("list", list_start, Instant::now());
     let listed = select(opts, listed?);
     let test2json = test2json?;
+    st.planned = listed.iter().map(|p| p.import_path.clone()).collect();
     st.obs.on_event(
         &RunEvent::Planned {
             packages: listed.len(),
@@ -651,7 +675,7 @@ fn run_host(
     let trace_log = opts.suite.trace_log_on_rerun && os == TargetOs::Windows;
     let rounds = opts.rerun_fails.unwrap_or(opts.suite.rerun_fails);
     for round in 1..=rounds {
-        let targets = rerun_targets(&st.ex);
+        let targets = crate::crash::in_segment(st, rerun_targets(&st.ex));
         if targets.is_empty() || stop_reason(opts, st).is_some() || too_many_to_rerun(opts, st) {
             break;
         }
@@ -696,6 +720,9 @@ fn too_many_to_rerun(opts: &RunOptions, st: &mut State<'_>) -> bool {
 }
 
 pub(crate) fn stop_reason(opts: &RunOptions, st: &mut State<'_>) -> Option<String> {
+    if let Some(c) = &st.crashed {
+        return Some(format!("not run: guest crashed ({c})"));
+    }
     if let Some(l) = &st.lost {
         return Some(format!("not run: {l}"));
     }
@@ -956,6 +983,7 @@ fn run_guest(
         None => opts.suite.packages.clone(),
     };
     if let Some(l) = &listed {
+        st.planned = l.iter().map(|p| p.import_path.clone()).collect();
         st.obs
             .on_event(&RunEvent::Planned { packages: l.len() }, &st.ex);
         for p in l {
@@ -990,15 +1018,13 @@ fn run_guest(
     });
     st.clock.span("upload", upload_start, Instant::now());
     if let Err(e) = uploaded {
-        let msg = e.to_string();
-        for p in &patterns {
-            st.errored(p, &msg);
+        if !e.is_crash() {
+            let msg = e.to_string();
+            for p in &patterns {
+                st.errored(p, &msg);
+            }
         }
-        if e.is_target_lost() {
-            st.lost = Some(msg);
-        } else {
-            st.error = Some(msg);
-        }
+        st.target_error(&e);
         return Ok(());
     }
 
@@ -1020,6 +1046,7 @@ fn run_guest(
             cwd: Some(remote.clone()),
             timeout: budget,
             cancel: opts.cancel.clone(),
+            dump_on_timeout: true,
         };
         let res = exec.run(&req, &mut |_, line| st.line(&String::from_utf8_lossy(line)));
         let started: Vec<String> = st.ex.packages.iter().map(|p| p.name.clone()).collect();
@@ -1054,14 +1081,11 @@ fn run_guest(
             );
         }
         if let Err(e) = &res {
-            let msg = e.to_string();
-            if e.is_target_lost() {
-                st.lost.get_or_insert(msg.clone());
-            } else {
-                st.error.get_or_insert(msg.clone());
-            }
+            st.target_error(e);
         }
         let why = match &res {
+            // Left for the segment after the crash.
+            Err(e) if e.is_crash() => None,
             Err(e) => Some(format!("not run: {e}")),
             Ok(o) if o.timed_out => Some(format!(
                 "not run: `go test` exceeded its overall budget of {}s and was killed",
@@ -1085,6 +1109,7 @@ fn run_guest(
         cwd: Some(remote.clone()),
         timeout: GUEST_BUILD_ALLOWANCE,
         cancel: opts.cancel.clone(),
+        dump_on_timeout: false,
     };
     let run_start = Instant::now();
     if opts.targets.is_some() {
@@ -1122,7 +1147,7 @@ fn run_guest(
     let mut defined = BTreeMap::new();
     let rounds = opts.rerun_fails.unwrap_or(opts.suite.rerun_fails);
     for round in 1..=rounds {
-        let targets = rerun_targets(&st.ex);
+        let targets = crate::crash::in_segment(st, rerun_targets(&st.ex));
         if targets.is_empty() || stop_reason(opts, st).is_some() || too_many_to_rerun(opts, st) {
             break;
         }
@@ -1169,6 +1194,9 @@ fn clone_exec_error(e: &ExecError) -> ExecError {
     match e {
         ExecError::TargetLost { detail } => ExecError::TargetLost {
             detail: detail.clone(),
+        },
+        ExecError::TargetCrashed { reason } => ExecError::TargetCrashed {
+            reason: reason.clone(),
         },
         other => ExecError::Spawn {
             program: "go test".into(),

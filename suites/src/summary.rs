@@ -55,6 +55,10 @@ pub struct RunMeta {
     /// in testdata that could not be uploaded).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Every time the target crashed during the run (`kernel panic`, `bugcheck 0x…`), oldest
+    /// first; the packages running then are errored "guest crashed (…)".
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub crashes: Vec<String>,
     /// Seconds spent in each sub-phase (`list`, `build`, `upload`, `run`, `rerun`; see
     /// [`crate::timing`]). Written at the top of `summary.json`, not under `run`.
     #[serde(skip)]
@@ -158,7 +162,7 @@ pub fn summarize(
     files: &BTreeMap<(String, String), String>,
 ) -> Summary {
     let mut verdict = ex.verdict();
-    if meta.error.is_some() {
+    if meta.error.is_some() || !meta.crashes.is_empty() {
         verdict = Verdict::Errored;
     }
     let failed = ex
@@ -367,6 +371,9 @@ pub fn render_console(ex: &Execution, s: &Summary) -> String {
             let _ = writeln!(o, "    {:>8.2}s {} ({})", t.elapsed, t.test, t.package);
         }
     }
+    for c in &s.run.crashes {
+        let _ = writeln!(o, "Guest crashed: {}", printable(c));
+    }
     for w in &s.run.warnings {
         let _ = writeln!(o, "Warning: {}", printable(w));
     }
@@ -462,6 +469,9 @@ pub fn render_markdown(ex: &Execution, s: &Summary) -> String {
     );
     if let Some(e) = &s.run.error {
         let _ = writeln!(o, "**Error:** {}\n", html_escape(e));
+    }
+    for c in &s.run.crashes {
+        let _ = writeln!(o, "**Guest crashed:** {}\n", html_escape(c));
     }
     for w in &s.run.warnings {
         let _ = writeln!(o, "**Warning:** {}\n", html_escape(w));

@@ -119,7 +119,7 @@ fn status(r: &Report, pkg: &str, test: &str) -> String {
 
 fn assert_full_fixture(d: &Done) {
     let r = junit(&d.dir);
-    assert_eq!(r.test_suites.len(), 10, "one testsuite per package");
+    assert_eq!(r.test_suites.len(), 11, "one testsuite per package");
     let (tests, failures, skipped, errors): (usize, usize, usize, usize) =
         r.test_suites.iter().fold((0, 0, 0, 0), |a, s| {
             (
@@ -129,8 +129,10 @@ fn assert_full_fixture(d: &Done) {
                 a.3 + s.errors,
             )
         });
-    // 28 tests + 9 rerun attempts; 8 first-round failures + 6 that fail again; one not run.
-    assert_eq!((tests, failures, skipped, errors), (37, 14, 1, 1));
+    // 29 tests + 9 rerun attempts; 8 first-round failures + 6 that fail again; one not run;
+    // two skipped (skip's TestSkipped, and kpanic's TestKernelPanic, never armed here).
+    assert_eq!((tests, failures, skipped, errors), (38, 14, 2, 1));
+    assert_eq!(status(&r, "kpanic", "TestKernelPanic"), "S");
     assert_eq!(status(&r, "flaky", "TestFlaky"), "FP");
     assert_eq!(status(&r, "hang", "TestHangs"), "FF");
     assert_eq!(status(&r, "hang", "TestQuick"), "P");
@@ -159,11 +161,11 @@ fn assert_full_fixture(d: &Done) {
     let t = &d.summary.totals;
     assert_eq!(
         (t.tests, t.passed, t.failed, t.skipped, t.flaky, t.attempts),
-        (28, 20, 6, 1, 2, 37)
+        (29, 20, 6, 2, 2, 38)
     );
     assert_eq!(
         (t.not_run, t.packages, t.packages_no_tests),
-        (1, 9, 1),
+        (1, 10, 1),
         "packages without test files are not counted as packages"
     );
     assert!(
@@ -282,7 +284,7 @@ fn shards_merge_into_the_unsharded_result() {
         .iter()
         .map(|s| junit(&s.dir).test_suites.len())
         .collect();
-    assert_eq!(n.iter().sum::<usize>(), 10);
+    assert_eq!(n.iter().sum::<usize>(), 11);
     assert!(n.iter().all(|&k| k > 0), "both shards have packages: {n:?}");
     let out = tmp.path().join("merged");
     let dirs: Vec<PathBuf> = shards.iter().map(|s| s.dir.clone()).collect();

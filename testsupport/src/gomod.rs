@@ -23,6 +23,9 @@
 //!   without the state directory). (`flaky` does not define it: a flaky test in a package without
 //!   `-trace-log`.)
 //! - `shared`: no Go files, only `shared.txt` for `links`.
+//! - `kpanic`: TestKernelPanic panics the kernel (`echo c > /proc/sysrq-trigger`) for the crash
+//!   forensics tests, but only with [`KPANIC_ENV`]`=1` *and* `harness.key=` on the kernel command
+//!   line (harness's test guest); everywhere else it skips. Never set the variable on a host.
 //!
 //! Builds with `CGO_ENABLED=0` for linux and windows.
 
@@ -33,6 +36,9 @@ pub const MODULE: &str = "harness.test/fixture";
 
 /// The environment variable naming the flaky test's state directory.
 pub const STATE_ENV: &str = "HARNESS_FIXTURE_STATE";
+
+/// The environment variable that arms `kpanic`'s TestKernelPanic (in the test guest only).
+pub const KPANIC_ENV: &str = "HARNESS_FIXTURE_KPANIC";
 
 /// Where the fixture module lives.
 pub fn path() -> PathBuf {

@@ -20,6 +20,9 @@
 //!   survive a guest reboot and belong to the qcow2 disk (overlay reset, snapshots);
 //! - ACPI power button → clean poweroff (busybox acpid + init), `reboot` works;
 //! - static network: 10.0.2.15/24 via 10.0.2.2 (QEMU user networking), virtio-net or e1000;
+//! - the pvpanic driver (`pvpanic_mmio`): with QEMU's `-device pvpanic` a kernel panic (e.g.
+//!   `echo c > /proc/sysrq-trigger`) is reported as QMP `GUEST_PANICKED`; `panic=-1` on the
+//!   command line reboots the guest at once afterwards;
 //! - `harness.nosshd=1` on the command line boots everything but sshd (readiness-failure tests);
 //! - `harness.noacpi=1` ignores the ACPI power button, like minimal initramfs guests;
 //! - the serial console prints `harness-guest: sshd started` once sshd listens.
@@ -39,7 +42,7 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
 /// Bumped whenever the layout or the scripts below change in a way the hash would not see.
-const BUILDER_VERSION: &str = "harness-guest-6";
+const BUILDER_VERSION: &str = "harness-guest-7";
 
 /// File an install step may write `SetEnv NAME=value` lines to (read by sshd at start).
 pub const SSHD_ENV_FILE: &str = "/etc/ssh/sshd_config.d/harness-env.conf";
@@ -60,6 +63,8 @@ const MODULES: &[&str] = &[
     "ext4",
     "button",
     "evdev",
+    // QEMU's pvpanic device (ACPI QEMU0001): a kernel panic becomes QMP GUEST_PANICKED.
+    "pvpanic_mmio",
 ];
 
 /// A built guest: a kernel and an initramfs ready for `-kernel`/`-initrd`.

@@ -384,7 +384,7 @@ fn run_pipeline(
     phases: &mut Phases,
     out: &Path,
 ) -> anyhow::Result<(u8, Vec<serde_json::Value>)> {
-    let results = test_on_vm(ctx, args, phases, out)?;
+    let (results, dumps) = test_on_vm(ctx, args, phases, out)?;
     phases.run("results", |_| {
         report(ctx, &results)?;
         Ok(((), format!("{}", out.display())))
@@ -393,24 +393,33 @@ fn run_pipeline(
         .iter()
         .map(|r| serde_json::json!({"suite": r.name, "dir": r.written.dir, "summary": r.written.summary}))
         .collect();
-    Ok((test::worst_exit(&results), docs))
+    let code = test::worst_exit(&results);
+    // New dumps in the guest fail the run, as efW's CI does.
+    Ok((if dumps > 0 { code.max(1) } else { code }, docs))
 }
 
 /// up → doctor → suites on the configured VM, results written under `out` but not yet
-/// reported (one VM of `--vms N` runs exactly this).
+/// reported (one VM of `--vms N` runs exactly this); also how many new crash dumps the guest
+/// holds (they fail the run).
 pub(crate) fn test_on_vm(
     ctx: &Context,
     args: &RunArgs,
     phases: &mut Phases,
     out: &Path,
-) -> anyhow::Result<Vec<test::SuiteResult>> {
+) -> anyhow::Result<(Vec<test::SuiteResult>, usize)> {
     // The VM must survive this function so `down` can stop it cleanly (or --keep keep it).
     let up_args = UpArgs {
         no_detach: false,
         ..clone_up(&args.up)
     };
     let ready = up(ctx, &up_args, phases, Some(out))?;
-    let mut session = ready.session.expect("full up opens a session");
+    let Ready {
+        _vm: vm,
+        up: up_outcome,
+        session,
+        ..
+    } = ready;
+    let mut session = session.expect("full up opens a session");
     let names: Vec<String> = if args.suites.is_empty() {
         ctx.config.suites.keys().cloned().collect()
     } else {
@@ -436,7 +445,8 @@ pub(crate) fn test_on_vm(
         prov.extra.remove("efw_build_key");
     }
     prov.guest_build = doctor.guest_build.clone();
-    let mut exec = crate::guest::SessionExecutor::new(session);
+    let since = suites::event::now_rfc3339();
+    let (mut exec, guard, _watch) = crate::crash::watch(ctx, vm, up_outcome, session, out, since);
     let test_args = test::TestArgs {
         suites: names.clone(),
         run: args.run.clone(),
@@ -474,7 +484,8 @@ pub(crate) fn test_on_vm(
         last.timings = Some(timings);
         last.uploaded_bytes = Some(bytes);
     }
-    Ok(results)
+    let dumps = crate::crash::final_dumps(ctx, guard.as_deref(), &mut exec);
+    Ok((results, dumps))
 }
 
 /// The suites' sub-phase times (summed over the suites, which run one after the other) and the

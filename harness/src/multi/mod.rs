@@ -45,6 +45,8 @@ pub struct VmRun {
     pub phases: Vec<PhaseTiming>,
     /// Packages of its shard by suite, and whether they ran.
     pub suites: BTreeMap<String, merge::Share>,
+    /// New crash dumps found in its guest after the suites (any fails the run).
+    pub dumps: usize,
 }
 
 /// The VMs' names: `<name>-1` … `<name>-N`.
@@ -197,6 +199,9 @@ fn run_all(
         Ok(((), format!("{}", out.display())))
     })?;
     let mut code = crate::cmd::test::worst_exit(&merged);
+    if runs.iter().any(|r| r.dumps > 0) {
+        code = code.max(1);
+    }
     if runs.iter().any(|r| r.error.is_some()) {
         code = code.max(2);
     }
@@ -233,6 +238,7 @@ fn one_vm(v: &Context, args: &RunArgs, out: &Path) -> VmRun {
     let result = std::fs::create_dir_all(&dir)
         .with_context(|| format!("creating {}", dir.display()))
         .and_then(|_| pipeline::test_on_vm(v, args, &mut phases, &dir));
+    let dumps = result.as_ref().map_or(0, |(_, d)| *d);
     let mut error = result.err().map(|e| format!("{e:#}"));
     if !args.keep {
         let down = phases.always("down", |_| {
@@ -262,6 +268,7 @@ fn one_vm(v: &Context, args: &RunArgs, out: &Path) -> VmRun {
         error,
         phases: phases.timings,
         suites: BTreeMap::new(),
+        dumps,
     }
 }
 

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 pub mod endpoint;
 mod error;
+mod hang;
 pub mod hostkey;
 pub mod script;
 mod ssh;
@@ -109,7 +110,14 @@ pub struct RemoteCommand {
     pub cwd: Option<String>,
     /// Kill the remote process tree after this long.
     pub timeout: Option<Duration>,
+    /// On timeout, dump the hung Go test binaries of the tree before killing it (Linux: SIGQUIT,
+    /// a goroutine dump on stderr; Windows: a comsvcs.dll MiniDump into [`HUNG_DUMP_DIR`]).
+    pub dump_on_timeout: bool,
 }
+
+/// Where Windows guests keep the memory dumps of timed-out test binaries (under the WER
+/// LocalDumps folder the golden image sets up, so the dump collection finds them).
+pub const HUNG_DUMP_DIR: &str = r"C:\dumps\hung";
 
 impl RemoteCommand {
     /// A command from an argv (Linux) or PowerShell source (Windows, one element).
@@ -145,6 +153,12 @@ impl RemoteCommand {
     /// Sets the timeout after which the remote process tree is killed.
     pub fn timeout(mut self, t: Duration) -> Self {
         self.timeout = Some(t);
+        self
+    }
+
+    /// Dumps the hung test binaries of the tree before a timeout kills it.
+    pub fn dump_on_timeout(mut self) -> Self {
+        self.dump_on_timeout = true;
         self
     }
 }

@@ -132,8 +132,22 @@ pub mod builtin {
         include_str!("../../scripts/linux/session/path_kind.sh"),
     );
 
+    /// Before a timed-out command is killed: full memory dumps of the Go test binaries in its
+    /// tree (comsvcs.dll MiniDump).
+    pub const DUMP_HUNG_WINDOWS: Script = Script::windows(
+        "session/dump_hung.ps1",
+        include_str!("../../scripts/windows/session/dump_hung.ps1"),
+    );
+    /// See [`DUMP_HUNG_WINDOWS`]: SIGQUIT to the Go test binaries (a goroutine dump each).
+    pub const DUMP_HUNG_LINUX: Script = Script::linux(
+        "session/dump_hung.sh",
+        include_str!("../../scripts/linux/session/dump_hung.sh"),
+    );
+
     /// Every embedded session script (tests parse them all).
     pub const ALL: &[Script] = &[
+        DUMP_HUNG_WINDOWS,
+        DUMP_HUNG_LINUX,
         PATH_KIND_WINDOWS,
         PATH_KIND_LINUX,
         UNTAR_WINDOWS,

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde::de::DeserializeOwned;
 
+use super::hang;
 use super::hostkey::{self, PinCheck};
 use super::script::{self, Script, builtin};
 use super::wrap;
@@ -362,6 +363,17 @@ impl Session {
         )
     }
 
+    /// The guest's boot id (Linux: `/proc/sys/kernel/random/boot_id`; Windows: the last boot
+    /// time): it changes when the guest reboots, e.g. after a crash.
+    pub fn boot_id(&mut self) -> Result<String, SessionError> {
+        let probe = match self.ep.os {
+            GuestOs::Windows => builtin::PROBE_WINDOWS,
+            GuestOs::Linux => builtin::PROBE_LINUX,
+        };
+        let v = self.run_script_with(&probe, &[], Some(PROBE_TIMEOUT), &mut |_, _| {})?;
+        Ok(v["boot_id"].as_str().unwrap_or_default().to_string())
+    }
+
     /// Reboots the guest, waits for it to go down and come back (a new boot id), within
     /// `deadline`.
     pub fn reboot(&mut self, deadline: Duration) -> Result<(), SessionError> {
@@ -449,6 +461,7 @@ impl Session {
         timeout: Option<Duration>,
         stdin: Option<Feed<'_>>,
         sink: &mut LineSink<'_>,
+        dump_on_timeout: bool,
     ) -> Result<End, SessionError> {
         let started = Instant::now();
         let os = self.ep.os;
@@ -480,7 +493,10 @@ impl Session {
         sess.set_blocking(false);
         sess.set_keepalive(true, keepalive.as_secs().max(1) as u32);
         let dead_after = keepalive * 3 + Duration::from_secs(5);
-        let deadline = timeout.map(|t| started + t);
+        let mut deadline = timeout.map(|t| started + t);
+        // After a timeout with `dump_on_timeout`: the dump step ran, the command has a short
+        // grace to print (or exit), then it is killed as timed out whatever it did.
+        let mut dumped = false;
         let fd = sess.as_raw_fd();
         let mut buf = vec![0u8; 64 * 1024];
         let mut last_rx = Instant::now();
@@ -509,7 +525,7 @@ impl Session {
                 }
             }
             if ch.eof() {
-                break None;
+                break dumped.then_some(End::TimedOut { killed: false });
             }
             if progressed {
                 continue;
@@ -519,6 +535,16 @@ impl Session {
                 break Some(End::Cancelled { killed: false });
             }
             if deadline.is_some_and(|d| now >= d) {
+                if dump_on_timeout && !dumped {
+                    dumped = true;
+                    let note = hang::dump_blocking(&sess, os, sink.pid, timeout);
+                    sink.push(Stream::Stderr, format!("{note}\n").as_bytes());
+                    sess.set_blocking(false);
+                    sess.set_keepalive(true, keepalive.as_secs().max(1) as u32);
+                    deadline = Some(Instant::now() + hang::GRACE);
+                    last_rx = Instant::now();
+                    continue;
+                }
                 break Some(End::TimedOut { killed: false });
             }
             if now >= next_keepalive {
@@ -626,15 +652,30 @@ impl Session {
                     ),
                 });
             }
-            (Some(f), false) => self.stream(&inv.command_line, &what, timeout, Some(f), &mut sink),
+            (Some(f), false) => self.stream(
+                &inv.command_line,
+                &what,
+                timeout,
+                Some(f),
+                &mut sink,
+                cmd.dump_on_timeout,
+            ),
             (None, true) => self.stream(
                 &inv.command_line,
                 &what,
                 timeout,
                 Some(&mut send_source),
                 &mut sink,
+                cmd.dump_on_timeout,
             ),
-            (None, false) => self.stream(&inv.command_line, &what, timeout, None, &mut sink),
+            (None, false) => self.stream(
+                &inv.command_line,
+                &what,
+                timeout,
+                None,
+                &mut sink,
+                cmd.dump_on_timeout,
+            ),
         };
         sink.flush();
         let (killed, err) = match result {

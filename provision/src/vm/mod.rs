@@ -23,6 +23,7 @@ pub mod image;
 pub mod keys;
 pub mod libvirt;
 pub mod lock;
+pub mod panic_watch;
 pub mod process;
 pub mod qemu;
 pub mod qmp;
@@ -372,6 +373,42 @@ impl Vm {
                 crate::session::endpoint::known_hosts_path(&self.dirs.state)
             }
         }
+    }
+
+    /// Starts the crash watch on the running VM (qemu backend: its second QMP monitor); `None`
+    /// for backends without one (libvirt, ssh: a crash there shows as a dropped connection and
+    /// a new boot id).
+    pub fn panic_watch(
+        &mut self,
+        os: GuestOs,
+        on_panic: Box<dyn Fn(panic_watch::GuestPanic) + Send>,
+    ) -> Result<Option<panic_watch::PanicWatch>, VmError> {
+        match &mut self.backend {
+            Backend::Qemu(q) => {
+                let sock = q.paths().qmp_events.clone();
+                panic_watch::PanicWatch::start(&sock, os, on_panic).map(Some)
+            }
+            Backend::Libvirt(_) | Backend::Ssh(_) => Ok(None),
+        }
+    }
+
+    /// The guest's serial console log on the host (qemu backend), for crash reports.
+    pub fn serial_log(&self) -> Option<PathBuf> {
+        match &self.backend {
+            Backend::Qemu(q) => Some(q.paths().serial_log.clone()),
+            Backend::Libvirt(_) | Backend::Ssh(_) => None,
+        }
+    }
+
+    /// Runs `[vm] setup` again in a guest that rebooted on its own (after a crash).
+    pub fn rerun_setup(
+        &self,
+        up: &UpOutcome,
+        on_event: &mut dyn FnMut(VmEvent),
+    ) -> Result<(), VmError> {
+        let mut fresh = up.clone();
+        fresh.already_running = false;
+        setup::run(&self.setup, &fresh, on_event)
     }
 
     /// Keep the VM running when this value is dropped (after an `up` without `detach`).

@@ -17,6 +17,8 @@ pub struct Qmp {
     writer: UnixStream,
     /// Asynchronous events received while waiting for replies (oldest first).
     pub events: Vec<Value>,
+    /// The start of a line [`Qmp::next_event`] was waiting for when its wait ran out.
+    partial: String,
 }
 
 fn qmp_err(command: &str, detail: impl std::fmt::Display) -> VmError {
@@ -52,6 +54,7 @@ impl Qmp {
             reader: BufReader::new(stream),
             writer,
             events: Vec::new(),
+            partial: String::new(),
         };
         let greeting = qmp.read_message("greeting")?;
         if greeting.get("QMP").is_none() {
@@ -82,6 +85,38 @@ impl Qmp {
             return Err(qmp_err(command, "QEMU closed the QMP connection"));
         }
         serde_json::from_str(&line).map_err(|e| qmp_err(command, format!("bad JSON {line:?}: {e}")))
+    }
+
+    /// Waits up to `wait` for the next asynchronous event (queued ones first); `None` when none
+    /// came. A line cut by the wait is kept for the next call.
+    pub fn next_event(&mut self, wait: Duration) -> Result<Option<Value>, VmError> {
+        if !self.events.is_empty() {
+            return Ok(Some(self.events.remove(0)));
+        }
+        self.set_reply_timeout(wait)?;
+        loop {
+            match self.reader.read_line(&mut self.partial) {
+                Ok(0) => return Err(qmp_err("event", "QEMU closed the QMP connection")),
+                Ok(_) if !self.partial.ends_with('\n') => continue,
+                Ok(_) => {
+                    let line = std::mem::take(&mut self.partial);
+                    let m: Value = serde_json::from_str(&line)
+                        .map_err(|e| qmp_err("event", format!("bad JSON {line:?}: {e}")))?;
+                    if m.get("event").is_some() {
+                        return Ok(Some(m));
+                    }
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Ok(None);
+                }
+                Err(e) => return Err(qmp_err("event", format!("reading: {e}"))),
+            }
+        }
     }
 
     /// Run a command and return its `return` value; events seen meanwhile go to [`Qmp::events`].

@@ -18,6 +18,8 @@ pub struct VmPaths {
     /// [`RunState`] of the running QEMU (absent when stopped).
     pub run_state: PathBuf,
     pub qmp: PathBuf,
+    /// The second QMP monitor, for the crash watch ([`crate::vm::panic_watch`]).
+    pub qmp_events: PathBuf,
     pub serial_log: PathBuf,
     /// QEMU's own stderr.
     pub qemu_log: PathBuf,
@@ -61,6 +63,7 @@ impl VmPaths {
             lock: dir.join("lock"),
             run_state: dir.join("run.json"),
             qmp: socket("qmp.sock"),
+            qmp_events: socket("qmp-events.sock"),
             serial_log: dir.join("serial.log"),
             qemu_log: dir.join("qemu.log"),
             overlay: dir.join("disk.qcow2"),

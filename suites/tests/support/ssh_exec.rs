@@ -137,6 +137,7 @@ impl Executor for SshCliExecutor {
             cwd: None,
             timeout: req.timeout + Duration::from_secs(10),
             cancel: req.cancel.clone(),
+            dump_on_timeout: false,
         };
         let t0 = Instant::now();
         let out = LocalExecutor::new(std::env::temp_dir()).run(&local, on_line)?;

@@ -72,6 +72,8 @@ pub struct QemuSpec {
     pub nic: NicModel,
     pub ssh_port: u16,
     pub qmp_socket: PathBuf,
+    /// A second QMP monitor that harness holds open during a run to hear `GUEST_PANICKED`.
+    pub events_socket: PathBuf,
     pub serial_log: PathBuf,
     pub kernel: Option<KernelBoot>,
     /// Start from this RAM+disk snapshot (`-loadvm`).
@@ -214,10 +216,17 @@ pub fn net_args(nic: NicModel, ssh_port: u16) -> Vec<String> {
     ])
 }
 
-pub fn control_args(qmp: &Path, serial_log: &Path) -> Vec<String> {
+/// QMP (commands), a second QMP monitor for the crash watch, the serial log, the display, and
+/// `-action panic=none`: on a guest panic (pvpanic) QEMU reports `GUEST_PANICKED` and lets the
+/// guest go on, so Windows writes its memory dump and a Linux kernel with `panic=N` reboots.
+pub fn control_args(qmp: &Path, events: &Path, serial_log: &Path) -> Vec<String> {
     s([
         "-qmp".to_string(),
         format!("unix:{},server=on,wait=off", escape(qmp)),
+        "-qmp".into(),
+        format!("unix:{},server=on,wait=off", escape(events)),
+        "-action".into(),
+        "panic=none".into(),
         "-serial".into(),
         format!("file:{}", serial_log.display()),
         "-device".into(),
@@ -278,7 +287,7 @@ pub fn args(spec: &QemuSpec) -> Vec<String> {
         pvpanic_args(spec.pvpanic),
         disk_args(&spec.disk, spec.disk_bus, &spec.cdroms),
         net_args(spec.nic, spec.ssh_port),
-        control_args(&spec.qmp_socket, &spec.serial_log),
+        control_args(&spec.qmp_socket, &spec.events_socket, &spec.serial_log),
         vnc_args(spec.console.as_ref()),
         kernel_args(spec.kernel.as_ref()),
         rtc_args(spec.rtc_localtime),
@@ -306,6 +315,7 @@ mod tests {
             nic: NicModel::VirtioNet,
             ssh_port: 2222,
             qmp_socket: "/s/vms/t/qmp.sock".into(),
+            events_socket: "/s/vms/t/qmp-events.sock".into(),
             serial_log: "/s/vms/t/serial.log".into(),
             kernel: Some(KernelBoot {
                 kernel: "/k/vmlinuz".into(),
@@ -438,6 +448,7 @@ mod tests {
             nic: NicModel::E1000,
             ssh_port: 40022,
             qmp_socket: "/s/vms/efw/qmp.sock".into(),
+            events_socket: "/s/vms/efw/qmp-events.sock".into(),
             serial_log: "/s/vms/efw/serial.log".into(),
             kernel: None,
             loadvm: None,

@@ -127,11 +127,20 @@ pub fn nic_model(nic: Nic, os: GuestOs) -> NicModel {
 }
 
 /// Kernel command line: the configured one plus the authorized key for harness's test guest
-/// (`harness.key=`; other kernels ignore unknown dotted parameters).
+/// (`harness.key=`; other kernels ignore unknown dotted parameters), and `panic=-1` (reboot at
+/// once after a kernel panic, so the run can go on) unless the configured line sets `panic=`.
 pub fn kernel_append(configured: &str, public_key: &str) -> String {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD.encode(public_key.trim());
-    format!("{} harness.key={b64}", configured.trim())
+    let reboot = if configured
+        .split_whitespace()
+        .any(|w| w.starts_with("panic="))
+    {
+        ""
+    } else {
+        " panic=-1"
+    };
+    format!("{}{reboot} harness.key={b64}", configured.trim())
         .trim()
         .to_string()
 }
@@ -293,6 +302,7 @@ impl QemuVm {
             nic: nic_model(self.cfg.nic, self.cfg.os),
             ssh_port,
             qmp_socket: self.paths.qmp.clone(),
+            events_socket: self.paths.qmp_events.clone(),
             serial_log: self.paths.serial_log.clone(),
             kernel: self.cfg.kernel.as_ref().map(|k| KernelBoot {
                 kernel: k.clone(),
@@ -360,6 +370,7 @@ impl QemuVm {
             self.start_swtpm()?;
         }
         let _ = std::fs::remove_file(&self.paths.qmp);
+        let _ = std::fs::remove_file(&self.paths.qmp_events);
         let _ = std::fs::remove_file(&self.paths.vnc);
         let _ = std::fs::write(&self.paths.qemu_log, "");
         let mut cmd = Command::new(&self.cfg.qemu);
@@ -821,6 +832,7 @@ impl QemuVm {
         }
         let _ = std::fs::remove_file(&self.paths.run_state);
         let _ = std::fs::remove_file(&self.paths.qmp);
+        let _ = std::fs::remove_file(&self.paths.qmp_events);
         let _ = std::fs::remove_file(&self.paths.swtpm_sock);
         let _ = std::fs::remove_file(&self.paths.vnc);
         let _ = std::fs::remove_file(&self.paths.vnc_password);
@@ -1298,8 +1310,16 @@ mod tests {
     #[test]
     fn kernel_append_carries_the_key() {
         let a = kernel_append("console=ttyS0 quiet ", "ssh-ed25519 AAAA x\n");
-        assert!(a.starts_with("console=ttyS0 quiet harness.key="), "{a}");
-        assert!(!a.contains(' ') || a.split(' ').count() == 3);
+        assert!(
+            a.starts_with("console=ttyS0 quiet panic=-1 harness.key="),
+            "{a}"
+        );
+        assert_eq!(a.split(' ').count(), 4, "{a}");
+        let own = kernel_append("console=ttyS0 panic=30", "k");
+        assert!(
+            own.starts_with("console=ttyS0 panic=30 harness.key="),
+            "{own}"
+        );
     }
 
     #[test]
