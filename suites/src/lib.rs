@@ -18,6 +18,8 @@ pub mod explain;
 pub mod flags;
 pub mod gotool;
 mod guest_probe;
+pub mod history;
+pub mod html;
 pub mod junit;
 pub mod local;
 pub mod model;
