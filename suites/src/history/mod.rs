@@ -100,8 +100,8 @@ pub enum HistoryError {
         /// Its version.
         found: i64,
     },
-    /// Creating the database's folder failed.
-    #[error("creating {path}: {source}")]
+    /// Creating the database's folder, or listing a folder to import, failed.
+    #[error("{path}: {source}")]
     Io {
         /// The folder.
         path: PathBuf,
@@ -301,13 +301,45 @@ fn link_parts(
     Ok(())
 }
 
+/// Records the results folder `dir` in the database at `db` and writes its `history.html` (the
+/// suite's last `runs` runs).
+pub fn record_with_page(db: &Path, dir: &Path, runs: usize) -> Result<Imported, HistoryError> {
+    let mut h = History::open(db)?;
+    let imp = h.import_dir(dir)?;
+    h.write_page(dir, &imp.suite, runs)?;
+    Ok(imp)
+}
+
+/// The results folders in `dir`: `dir` itself when it holds a `summary.json`, else its
+/// subfolders that do (e.g. the results base, `<state>/results`), by name; `latest` links are
+/// skipped.
+pub fn results_folders(dir: &Path) -> Result<Vec<PathBuf>, HistoryError> {
+    if dir.join("summary.json").is_file() {
+        return Ok(vec![dir.to_path_buf()]);
+    }
+    let io = |source| HistoryError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(io)? {
+        let e = e.map_err(io)?;
+        if e.file_type().map_err(io)?.is_dir() && e.path().join("summary.json").is_file() {
+            out.push(e.path());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 fn unix_of(rfc3339: &str) -> Option<i64> {
     time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
         .ok()
         .map(|t| t.unix_timestamp())
 }
 
-fn now_unix() -> i64 {
+/// Seconds since the epoch, now.
+pub fn now_unix() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
@@ -413,6 +445,20 @@ impl History {
             new,
             superseded_by,
         })
+    }
+
+    /// Writes `history.html` into the results folder `dir` (the last `runs` runs of `suite`) and
+    /// links it from the folder's `index.html`.
+    pub fn write_page(&self, dir: &Path, suite: &str, runs: usize) -> Result<(), HistoryError> {
+        let w = self.window(&Filter {
+            suite: Some(suite.to_string()),
+            last_runs: Some(runs.max(1)),
+            now_unix: now_unix(),
+            ..Default::default()
+        })?;
+        let r = report(&w, 10);
+        results::add_history_page(dir, &crate::html::render_history(&w, &r, suite))?;
+        Ok(())
     }
 
     /// Runs in the database (superseded shards included).
