@@ -348,3 +348,35 @@ fn a_damaged_database_says_what_to_do() {
     assert!(e.contains(&path.display().to_string()), "{e}");
     assert!(e.contains("move it away"), "{e}");
 }
+
+#[test]
+fn the_history_page_shows_troubled_tests_and_plots() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (h, dirs) = three_runs(tmp.path());
+    h.write_page(&dirs[2], "ebpf-go", 30).unwrap();
+    let page = std::fs::read_to_string(dirs[2].join("history.html")).unwrap();
+    assert!(
+        page.contains("History of <code>ebpf-go</code>: 3 runs"),
+        "{page}"
+    );
+    // TestA (pass, fail, fail) and TestC (flaky once) get rows; the package row does not.
+    assert!(
+        page.contains("<code>TestA (example.com/m/p)</code>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<code>TestC (example.com/m/p)</code>"),
+        "{page}"
+    );
+    assert!(page.contains(r#"<td class="c pass""#) && page.contains(r#"<td class="c fail""#));
+    assert!(page.contains(r#"<td class="c flaky""#));
+    assert!(page.contains("1 other tests and packages passed"), "{page}");
+    assert_eq!(
+        page.matches("<svg").count(),
+        1 + 3 + 3,
+        "durations, 3 rows, 3 slowest"
+    );
+    assert!(!page.contains("<script") && !page.contains("http://www.w3.org/1999"));
+    let index = std::fs::read_to_string(dirs[2].join("index.html")).unwrap();
+    assert!(index.contains(r#"<a href="history.html">history</a>"#));
+}
