@@ -30,6 +30,8 @@ pub struct Paths {
     pub cache: PathBuf,
     pub state: PathBuf,
     pub results: PathBuf,
+    /// The history database file.
+    pub history: PathBuf,
 }
 
 impl Paths {
@@ -68,10 +70,17 @@ impl Paths {
             .as_ref()
             .map(|p| expand_home(p))
             .unwrap_or_else(|| state.join("results"));
+        let history = cfg
+            .paths
+            .history
+            .as_ref()
+            .map(|p| expand_home(p))
+            .unwrap_or_else(|| state.join("history.sqlite"));
         Ok(Paths {
             cache,
             state,
             results,
+            history,
         })
     }
 }
@@ -151,6 +160,7 @@ impl Context {
                 cache: dir.join("cache"),
                 state: dir.join("state"),
                 results: dir.join("results"),
+                history: dir.join("state/history.sqlite"),
             },
             json: false,
             verbosity: 0,

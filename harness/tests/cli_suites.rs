@@ -296,3 +296,89 @@ fn ctrl_c_exits_130_for_test_too() {
         "interrupted is 130 for `test` as for `run`"
     );
 }
+
+#[test]
+fn runs_and_merges_go_into_the_history_and_imports_count_once() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = config(d.path(), &["./pass", "./fail"]);
+    for i in 1..=2 {
+        harness(d.path())
+            .args(["-c"])
+            .arg(&cfg)
+            .args(["test", "--local", "--rerun-fails", "0", "--shard"])
+            .arg(format!("{i}/2"))
+            .arg("--out")
+            .arg(d.path().join(format!("shard{i}")))
+            .assert()
+            .stdout(predicate::str::contains("report: "));
+    }
+    harness(d.path())
+        .args(["report", "merge"])
+        .arg(d.path().join("shard1"))
+        .arg(d.path().join("shard2"))
+        .arg("--out")
+        .arg(d.path().join("merged"))
+        .assert()
+        .code(1);
+    let merged = d.path().join("merged");
+    let index = std::fs::read_to_string(merged.join("index.html")).unwrap();
+    assert!(index.contains(r#"href="history.html""#));
+    let page = std::fs::read_to_string(merged.join("history.html")).unwrap();
+    assert!(
+        page.contains("History of <code>fx</code>: 1 runs"),
+        "{page}"
+    );
+    assert!(d.path().join("state/history.sqlite").is_file());
+
+    let history = |args: &[&str]| -> serde_json::Value {
+        let out = harness(d.path())
+            .args(["--json", "report", "history"])
+            .args(args)
+            .assert()
+            .code(0)
+            .get_output()
+            .stdout
+            .clone();
+        serde_json::from_slice(&out).unwrap()
+    };
+    let doc = history(&["--since", "1d", "--suite", "fx"]);
+    let runs = doc["report"]["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "the merged run stands for its shards: {doc}");
+    let merged_id = runs[0]["id"].as_str().unwrap().to_string();
+
+    let out = harness(d.path())
+        .args(["--json", "report", "import"])
+        .arg(d.path().join("shard1"))
+        .arg(&merged)
+        .arg(d.path().join("shard2"))
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let doc: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    for i in doc["imported"].as_array().unwrap() {
+        assert_eq!(i["new"], false, "{i}");
+    }
+    assert_eq!(history(&[])["report"]["runs"][0]["id"], merged_id.as_str());
+    assert_eq!(history(&[])["report"]["runs"].as_array().unwrap().len(), 1);
+
+    harness(d.path())
+        .args(["report", "history", "--since", "14"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "--since \"14\" is not a duration: it has no unit",
+        ));
+    harness(d.path())
+        .args(["report", "history", "--suite", "fx"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("1 runs recorded of suite fx"));
+    harness(d.path())
+        .args(["report", "import"])
+        .arg(d.path().join("fixture-state"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("holds no results folder"));
+}

@@ -21,6 +21,8 @@ pub mod flags;
 pub mod gotool;
 mod guest_probe;
 mod hang;
+pub mod history;
+pub mod html;
 pub mod junit;
 pub mod local;
 pub mod model;

@@ -3,7 +3,9 @@
 //! Layout: `junit.xml`, `events.jsonl` (the test2json stream, harness-made events included, so
 //! that folding it again gives the same model), `summary.json`, `summary.md`, `failures/*.log`
 //! (output of each failed test), `harness-output.log` (lines that were not test2json),
-//! `dumps/*.goroutines.txt` (the goroutine dump of each test binary killed by its timeout).
+//! `dumps/*.goroutines.txt` (the goroutine dump of each test binary killed by its timeout),
+//! `index.html` (the self-contained HTML report, [`crate::html`]) and, once the run is in the
+//! history database, `history.html`.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -180,7 +182,11 @@ pub fn write(
         }
     }
 
-    let summary = summarize(ex, &rec.meta, provenance, &files);
+    let mut meta = rec.meta.clone();
+    if meta.id.is_empty() {
+        meta.id = new_run_id(&meta);
+    }
+    let summary = summarize(ex, &meta, provenance, &files);
 
     let dumps = crate::dumps::goroutine_dumps(&rec.events);
     if !dumps.is_empty() {
@@ -229,11 +235,72 @@ pub fn write(
     .map_err(io("writing", &path))?;
     let path = dir.join("summary.md");
     std::fs::write(&path, render_markdown(ex, &summary)).map_err(io("writing", &path))?;
+    write_index(dir, ex, &summary, false)?;
 
     Ok(Written {
         dir: dir.to_path_buf(),
         summary,
     })
+}
+
+/// A new run id: the start time and a hash of what makes this run unique on this machine.
+fn new_run_id(meta: &RunMeta) -> String {
+    use sha2::Digest as _;
+    let now = time::OffsetDateTime::now_utc();
+    let mut h = sha2::Sha256::new();
+    for part in [
+        meta.suite.as_str(),
+        meta.shard.as_deref().unwrap_or(""),
+        meta.started.as_str(),
+        &now.unix_timestamp_nanos().to_string(),
+        &std::process::id().to_string(),
+    ] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    let hex = base16ct::lower::encode_string(&h.finalize());
+    let stamp = now
+        .format(time::macros::format_description!(
+            "[year][month][day]T[hour][minute][second]"
+        ))
+        .unwrap_or_default();
+    format!("{stamp}-{}", &hex[..12])
+}
+
+/// The run id of a results folder: `run.id` from its `summary.json`, or, for folders written
+/// before runs had ids, `sum-` and a hash of that file (the same folder always gets the same id).
+pub fn folder_run_id(dir: &Path) -> Result<String, ResultsError> {
+    use sha2::Digest as _;
+    let s = read_summary(dir)?;
+    if !s.run.id.is_empty() {
+        return Ok(s.run.id);
+    }
+    let path = dir.join("summary.json");
+    let bytes = std::fs::read(&path).map_err(io("reading", &path))?;
+    let hex = base16ct::lower::encode_string(&sha2::Sha256::digest(&bytes));
+    Ok(format!("sum-{}", &hex[..16]))
+}
+
+/// Writes `index.html`, linking `history.html` when `history` is set.
+fn write_index(
+    dir: &Path,
+    ex: &Execution,
+    summary: &Summary,
+    history: bool,
+) -> Result<(), ResultsError> {
+    let path = dir.join("index.html");
+    std::fs::write(&path, crate::html::render_index(ex, summary, history))
+        .map_err(io("writing", &path))
+}
+
+/// Writes `history.html` into a results folder and writes its `index.html` again (from the
+/// folder's own `summary.json` and `events.jsonl`) with a link to it.
+pub fn add_history_page(dir: &Path, history_html: &str) -> Result<(), ResultsError> {
+    let path = dir.join("history.html");
+    std::fs::write(&path, history_html).map_err(io("writing", &path))?;
+    let summary = read_summary(dir)?;
+    let events: Vec<TestEvent> = read_events(dir)?.into_iter().map(|(_, e)| e).collect();
+    write_index(dir, &Execution::from_events(&events), &summary, true)
 }
 
 /// Reads `events.jsonl` of a results folder.
@@ -299,9 +366,12 @@ pub fn merge_with(
     let base = read_summary(first)?;
     let mut meta = base.run.clone();
     meta.shard = None;
+    meta.id = String::new();
+    meta.merged_from = Vec::new();
     let mut errors = Vec::new();
     for d in dirs {
         let s = read_summary(d)?;
+        meta.merged_from.push(folder_run_id(d)?);
         meta.duration_secs = meta.duration_secs.max(s.run.duration_secs);
         // Shards run side by side: the longest span of each sub-phase, all the bytes sent.
         for (k, v) in &s.timings {

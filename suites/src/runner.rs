@@ -504,6 +504,8 @@ pub fn run(
     }
     st.ex.finalize("the run ended before the package finished");
     let meta = RunMeta {
+        id: String::new(),
+        merged_from: Vec::new(),
         suite: opts.suite_name.clone(),
         mode: if mode == RunMode::Guest {
             "guest".into()

@@ -37,6 +37,14 @@ pub struct Provenance {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RunMeta {
+    /// A unique id of this run: the history database keys runs by it. [`crate::results::write`]
+    /// makes one when empty; folders written before it existed get one from their
+    /// `summary.json` ([`crate::results::folder_run_id`]).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub id: String,
+    /// The ids of the shard runs a merged run was made of (`harness report merge`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<String>,
     /// The suite's name.
     pub suite: String,
     /// `host` or `guest`.

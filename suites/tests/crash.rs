@@ -1,6 +1,6 @@
 //! Crash forensics in the runner, on the local machine: an executor that reports a guest crash
-//! when the `kpanic` fixture runs (and wipes its scratch directory, as a rebooted guest with an
-//! in-memory root would), then "brings the guest back". What is asserted: the running package is
+//! when the `kpanic` fixture runs, then "brings the guest back" (wiping its scratch directory, as
+//! a reboot of a guest with an in-memory root would). What is asserted: the running package is
 //! errored "guest crashed (kernel panic)" in every report, the run continues with the packages it
 //! had not reached (uploaded again), the crash is in summary.json and fails the run, and the
 //! package that hits its timeout leaves its goroutine dump in `dumps/`.
@@ -43,9 +43,9 @@ impl Executor for Crashing {
         let is_kpanic_run = req.dump_on_timeout && req.argv[0].ends_with("kpanic.test");
         if is_kpanic_run && !self.shared.lock().unwrap().crashed {
             self.shared.lock().unwrap().crashed = true;
-            // The test started, then the kernel went down with everything uploaded.
+            // The test started, then the kernel went down (the reboot in `recover` loses the
+            // uploads; until then, packages already started run on).
             on_line(Stream::Stdout, b"=== RUN   TestKernelPanic");
-            let _ = std::fs::remove_dir_all(&self.base);
             return Err(ExecError::TargetCrashed {
                 reason: "kernel panic".into(),
             });
@@ -73,6 +73,8 @@ impl Executor for Crashing {
     }
     fn recover(&mut self, reason: &str) -> Result<String, ExecError> {
         self.shared.lock().unwrap().recoveries.push(reason.into());
+        // The guest rebooted with an in-memory root: everything uploaded is gone.
+        let _ = std::fs::remove_dir_all(&self.base);
         if self.stays_down {
             return Err(ExecError::TargetLost {
                 detail: "the guest did not come back within 300s".into(),

@@ -5,7 +5,11 @@
 //! - `faulty`: a fault-injecting HTTP file server (resets, drops every N bytes, stalls, 5xx, slow drip).
 //! - `guest`: a small Linux guest (kernel + busybox + sshd initramfs) built from Debian's packages, cached under `target/`.
 //! - `gomod`: the fixture Go module used by the suites tests.
+//! - `bounded`: runs a tool in its own process group with a deadline; `chromium`: headless
+//!   Chromium for the HTML report's tests.
 
+pub mod bounded;
+pub mod chromium;
 pub mod demo;
 pub mod faulty;
 pub mod github;

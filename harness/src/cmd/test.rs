@@ -223,6 +223,7 @@ pub fn print_results(ctx: &Context, results: &[SuiteResult]) -> anyhow::Result<(
                 );
             }
             println!("results: {}", r.written.dir.display());
+            println!("report: {}", r.written.dir.join("index.html").display());
         }
     }
     Ok(())
@@ -329,6 +330,7 @@ pub fn run_suites(
         };
         let written = suites::write(&dir, &record, &prov)
             .with_context(|| format!("writing results to {}", dir.display()))?;
+        super::report::record_history(ctx, &written.dir);
         results.push(SuiteResult {
             name: name.clone(),
             module_dir: module,

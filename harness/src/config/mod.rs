@@ -28,6 +28,8 @@ pub struct Config {
     pub paths: PathsConfig,
     /// GitHub API access (the token comes only from the environment or `gh auth token`).
     pub github: GithubConfig,
+    /// Reports kept after a run (the history database).
+    pub report: ReportConfig,
     /// Which efW build to install.
     pub efw: artifacts::BuildSourceConfig,
     /// The VM (or host) the tests run on.
@@ -50,6 +52,27 @@ pub struct PathsConfig {
     pub state: Option<PathBuf>,
     /// Results folders (default `<state>/results`).
     pub results: Option<PathBuf>,
+    /// The history database (default `<state>/history.sqlite`).
+    pub history: Option<PathBuf>,
+}
+
+/// `[report]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportConfig {
+    /// Record every run (and every merge) in the history database and write `history.html`.
+    pub history: bool,
+    /// Runs shown on `history.html`.
+    pub history_runs: usize,
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        Self {
+            history: true,
+            history_runs: 30,
+        }
+    }
 }
 
 /// `[github]`.
@@ -92,7 +115,7 @@ pub struct ExtensionEntry {
 pub const DEFAULTS_TOML: &str = include_str!("../../../config.toml");
 
 /// The sections whose keys `HARNESS_<SECTION>_<KEY>` environment variables may set.
-pub(crate) const ENV_SECTIONS: &[&str] = &["paths", "github", "efw", "vm", "install"];
+pub(crate) const ENV_SECTIONS: &[&str] = &["paths", "github", "report", "efw", "vm", "install"];
 
 /// Tables whose entries a higher layer replaces whole.
 pub(crate) const NAMED_TABLES: &[&str] = &["suites", "extensions"];
@@ -123,7 +146,7 @@ mod tests {
         let mut table = toml::Table::try_from(&cfg).unwrap();
         // Option keys that are unset do not serialize; list them through a fully set value.
         for (section, keys) in [
-            ("paths", &["cache", "state", "results"][..]),
+            ("paths", &["cache", "state", "results", "history"][..]),
             (
                 "vm",
                 &[
