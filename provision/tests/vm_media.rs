@@ -197,7 +197,7 @@ fn windows_vm_command_line() {
         serial_log: "/s/vms/efw/serial.log".into(),
         kernel: None,
         loadvm: None,
-        rtc_localtime: true,
+        windows: true,
         console: None,
     };
     let got = cmdline::args(&spec).join(" ");
@@ -275,7 +275,7 @@ fn qemu_accepts_the_windows_command_line() {
         serial_log: p("serial.log"),
         kernel: None,
         loadvm: None,
-        rtc_localtime: true,
+        windows: true,
         console: Some(provision::vm::console::Console::VncUnix {
             socket: p("vnc.sock"),
         }),

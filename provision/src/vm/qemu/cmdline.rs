@@ -78,8 +78,10 @@ pub struct QemuSpec {
     pub kernel: Option<KernelBoot>,
     /// Start from this RAM+disk snapshot (`-loadvm`).
     pub loadvm: Option<String>,
-    /// Windows keeps the RTC in local time.
-    pub rtc_localtime: bool,
+    /// A Windows guest: its RTC keeps local time, and its CPU has `hv-crash`, so a bugcheck
+    /// reaches QEMU's `GUEST_PANICKED` with its code and parameters (under KVM; TCG exposes no
+    /// Hyper-V leaves and the option is inert).
+    pub windows: bool,
     /// The VNC console, if any.
     pub console: Option<Console>,
 }
@@ -105,15 +107,18 @@ pub fn base_args(spec: &QemuSpec) -> Vec<String> {
 }
 
 pub fn machine_args(spec: &QemuSpec) -> Vec<String> {
+    let model = if spec.accel == AccelKind::Kvm {
+        "host"
+    } else {
+        "max"
+    };
+    let cpu = if spec.windows {
+        format!("{model},hv-crash")
+    } else {
+        model.to_string()
+    };
     let mut v = s(["-machine", "q35", "-accel", spec.accel.as_str()]);
-    v.extend(s([
-        "-cpu",
-        if spec.accel == AccelKind::Kvm {
-            "host"
-        } else {
-            "max"
-        },
-    ]));
+    v.extend(["-cpu".to_string(), cpu]);
     v
 }
 
@@ -290,7 +295,7 @@ pub fn args(spec: &QemuSpec) -> Vec<String> {
         control_args(&spec.qmp_socket, &spec.events_socket, &spec.serial_log),
         vnc_args(spec.console.as_ref()),
         kernel_args(spec.kernel.as_ref()),
-        rtc_args(spec.rtc_localtime),
+        rtc_args(spec.windows),
         loadvm_args(spec.loadvm.as_deref()),
     ]
     .concat()
@@ -323,7 +328,7 @@ mod tests {
                 append: "console=ttyS0 quiet".into(),
             }),
             loadvm: None,
-            rtc_localtime: false,
+            windows: false,
             console: None,
         }
     }
@@ -352,6 +357,9 @@ mod tests {
             &["-accel", "kvm", "-cpu", "host"]
         ));
         assert!(has(&machine_args(&spec), &["-machine", "q35"]));
+        // Windows bugchecks reach GUEST_PANICKED with their code (Hyper-V crash MSRs).
+        spec.windows = true;
+        assert!(has(&machine_args(&spec), &["-cpu", "host,hv-crash"]));
     }
 
     #[test]
@@ -452,7 +460,7 @@ mod tests {
             serial_log: "/s/vms/efw/serial.log".into(),
             kernel: None,
             loadvm: None,
-            rtc_localtime: true,
+            windows: true,
             console: Some(Console::VncTcp {
                 host: "127.0.0.1".into(),
                 port: 5903,

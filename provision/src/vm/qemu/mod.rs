@@ -310,7 +310,7 @@ impl QemuVm {
                 append: kernel_append(&self.cfg.append, &key.public),
             }),
             loadvm,
-            rtc_localtime: windows,
+            windows,
             console: None,
         }
     }
