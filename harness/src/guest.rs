@@ -273,6 +273,17 @@ impl Executor for SessionExecutor {
         }
     }
 
+    fn download(&mut self, remote: &str, local: &Path) -> Result<u64, ExecError> {
+        match self.session.download_file(remote, local) {
+            Ok(n) => Ok(n),
+            Err(e) if e.is_connection_error() => Err(lost(e)),
+            Err(e) => Err(ExecError::Io {
+                what: format!("fetching {remote} from the guest"),
+                source: std::io::Error::other(e.to_string()),
+            }),
+        }
+    }
+
     /// Brings a crashed guest back (see [`crate::crash`]); without a crash guard it cannot.
     fn recover(&mut self, reason: &str) -> Result<String, ExecError> {
         let Some(g) = self.crash.clone() else {

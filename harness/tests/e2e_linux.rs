@@ -399,7 +399,7 @@ package_timeout = 300
 }
 
 /// Crash forensics for real, in one boot: the fixture's `hang` hits its timeout and leaves its
-/// goroutine dump; `kpanic` panics the guest kernel (pvpanic → QMP GUEST_PANICKED), is reported
+/// goroutine dump and its core file (`core_dumps`); `kpanic` panics the guest kernel (pvpanic → QMP GUEST_PANICKED), is reported
 /// "guest crashed (kernel panic)" well before its timeout, the guest reboots (`panic=-1`) and
 /// the run goes on: `pass` runs after the crash. The serial tail is kept; the run fails.
 #[test]
@@ -429,6 +429,7 @@ flags = ["-count=1"]
 package_timeout = 45
 parallel = 1
 rerun_fails = 0
+core_dumps = true
 
 [suites.crash.env]
 {} = "1"
@@ -486,13 +487,21 @@ rerun_fails = 0
     assert!(serial.contains("Kernel panic"), "{serial}");
     let rec = json(&out.join("dumps/crash-1.json"));
     assert_eq!(rec["reason"], "kernel panic", "{rec}");
-    // The hung test's goroutine dump.
+    // The hung test's goroutine dump and (core_dumps) its core file, fetched from the guest.
     let dumps: Vec<_> = std::fs::read_dir(out.join("tests/dumps"))
         .unwrap_or_else(|e| panic!("no tests/dumps: {e}\n{all}"))
         .map(|e| e.unwrap().path())
         .collect();
-    assert_eq!(dumps.len(), 1, "{dumps:?}");
-    let g = std::fs::read_to_string(&dumps[0]).unwrap();
+    assert_eq!(dumps.len(), 2, "{dumps:?}\n{all}");
+    let is = |p: &std::path::PathBuf, end: &str| p.to_string_lossy().ends_with(end);
+    let core = dumps.iter().find(|p| is(p, ".core")).expect("a core file");
+    let core = std::fs::read(core).unwrap();
+    assert!(
+        core.starts_with(b"\x7fELF") && core.len() > 64 && core[16] == 4,
+        "an ELF core"
+    );
+    let g = dumps.iter().find(|p| is(p, ".goroutines.txt")).unwrap();
+    let g = std::fs::read_to_string(g).unwrap();
     assert!(
         g.contains("SIGQUIT: quit") && g.contains("hang.TestHangs"),
         "{g}"

@@ -39,6 +39,7 @@ fn earlier_run(dir: &Path) -> BTreeMap<String, f64> {
         other_output: Vec::new(),
         meta: suites::RunMeta::default(),
         package_dirs: Vec::new(),
+        cores: Vec::new(),
     };
     suites::write(&dir.join("tests"), &rec, &suites::Provenance::default()).unwrap();
     durations

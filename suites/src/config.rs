@@ -51,6 +51,10 @@ pub struct SuiteConfig {
     /// Guest mode: vendor the module's dependencies on the host (`go mod vendor`) and upload
     /// them with the source, since the guest has no internet.
     pub vendor: bool,
+    /// Host mode on a Linux target: a test binary that hits its timeout also leaves a core file
+    /// (run with `GOTRACEBACK=crash` and no core size limit; the guest's `core_pattern` must
+    /// write into the working directory), fetched into the results' `dumps/`.
+    pub core_dumps: bool,
 }
 
 impl Default for SuiteConfig {
@@ -69,6 +73,7 @@ impl Default for SuiteConfig {
             guest_go: "go".into(),
             progress_interval: 30,
             vendor: true,
+            core_dumps: false,
         }
     }
 }

@@ -201,6 +201,19 @@ pub trait Executor: Send {
         None
     }
 
+    /// Copies the target file `remote` to the host file `local`; returns its size. The default
+    /// target cannot send files back.
+    fn download(&mut self, remote: &str, local: &Path) -> Result<u64, ExecError> {
+        let _ = local;
+        Err(ExecError::Io {
+            what: format!("fetching {remote} from the target"),
+            source: std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "this target cannot send files back",
+            ),
+        })
+    }
+
     /// After [`ExecError::TargetCrashed`]: brings the target back (waits for it to reboot, or
     /// restores a snapshot) and keeps what the crash left (dumps, console tail). `Ok` with a note
     /// for the output when commands can run again; the default cannot bring a target back.
@@ -235,6 +248,9 @@ impl<E: Executor + ?Sized> Executor for Box<E> {
     }
     fn remote_dir(&self, name: &str) -> String {
         (**self).remote_dir(name)
+    }
+    fn download(&mut self, remote: &str, local: &Path) -> Result<u64, ExecError> {
+        (**self).download(remote, local)
     }
     fn try_clone(&self) -> Option<Box<dyn Executor>> {
         (**self).try_clone()

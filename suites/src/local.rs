@@ -114,6 +114,13 @@ impl Executor for LocalExecutor {
         self.base.join(name).display().to_string()
     }
 
+    fn download(&mut self, remote: &str, local: &Path) -> Result<u64, ExecError> {
+        std::fs::copy(remote, local).map_err(|e| ExecError::Io {
+            what: format!("copying {remote} to {}", local.display()),
+            source: e,
+        })
+    }
+
     fn try_clone(&self) -> Option<Box<dyn Executor>> {
         Some(Box::new(LocalExecutor::new(self.base.clone())))
     }

@@ -4,7 +4,7 @@
 //! once per binary, so that a flag goes only to binaries that define it).
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -40,7 +40,24 @@ pub(crate) struct HostPool<'a> {
     pub test2json: &'a Path,
     /// Flags each binary defines, by package: asked once per build.
     pub defined: Mutex<HashMap<String, BTreeSet<String>>>,
+    /// `core_dumps` on a Linux target: the host folder fetched core files go to.
+    pub cores: Option<PathBuf>,
 }
+
+/// Runs a test binary (`$0`, its arguments after) with no core size limit and says which core
+/// files it left in its working directory (stale ones are removed first).
+const CORE_WRAPPER: &str = r#"rm -f core core.[0-9]*
+ulimit -c unlimited 2>/dev/null || ulimit -c "$(ulimit -H -c)" 2>/dev/null
+"$0" "$@"; rc=$?
+n=0
+for f in core core.[0-9]*; do [ -f "$f" ] && n=1 && echo "harness: core file $PWD/$f" >&2; done
+if [ "$rc" -gt 128 ] && [ "$n" = 0 ]; then
+  echo "harness: no core file in $PWD (core size limit $(ulimit -c), kernel.core_pattern $(cat /proc/sys/kernel/core_pattern 2>/dev/null))" >&2
+fi
+exit $rc"#;
+
+/// The line [`CORE_WRAPPER`] prints for each core file.
+const CORE_LINE: &[u8] = b"harness: core file ";
 
 /// Why asking a binary failed: the target is gone, or anything else (a note).
 enum ProbeError {
@@ -63,6 +80,8 @@ pub(crate) enum WorkerMsg {
     Note(String),
     Done(Done),
     NoConverter(String, String),
+    /// A core file of this package, fetched to the host.
+    Core(String, PathBuf),
     /// The pipeline's uploader sent these packages' binaries (and, the first time, testdata).
     Uploaded {
         bytes: u64,
@@ -262,9 +281,24 @@ impl HostPool<'_> {
         let t0 = Instant::now();
         let mut req = self.request(b, args, self.timeout);
         req.dump_on_timeout = true;
-        let res = exec.run(&req, &mut |_, line| conv.feed(line));
+        if self.cores.is_some() {
+            req.env.push(("GOTRACEBACK".into(), "crash".into()));
+            let mut argv = vec!["sh".into(), "-c".into(), CORE_WRAPPER.into()];
+            argv.append(&mut req.argv);
+            req.argv = argv;
+        }
+        let mut cores = Vec::new();
+        let res = exec.run(&req, &mut |_, line| {
+            if let Some(p) = line.strip_prefix(CORE_LINE) {
+                cores.push(String::from_utf8_lossy(p).into_owned());
+            }
+            conv.feed(line)
+        });
         conv.finish();
         let lost = matches!(&res, Err(e) if e.is_target_lost() || e.is_crash());
+        if let (Some(dir), false) = (&self.cores, lost) {
+            self.fetch_cores(exec, &b.pkg, &cores, dir, tx);
+        }
         let _ = tx.send(WorkerMsg::Done(Done {
             pkg: b.pkg.clone(),
             res,
@@ -272,6 +306,40 @@ impl HostPool<'_> {
             elapsed: t0.elapsed(),
         }));
         lost
+    }
+
+    /// Fetches the core files a run left into `dir`, removing them from the target.
+    fn fetch_cores(
+        &self,
+        exec: &mut dyn Executor,
+        pkg: &str,
+        cores: &[String],
+        dir: &Path,
+        tx: &std::sync::mpsc::Sender<WorkerMsg>,
+    ) {
+        for remote in cores {
+            // Numbered: a rerun that hangs again leaves another core of the same name.
+            let n = std::fs::read_dir(dir).map_or(0, |d| d.count()) + 1;
+            let name = format!("{n:03}-{}.core", pkg.replace(['/', '\\', ':'], "_"));
+            let local = dir.join(name);
+            let note = match exec.download(remote, &local) {
+                Ok(n) => {
+                    let _ = tx.send(WorkerMsg::Core(pkg.to_string(), local));
+                    format!("{HARNESS_MARK}kept the core file of {pkg} ({n} bytes)")
+                }
+                Err(e) => format!("{HARNESS_MARK}could not fetch the core file {remote}: {e}"),
+            };
+            let _ = tx.send(WorkerMsg::Note(note));
+            let rm = ExecRequest {
+                argv: vec!["rm".into(), "-f".into(), remote.clone()],
+                env: Vec::new(),
+                cwd: None,
+                timeout: Duration::from_secs(30),
+                cancel: self.cancel.clone(),
+                dump_on_timeout: false,
+            };
+            let _ = exec.run(&rm, &mut |_, _| {});
+        }
     }
 
     /// Applies one worker message to the run's state.
@@ -289,6 +357,7 @@ impl HostPool<'_> {
                 }
             }
             WorkerMsg::NoConverter(pkg, why) => st.errored(&pkg, &why),
+            WorkerMsg::Core(pkg, path) => st.cores.push((pkg, path)),
             WorkerMsg::Uploaded { bytes, start, end } => {
                 st.uploaded_bytes += bytes;
                 st.clock.span("upload", start, end);

@@ -3,7 +3,8 @@
 //! Layout: `junit.xml`, `events.jsonl` (the test2json stream, harness-made events included, so
 //! that folding it again gives the same model), `summary.json`, `summary.md`, `failures/*.log`
 //! (output of each failed test), `harness-output.log` (lines that were not test2json),
-//! `dumps/*.goroutines.txt` (the goroutine dump of each test binary killed by its timeout),
+//! `dumps/*.goroutines.txt` (the goroutine dump of each test binary killed by its timeout, and
+//! with `core_dumps` its core file, `dumps/<package>-core*.core`),
 //! `index.html` (the self-contained HTML report, [`crate::html`]) and, once the run is in the
 //! history database, `history.html`.
 
@@ -72,6 +73,9 @@ pub struct RunRecord {
     pub meta: RunMeta,
     /// Where each package ran on the target (import path, directory), e.g. for `repro --shell`.
     pub package_dirs: Vec<(String, String)>,
+    /// Core files of test binaries that hit their timeout (`core_dumps`): (package, the file
+    /// on the host, moved into `dumps/` by [`write`]).
+    pub cores: Vec<(String, PathBuf)>,
 }
 
 /// Paths of what [`write`] produced.
@@ -199,6 +203,25 @@ pub fn write(
                 file_name_part(pkg)
             ));
             std::fs::write(&path, text).map_err(io("writing", &path))?;
+        }
+    }
+    for (pkg, core) in &rec.cores {
+        let ddir = dir.join("dumps");
+        std::fs::create_dir_all(&ddir).map_err(io("creating", &ddir))?;
+        let name = core.file_name().unwrap_or_default();
+        let path = ddir.join(name);
+        // A rename within one filesystem; else a copy. Either way the host's temp folder goes.
+        if std::fs::rename(core, &path).is_err() {
+            if let Err(e) = std::fs::copy(core, &path) {
+                tracing::warn!(
+                    "could not keep the core file of {pkg} ({}): {e}",
+                    core.display()
+                );
+            }
+            let _ = std::fs::remove_file(core);
+        }
+        if let Some(parent) = core.parent() {
+            let _ = std::fs::remove_dir(parent);
         }
     }
 
@@ -398,6 +421,7 @@ pub fn merge_with(
         other_output: other,
         meta,
         package_dirs: Vec::new(),
+        cores: Vec::new(),
     };
     let mut prov = base.provenance;
     provenance(&mut prov);

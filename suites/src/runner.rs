@@ -211,6 +211,8 @@ pub(crate) struct State<'o> {
     pub(crate) lost: Option<String>,
     pub(crate) error: Option<String>,
     pub(crate) package_dirs: Vec<(String, String)>,
+    /// Core files fetched from the target (package, host path).
+    pub(crate) cores: Vec<(String, PathBuf)>,
     warnings: Vec<String>,
     pub(crate) clock: Clock,
     pub(crate) uploaded_bytes: u64,
@@ -480,6 +482,7 @@ pub fn run(
         lost: None,
         error: None,
         package_dirs: Vec::new(),
+        cores: Vec::new(),
         warnings: Vec::new(),
         clock: Clock::new(),
         uploaded_bytes: 0,
@@ -532,7 +535,29 @@ pub fn run(
         other_output: st.other,
         meta,
         package_dirs: st.package_dirs,
+        cores: st.cores,
     })
+}
+
+/// With `core_dumps` on a Linux target: a host folder for the run's core files (they move into
+/// the results' `dumps/` when written).
+fn core_dir(opts: &RunOptions, os: TargetOs, st: &mut State<'_>) -> Option<PathBuf> {
+    if !opts.suite.core_dumps {
+        return None;
+    }
+    if os != TargetOs::Linux {
+        st.warn("core_dumps applies to Linux targets only (Windows targets get a MiniDump of a hung test binary)");
+        return None;
+    }
+    match tempfile::Builder::new().prefix("harness-cores-").tempdir() {
+        Ok(d) => Some(d.keep()),
+        Err(e) => {
+            st.warn(&format!(
+                "core_dumps: no folder for core files on the host: {e}"
+            ));
+            None
+        }
+    }
 }
 
 pub(crate) fn host_go(opts: &RunOptions, env: Vec<(String, String)>) -> HostGo {
@@ -654,6 +679,7 @@ fn run_host(
         cancel: opts.cancel.clone(),
         test2json: &test2json,
         defined: Default::default(),
+        cores: core_dir(opts, os, st),
     };
     let pipe = crate::pipeline::Pipe {
         go: &go,

@@ -75,6 +75,7 @@ pub fn not_run_record(
         other_output: vec![format!("{ERROR_MARK}{why}")],
         meta,
         package_dirs: Vec::new(),
+        cores: Vec::new(),
     })
 }
 

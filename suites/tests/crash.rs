@@ -197,3 +197,81 @@ fn a_hung_package_leaves_its_goroutine_dump_and_a_guest_that_stays_down_ends_the
         "the hung test's stack: {text}"
     );
 }
+
+/// `core_dumps`: the hung binary's core file is kept in `dumps/` next to its goroutine dump
+/// (where this host's `kernel.core_pattern` writes cores into the working directory; elsewhere
+/// the output must say why there is none).
+#[test]
+fn core_dumps_keeps_the_core_of_a_hung_binary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut exec = LocalExecutor::new(tmp.path().join("target"));
+    let suite = SuiteConfig {
+        path: Some(gomod::path()),
+        packages: vec!["./hang".into()],
+        flags: vec!["-count=1".into()],
+        package_timeout: 3,
+        rerun_fails: 0,
+        mode: RunMode::Host,
+        core_dumps: true,
+        ..SuiteConfig::default()
+    };
+    let opts = RunOptions::new("cores", suite, gomod::path());
+    let record = suites::run(&mut exec, &opts, &mut Quiet).expect("run starts");
+    let prov = Provenance {
+        harness_version: "test".into(),
+        ..Default::default()
+    };
+    let w = suites::write(&tmp.path().join("results"), &record, &prov).unwrap();
+    let events = std::fs::read_to_string(w.dir.join("events.jsonl")).unwrap();
+    let pattern = std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap_or_default();
+    let mut names: Vec<String> = std::fs::read_dir(w.dir.join("dumps"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    if !pattern.trim().starts_with("core") {
+        assert!(events.contains("harness: no core file in "), "{events}");
+        return;
+    }
+    assert_eq!(names.len(), 2, "{names:?}\n{events}");
+    assert!(
+        names.iter().any(|n| n.ends_with(".goroutines.txt")),
+        "{names:?}"
+    );
+    let core = names
+        .iter()
+        .find(|n| n.contains("hang") && n.ends_with(".core"))
+        .unwrap_or_else(|| panic!("no core in {names:?}"));
+    let core = std::fs::read(w.dir.join("dumps").join(core)).unwrap();
+    // An ELF core file: the magic, then e_type ET_CORE (4) at offset 16.
+    assert!(
+        core.len() > 64 && core.starts_with(b"\x7fELF"),
+        "{}",
+        core.len()
+    );
+    assert_eq!(u16::from_le_bytes([core[16], core[17]]), 4);
+    let out = std::fs::read_to_string(w.dir.join("harness-output.log")).unwrap();
+    assert!(out.contains("kept the core file of "), "{out}");
+    // Nothing of the run is left behind on the "target" or in the host's temp folder.
+    let left: Vec<_> = walk(&tmp.path().join("target"))
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("core"))
+        })
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -31,6 +31,7 @@ fn record() -> RunRecord {
             ..Default::default()
         },
         package_dirs: Vec::new(),
+        cores: Vec::new(),
     }
 }
 

@@ -60,6 +60,7 @@ fn write_folder(dir: &Path) -> suites::Written {
             ..Default::default()
         },
         package_dirs: Vec::new(),
+        cores: Vec::new(),
     };
     let prov = Provenance {
         harness_version: "0.1.0".into(),

@@ -581,6 +581,7 @@ mod tests {
                     other_output: Vec::new(),
                     meta,
                     package_dirs: Vec::new(),
+                    cores: Vec::new(),
                 },
                 written: suites::Written {
                     dir: PathBuf::new(),

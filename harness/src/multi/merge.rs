@@ -128,6 +128,7 @@ fn record_not_run(
                 ..Default::default()
             },
             package_dirs: Vec::new(),
+            cores: Vec::new(),
         },
     };
     let prov = suites::Provenance {
@@ -203,6 +204,7 @@ pub fn merge_all(
                 other_output: Vec::new(),
                 meta: written.summary.run.clone(),
                 package_dirs: Vec::new(),
+                cores: Vec::new(),
             },
             written,
         });
@@ -255,6 +257,7 @@ mod tests {
                 other_output: Vec::new(),
                 meta: suites::RunMeta::default(),
                 package_dirs: Vec::new(),
+                cores: Vec::new(),
             };
             suites::write(dir, &rec, &suites::Provenance::default()).unwrap();
         };

@@ -68,6 +68,7 @@ pub(crate) fn write_run(
             ..Default::default()
         },
         package_dirs: Vec::new(),
+        cores: Vec::new(),
     };
     let prov = Provenance {
         harness_version: "0.1.0".into(),
