@@ -202,7 +202,7 @@ fn windows_vm_command_line() {
     };
     let got = cmdline::args(&spec).join(" ");
     let want = "-name efw,process=harness-efw -nodefaults -no-user-config -display none \
--machine q35 -accel tcg -cpu max -m 8192 -smp 4 \
+-machine q35 -accel tcg -cpu max,hv-crash -m 8192 -smp 4 \
 -drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd \
 -drive if=pflash,format=qcow2,unit=1,file=/s/vms/efw/vars.qcow2 \
 -chardev socket,id=chrtpm,path=/s/vms/efw/swtpm.sock -tpmdev emulator,id=tpm0,chardev=chrtpm -device tpm-tis,tpmdev=tpm0 \
@@ -211,7 +211,9 @@ fn windows_vm_command_line() {
 -drive file=/s/vms/efw/media/install.iso,if=none,id=cd0,media=cdrom,readonly=on -device ide-cd,drive=cd0,bus=ide.1,bootindex=0 \
 -drive file=/c/virtio-win/virtio-win-0.1.266.iso,if=none,id=cd1,media=cdrom,readonly=on -device ide-cd,drive=cd1,bus=ide.2 \
 -netdev user,id=net0,hostfwd=tcp:127.0.0.1:40022-:22 -device e1000,netdev=net0 \
--qmp unix:/s/vms/efw/qmp.sock,server=on,wait=off -serial file:/s/vms/efw/serial.log -device VGA \
+-qmp unix:/s/vms/efw/qmp.sock,server=on,wait=off \
+-qmp unix:/s/vms/efw/qmp-events.sock,server=on,wait=off -action panic=none \
+-serial file:/s/vms/efw/serial.log -device VGA \
 -rtc base=localtime";
     assert_eq!(got, want);
 }
