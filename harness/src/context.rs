@@ -2,27 +2,11 @@
 //! the Ctrl-C flag.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::{Config, Layered};
 
 /// Set by Ctrl-C (SIGINT/SIGTERM/SIGHUP); long work polls it and stops cleanly.
-#[derive(Debug, Clone, Default)]
-pub struct Cancel(Arc<AtomicBool>);
-
-impl Cancel {
-    pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-    pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-    /// The shared flag, for library code that takes an `Arc<AtomicBool>`.
-    pub fn flag(&self) -> Arc<AtomicBool> {
-        self.0.clone()
-    }
-}
+pub use hostproc::Cancel;
 
 /// Directories harness writes to, resolved from `[paths]` and XDG.
 #[derive(Debug, Clone)]

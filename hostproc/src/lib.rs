@@ -9,6 +9,31 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+/// The one cancel flag: Ctrl-C sets it (sticky until [`Cancel::reset`]); long work polls it and
+/// stops cleanly. Clones share the flag.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(std::sync::Arc<AtomicBool>);
+
+impl Cancel {
+    /// Shares an existing flag.
+    pub fn from_flag(flag: std::sync::Arc<AtomicBool>) -> Self {
+        Cancel(flag)
+    }
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+    pub fn reset(&self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+    /// The shared flag, for code that takes an `Arc<AtomicBool>`.
+    pub fn flag(&self) -> std::sync::Arc<AtomicBool> {
+        self.0.clone()
+    }
+}
+
 /// Environment variables holding secrets (the GitHub token) that no child inherits unless a
 /// caller passes one on purpose.
 pub const SECRET_ENV: &[&str] = &["GITHUB_TOKEN", "GH_TOKEN"];

@@ -24,7 +24,7 @@ use crate::gha;
 use crate::phases::{PhaseTiming, Phases};
 
 /// `harness up`
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct UpArgs {
     /// Windows 11 ISO to install from (overrides `[vm] iso`).
     #[arg(long, value_name = "PATH")]
@@ -71,18 +71,8 @@ pub struct RunArgs {
     /// Suites to run (default: every configured suite).
     #[arg(long = "suite", value_name = "NAME")]
     pub suites: Vec<String>,
-    /// Run only tests matching this regular expression.
-    #[arg(long, value_name = "REGEX")]
-    pub run: Option<String>,
-    /// Run each test N times.
-    #[arg(long, value_name = "N")]
-    pub count: Option<u32>,
-    /// Rerun failed tests up to N times (default: the suite's `rerun_fails`).
-    #[arg(long, value_name = "N")]
-    pub rerun_fails: Option<u32>,
-    /// Run the I-th of N deterministic shards of the packages, e.g. `2/4`.
-    #[arg(long, value_name = "I/N")]
-    pub shard: Option<suites::Shard>,
+    #[command(flatten)]
+    pub sel: test::Selection,
     /// Run on N VMs at once (overlays of the same golden image, named `<name>-1` … `<name>-N`),
     /// the packages split across them by recorded durations, one merged result.
     #[arg(long, value_name = "N", conflicts_with = "shard")]
@@ -97,9 +87,6 @@ pub struct RunArgs {
     /// Results folder (default: a new folder under the results dir, linked as `latest`).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Extra `go test` arguments, after `--`.
-    #[arg(last = true, value_name = "GO TEST ARGS")]
-    pub extra: Vec<String>,
 }
 
 pub(crate) fn vm_dirs(ctx: &Context) -> VmDirs {
@@ -410,7 +397,8 @@ pub(crate) fn test_on_vm(
     // The VM must survive this function so `down` can stop it cleanly (or --keep keep it).
     let up_args = UpArgs {
         no_detach: false,
-        ..clone_up(&args.up)
+        vm_only: false,
+        ..args.up.clone()
     };
     let ready = up(ctx, &up_args, phases, Some(out))?;
     let Ready {
@@ -426,7 +414,7 @@ pub(crate) fn test_on_vm(
         args.suites.clone()
     };
     // Before the suites: is the guest fit for them? Stops here, with the fixes, when not.
-    let trace_log = crate::guest_doctor::wants_trace_log(&ctx.config, &names, &args.extra);
+    let trace_log = crate::guest_doctor::wants_trace_log(&ctx.config, &names, &args.sel.extra);
     let doctor = phases.run("doctor", |_| {
         let source = args.up.source.as_deref();
         crate::guest_doctor::run_phase(ctx, &mut session, source, trace_log, out)
@@ -449,10 +437,7 @@ pub(crate) fn test_on_vm(
     let (mut exec, guard, _watch) = crate::crash::watch(ctx, vm, up_outcome, session, out, since);
     let test_args = test::TestArgs {
         suites: names.clone(),
-        run: args.run.clone(),
-        count: args.count,
-        rerun_fails: args.rerun_fails,
-        shard: args.shard,
+        sel: args.sel.clone(),
         shard_durations: None,
         durations: args.durations.clone(),
         out: Some(if names.len() > 1 {
@@ -461,7 +446,6 @@ pub(crate) fn test_on_vm(
             out.join("tests")
         }),
         local: false,
-        extra: args.extra.clone(),
     };
     let results = phases.run("suites", |_| {
         let r = test::run_suites(ctx, &mut exec, &prov, &test_args)?;
@@ -501,20 +485,6 @@ fn suite_timings(results: &[test::SuiteResult]) -> (BTreeMap<String, f64>, u64) 
         bytes += s.uploaded_bytes;
     }
     (timings, bytes)
-}
-
-fn clone_up(a: &UpArgs) -> UpArgs {
-    UpArgs {
-        iso: a.iso.clone(),
-        source: a.source.clone(),
-        force: a.force,
-        offline: a.offline,
-        cold: a.cold,
-        vm_only: false,
-        save_snapshot: a.save_snapshot,
-        no_detach: a.no_detach,
-        accept_new_host_key: a.accept_new_host_key,
-    }
 }
 
 /// Console summary, GitHub Actions annotations and step summary.

@@ -139,15 +139,9 @@ pub fn run(ctx: &Context, args: &ReproArgs) -> anyhow::Result<ExitCode> {
 
     let mut phases = Phases::new(ctx);
     let up_args = UpArgs {
-        iso: None,
         source,
-        force: false,
-        offline: false,
-        cold: false,
-        vm_only: false,
-        save_snapshot: false,
-        no_detach: false,
         accept_new_host_key: args.accept_new_host_key,
+        ..UpArgs::default()
     };
     let ready = pipeline::up(ctx, &up_args, &mut phases, None)?;
     let mut session = ready.session.expect("full up opens a session");

@@ -14,11 +14,9 @@ use suites::{Executor, RunEvent, RunOptions, Shard};
 use crate::cmd::ticker::Ticker;
 use crate::context::Context;
 
-/// Arguments of `harness test`. `-v/--verbose` (global) streams the tests' output.
-#[derive(Debug, clap::Args)]
-pub struct TestArgs {
-    /// Suites to run (default: every configured suite).
-    pub suites: Vec<String>,
+/// Which tests, how often, which shard: the flags `harness test` and `harness run` share.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Selection {
     /// Run only tests matching this regular expression (replaces the suite's `-run`).
     #[arg(long, value_name = "REGEX")]
     pub run: Option<String>,
@@ -31,6 +29,18 @@ pub struct TestArgs {
     /// Run the I-th of N deterministic shards of the packages, e.g. `2/4`.
     #[arg(long, value_name = "I/N")]
     pub shard: Option<Shard>,
+    /// Extra `go test` arguments, after `--`.
+    #[arg(last = true, value_name = "GO TEST ARGS")]
+    pub extra: Vec<String>,
+}
+
+/// Arguments of `harness test`. `-v/--verbose` (global) streams the tests' output.
+#[derive(Debug, clap::Args)]
+pub struct TestArgs {
+    /// Suites to run (default: every configured suite).
+    pub suites: Vec<String>,
+    #[command(flatten)]
+    pub sel: Selection,
     /// A previous results folder whose package durations balance the shards.
     #[arg(long, value_name = "DIR", requires = "shard")]
     pub shard_durations: Option<PathBuf>,
@@ -40,9 +50,6 @@ pub struct TestArgs {
     /// Run on this Linux host instead of the VM (no VM needed; for trying a suite).
     #[arg(long)]
     pub local: bool,
-    /// Extra `go test` arguments, after `--`.
-    #[arg(last = true, value_name = "GO TEST ARGS")]
-    pub extra: Vec<String>,
     /// Package durations that balance the shards, already read (`run --vms`); wins over
     /// `shard_durations`.
     #[arg(skip)]
@@ -271,12 +278,12 @@ pub fn run_suites(
         )
         .with_context(|| format!("suite `{name}`"))?;
         let mut opts = RunOptions::new(name.clone(), suite, &module);
-        opts.run = args.run.clone();
-        opts.count = args.count;
-        opts.rerun_fails = args.rerun_fails;
-        opts.shard = args.shard;
+        opts.run = args.sel.run.clone();
+        opts.count = args.sel.count;
+        opts.rerun_fails = args.sel.rerun_fails;
+        opts.shard = args.sel.shard;
         opts.shard_durations = shard_durations.clone();
-        opts.extra_args = args.extra.clone();
+        opts.extra_args = args.sel.extra.clone();
         opts.cancel = Some(ctx.cancel.flag());
         if let Some(v) = &base_prov.efw_version
             && !opts.suite.env.contains_key("CI_EFW_VERSION")

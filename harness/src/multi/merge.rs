@@ -88,11 +88,11 @@ fn run_options(
     )
     .with_context(|| format!("suite `{name}`"))?;
     let mut opts = suites::RunOptions::new(name, suite, &module);
-    opts.run = args.run.clone();
-    opts.count = args.count;
-    opts.shard = args.shard;
+    opts.run = args.sel.run.clone();
+    opts.count = args.sel.count;
+    opts.shard = args.sel.shard;
     opts.shard_durations = args.durations.clone();
-    opts.extra_args = args.extra.clone();
+    opts.extra_args = args.sel.extra.clone();
     Ok((opts, module))
 }
 
@@ -158,10 +158,8 @@ pub fn merge_all(
                     .error
                     .clone()
                     .unwrap_or_else(|| "it wrote no results for this suite".into());
-                let vargs = RunArgs {
-                    shard: r.shard.parse().ok(),
-                    ..args.clone()
-                };
+                let mut vargs = args.clone();
+                vargs.sel.shard = r.shard.parse().ok();
                 record_not_run(ctx, &vargs, &suite, &r.name, &why, &dir)?;
             }
             let s = suites::results::read_summary(&dir)?;

@@ -153,11 +153,9 @@ fn run_all(
                         index: i as u32 + 1,
                         total: n,
                     };
-                    let args = RunArgs {
-                        shard: Some(shard),
-                        durations: durations.clone(),
-                        ..args.clone()
-                    };
+                    let mut args = args.clone();
+                    args.sel.shard = Some(shard);
+                    args.durations = durations.clone();
                     s.spawn(move || one_vm(v, &args, out))
                 })
                 .collect();
@@ -233,7 +231,7 @@ fn prepare_shared(ctx: &Context, args: &RunArgs, first: &Context) -> anyhow::Res
 fn one_vm(v: &Context, args: &RunArgs, out: &Path) -> VmRun {
     let name = v.config.vm.name.clone();
     let dir = out.join(&name);
-    let shard = args.shard.map(|s| s.to_string()).unwrap_or_default();
+    let shard = args.sel.shard.map(|s| s.to_string()).unwrap_or_default();
     let mut phases = Phases::new(v);
     let result = std::fs::create_dir_all(&dir)
         .with_context(|| format!("creating {}", dir.display()))

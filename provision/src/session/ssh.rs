@@ -11,8 +11,6 @@
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::fd::AsRawFd;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -34,26 +32,9 @@ const KILL_TIMEOUT: Duration = Duration::from_secs(20);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Stops the command running in a [`Session`]: its remote process tree is killed and the call
-/// returns [`SessionError::Cancelled`]. Sticky until [`CancelHandle::reset`], so a Ctrl-C also
-/// refuses every later command.
-#[derive(Debug, Clone, Default)]
-pub struct CancelHandle(Arc<AtomicBool>);
-
-impl CancelHandle {
-    /// Shares an existing flag (for example the CLI's Ctrl-C flag).
-    pub fn from_flag(flag: Arc<AtomicBool>) -> Self {
-        CancelHandle(flag)
-    }
-    pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-    pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-    pub fn reset(&self) {
-        self.0.store(false, Ordering::SeqCst);
-    }
-}
+/// returns [`SessionError::Cancelled`]. Sticky until reset, so a Ctrl-C also refuses every later
+/// command. The same type as every other cancel flag ([`hostproc::Cancel`]).
+pub type CancelHandle = hostproc::Cancel;
 
 /// One guest session. Not `Sync`: libssh2 is not thread-safe across channels of one session, so
 /// use one `Session` per thread.
