@@ -11,12 +11,15 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod connect;
 pub mod endpoint;
 mod error;
 mod hang;
 pub mod hostkey;
+mod lifecycle;
 pub mod script;
 mod ssh;
+mod stream;
 mod transfer;
 pub mod wrap;
 
