@@ -6,8 +6,6 @@ use std::collections::HashSet;
 use std::fs::{self, File};
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -86,7 +84,7 @@ struct Record {
 pub struct Cache {
     root: PathBuf,
     lock_wait: Duration,
-    cancel: Option<Arc<AtomicBool>>,
+    cancel: Option<hostproc::Cancel>,
 }
 
 impl Cache {
@@ -101,7 +99,7 @@ impl Cache {
     }
 
     /// Bounds the wait for the cache lock, and lets `cancel` (Ctrl-C) end it.
-    pub fn with_lock_wait(mut self, wait: Duration, cancel: Option<Arc<AtomicBool>>) -> Cache {
+    pub fn with_lock_wait(mut self, wait: Duration, cancel: Option<hostproc::Cancel>) -> Cache {
         self.lock_wait = wait;
         self.cancel = cancel;
         self

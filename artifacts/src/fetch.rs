@@ -2,8 +2,7 @@
 //! check the layout, and fall back to the cache when GitHub is out of reach.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use reqwest::Url;
 use sha2::{Digest, Sha256};
@@ -39,7 +38,7 @@ pub struct FetchOptions {
     /// Draw a progress bar on stderr (it hides itself when stderr is not a terminal).
     pub progress: bool,
     /// Set to abort between reads and retries (Ctrl-C).
-    pub cancel: Option<Arc<AtomicBool>>,
+    pub cancel: Option<hostproc::Cancel>,
     /// Retries of transient failures.
     pub retry: RetryPolicy,
     /// Bounds on what an archive may unpack to.

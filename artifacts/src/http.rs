@@ -2,8 +2,6 @@
 //! are followed by hand), bounded retries with backoff, rate-limit reporting, and resumable,
 //! cancellable waits bounded by a stall allowance. Downloads are in `download.rs`.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -77,7 +75,7 @@ pub(crate) struct Requester {
 pub(crate) struct Http {
     pub(crate) req: Requester,
     pub(crate) retry: RetryPolicy,
-    cancel: Option<Arc<AtomicBool>>,
+    cancel: Option<hostproc::Cancel>,
     pub(crate) progress: bool,
     pub(crate) read_timeout: Duration,
     pub(crate) stall_timeout: Duration,
@@ -104,7 +102,7 @@ impl Http {
         api_url: &str,
         token: Option<Secret>,
         retry: RetryPolicy,
-        cancel: Option<Arc<AtomicBool>>,
+        cancel: Option<hostproc::Cancel>,
         progress: bool,
         timing: Timing,
     ) -> Result<Http> {
@@ -150,7 +148,7 @@ impl Http {
     pub(crate) fn cancelled(&self) -> bool {
         self.cancel
             .as_ref()
-            .is_some_and(|flag| flag.load(Ordering::Relaxed))
+            .is_some_and(hostproc::Cancel::is_cancelled)
     }
 
     pub(crate) fn check_cancel(&self) -> Result<()> {

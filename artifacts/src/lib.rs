@@ -27,6 +27,7 @@ pub use config::BuildSourceConfig;
 pub use download::Downloaded;
 pub use error::ArtifactError;
 pub use fetch::{DEFAULT_API_URL, FetchOptions, Fetcher};
+pub use hostproc::Cancel;
 pub use http::{RetryPolicy, parse_digest};
 pub use layout::{Layout, check_build};
 pub use secret::{Secret, token_from_env};

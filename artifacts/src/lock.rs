@@ -5,8 +5,6 @@
 use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::{ArtifactError, Result};
@@ -20,7 +18,7 @@ const POLL: Duration = Duration::from_millis(50);
 pub(crate) fn acquire(
     path: &Path,
     wait: Duration,
-    cancel: Option<&Arc<AtomicBool>>,
+    cancel: Option<&hostproc::Cancel>,
 ) -> Result<File> {
     let mut file = File::options()
         .create(true)
@@ -39,7 +37,7 @@ pub(crate) fn acquire(
                 return Err(ArtifactError::io("cannot lock cache", path, e));
             }
         }
-        if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+        if cancel.is_some_and(hostproc::Cancel::is_cancelled) {
             return Err(ArtifactError::Cancelled);
         }
         if started.elapsed() >= wait {
@@ -181,7 +179,8 @@ mod tests {
                 && text.contains(&format!("pid {}", std::process::id())),
             "{text}"
         );
-        let cancel = Arc::new(AtomicBool::new(true));
+        let cancel = hostproc::Cancel::default();
+        cancel.cancel();
         let err = acquire(&path, LOCK_WAIT, Some(&cancel)).unwrap_err();
         assert!(matches!(err, ArtifactError::Cancelled), "{err}");
         drop(held);

@@ -4,8 +4,6 @@
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use artifacts::{
@@ -195,14 +193,14 @@ fn a_lock_held_by_another_process_is_named_bounded_and_cancellable() {
     );
 
     // Ctrl-C ends a long wait within a second.
-    let flag = Arc::new(AtomicBool::new(false));
+    let flag = artifacts::Cancel::default();
     o.lock_timeout = Duration::from_secs(600);
     o.cancel = Some(flag.clone());
     let s3 = spec.clone();
     let setter = flag.clone();
     std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(300));
-        setter.store(true, Ordering::SeqCst);
+        setter.cancel();
     });
     let started = Instant::now();
     let err = within(Duration::from_secs(10), move || {

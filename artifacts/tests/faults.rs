@@ -3,7 +3,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use artifacts::{ArtifactError, BuildSourceConfig, FetchOptions, Fetcher, RetryPolicy, SourceSpec};
@@ -116,7 +115,7 @@ fn ctrl_c_stops_a_slow_drip() {
         None,
     );
     let dir = tempfile::tempdir().unwrap();
-    let flag = Arc::new(AtomicBool::new(false));
+    let flag = artifacts::Cancel::default();
     let mut o = opts(&dir.path().join("c"));
     o.cancel = Some(flag.clone());
     let (url, d) = (server.url("/f"), dir.path().join("f"));
@@ -215,12 +214,15 @@ fn an_api_server_that_never_answers_fails_after_the_stall_timeout() {
 }
 
 /// Sets `flag` after `after`; the returned slot says when.
-fn cancel_after(flag: &Arc<AtomicBool>, after: Duration) -> Arc<std::sync::Mutex<Option<Instant>>> {
+fn cancel_after(
+    flag: &artifacts::Cancel,
+    after: Duration,
+) -> Arc<std::sync::Mutex<Option<Instant>>> {
     let at = Arc::new(std::sync::Mutex::new(None));
     let (f, a) = (flag.clone(), at.clone());
     std::thread::spawn(move || {
         std::thread::sleep(after);
-        f.store(true, Ordering::SeqCst);
+        f.cancel();
         *a.lock().unwrap() = Some(Instant::now());
     });
     at
@@ -241,7 +243,7 @@ fn ctrl_c_stops_every_network_wait_within_a_second() {
         // Library defaults: a stall is only given up after tens of seconds.
         let mut o = FetchOptions::new(dir.path().join("c"));
         o.api_url = server.base();
-        let flag = Arc::new(AtomicBool::new(false));
+        let flag = artifacts::Cancel::default();
         o.cancel = Some(flag.clone());
         let (url, d) = (server.url("/f"), dir.path().join("f"));
         let (err, set_at) = within(Duration::from_secs(15), move || {

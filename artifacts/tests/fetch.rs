@@ -1,8 +1,6 @@
 //! End-to-end fetches against the GitHub stand-in (loopback only), one stand-in per test.
 
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use artifacts::{
@@ -614,7 +612,9 @@ fn cancellation_stops_before_any_transfer_and_tokens_never_print() {
         !format!("{o:?}").contains(gh.token()),
         "Debug of the options hides the token"
     );
-    o.cancel = Some(Arc::new(AtomicBool::new(true)));
+    let cancelled = artifacts::Cancel::default();
+    cancelled.cancel();
+    o.cancel = Some(cancelled);
     let err = Fetcher::new(o)
         .unwrap()
         .fetch(&cfg(), &SourceSpec::Main)

@@ -186,7 +186,7 @@ impl Executor for SessionExecutor {
             let stop2 = stop.clone();
             let t = std::thread::spawn(move || {
                 while !stop2.load(Ordering::SeqCst) {
-                    if flag.load(Ordering::SeqCst) {
+                    if flag.is_cancelled() {
                         handle.cancel();
                         return;
                     }
@@ -402,9 +402,7 @@ pub fn session(
     opts.accept_new_host_key = accept_new_host_key;
     let s = Session::connect_with_retry(&ep, &opts, connect_timeout.max(Duration::from_secs(1)))
         .with_context(|| format!("connecting to the guest at {ep}"))?;
-    Ok(s.with_cancel(provision::session::CancelHandle::from_flag(
-        ctx.cancel.flag(),
-    )))
+    Ok(s.with_cancel(ctx.cancel.clone()))
 }
 
 /// Fills the efW fields of the provenance from the host's record of what harness installed in

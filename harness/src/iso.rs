@@ -71,7 +71,7 @@ pub fn resolve(ctx: &Context, iso: Option<&Path>) -> anyhow::Result<Option<PathB
 pub fn download(ctx: &Context, url: &str, sha: &str) -> anyhow::Result<PathBuf> {
     let mut opts = artifacts::FetchOptions::new(ctx.paths.cache.clone());
     opts.progress = ctx.progress();
-    opts.cancel = Some(ctx.cancel.flag());
+    opts.cancel = Some(ctx.cancel.clone());
     opts.stall_timeout = ctx.config.github.stall();
     download_with(opts, url, sha)
 }

@@ -15,10 +15,6 @@ use std::time::{Duration, Instant};
 pub struct Cancel(std::sync::Arc<AtomicBool>);
 
 impl Cancel {
-    /// Shares an existing flag.
-    pub fn from_flag(flag: std::sync::Arc<AtomicBool>) -> Self {
-        Cancel(flag)
-    }
     pub fn cancel(&self) {
         self.0.store(true, Ordering::SeqCst);
     }
@@ -27,10 +23,6 @@ impl Cancel {
     }
     pub fn reset(&self) {
         self.0.store(false, Ordering::SeqCst);
-    }
-    /// The shared flag, for code that takes an `Arc<AtomicBool>`.
-    pub fn flag(&self) -> std::sync::Arc<AtomicBool> {
-        self.0.clone()
     }
 }
 
@@ -137,7 +129,7 @@ impl Outcome {
 pub fn run_lines(
     cmd: Command,
     timeout: Duration,
-    cancel: Option<&AtomicBool>,
+    cancel: Option<&Cancel>,
     on_line: &mut dyn FnMut(Stream, &[u8]),
 ) -> std::io::Result<Outcome> {
     Running::start(cmd)?.finish(timeout, cancel, on_line)
@@ -181,7 +173,7 @@ impl Running {
     pub fn finish(
         self,
         timeout: Duration,
-        cancel: Option<&AtomicBool>,
+        cancel: Option<&Cancel>,
         on_line: &mut dyn FnMut(Stream, &[u8]),
     ) -> std::io::Result<Outcome> {
         self.finish_with(timeout, cancel, on_line, &mut |_| None)
@@ -193,7 +185,7 @@ impl Running {
     pub fn finish_with(
         mut self,
         timeout: Duration,
-        cancel: Option<&AtomicBool>,
+        cancel: Option<&Cancel>,
         on_line: &mut dyn FnMut(Stream, &[u8]),
         on_timeout: &mut dyn FnMut(u32) -> Option<Duration>,
     ) -> std::io::Result<Outcome> {
@@ -215,7 +207,7 @@ impl Running {
                     self.guard.kill();
                     drain_until = Some(Instant::now() + DRAIN_LIMIT);
                 } else {
-                    let cancel = cancel.is_some_and(|c| c.load(Ordering::SeqCst));
+                    let cancel = cancel.is_some_and(Cancel::is_cancelled);
                     if !cancel && !warned && Instant::now() >= deadline {
                         warned = true;
                         if let Some(grace) = on_timeout(self.child.id()) {
@@ -287,11 +279,7 @@ impl Output {
 }
 
 /// Runs a short command through [`run_lines`], collecting its output (lines joined by `\n`).
-pub fn output(
-    cmd: Command,
-    timeout: Duration,
-    cancel: Option<&AtomicBool>,
-) -> std::io::Result<Output> {
+pub fn output(cmd: Command, timeout: Duration, cancel: Option<&Cancel>) -> std::io::Result<Output> {
     let (mut stdout, mut stderr) = (String::new(), String::new());
     let outcome = run_lines(cmd, timeout, cancel, &mut |s, l| {
         let buf = match s {
@@ -364,11 +352,11 @@ mod tests {
 
     #[test]
     fn cancel_stops_within_a_second() {
-        let flag = AtomicBool::new(false);
+        let flag = Cancel::default();
         std::thread::scope(|s| {
             s.spawn(|| {
                 std::thread::sleep(Duration::from_millis(200));
-                flag.store(true, Ordering::SeqCst);
+                flag.cancel();
             });
             let t0 = Instant::now();
             let o = output(sh("sleep 300"), Duration::from_secs(600), Some(&flag)).unwrap();

@@ -41,6 +41,7 @@ pub mod session;
 pub use config::{
     Accel, BackendKind, ConsoleKind, ExtensionConfig, InstallConfig, InstallMethod, VmConfig,
 };
+pub use hostproc::Cancel;
 pub use session::GuestOs;
 pub mod media;
 pub mod vm;

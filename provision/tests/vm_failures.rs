@@ -7,8 +7,6 @@ mod vm_common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use provision::vm::{Phase, UpOptions, Vm, VmError};
@@ -67,9 +65,9 @@ fn ctrl_c_child() {
     let Some(root) = std::env::var_os("HARNESS_VM_CTRLC_ROOT") else {
         return;
     };
-    let cancel = Arc::new(AtomicBool::new(false));
+    let cancel = provision::Cancel::default();
     let c2 = cancel.clone();
-    ctrlc::set_handler(move || c2.store(true, Ordering::SeqCst)).unwrap();
+    ctrlc::set_handler(move || c2.cancel()).unwrap();
     let dirs = dirs(std::path::Path::new(&root));
     let mut cfg = linux_cfg("ctrlc");
     cfg.accel = provision::Accel::Tcg;

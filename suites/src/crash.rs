@@ -82,7 +82,7 @@ pub(crate) fn after_segment(
     let stop = if opts
         .cancel
         .as_ref()
-        .is_some_and(|c| c.load(std::sync::atomic::Ordering::SeqCst))
+        .is_some_and(hostproc::Cancel::is_cancelled)
     {
         Some("cancelled by the user (Ctrl-C)".to_string())
     } else if st.crashes.len() > MAX_RECOVERIES {

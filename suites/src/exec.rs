@@ -5,8 +5,6 @@
 //! synchronous on purpose: the runner drives one command at a time and reads its output as lines.
 
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 /// The operating system of the target: decides GOOS, the `.exe` suffix and the path style.
@@ -68,7 +66,7 @@ pub struct ExecRequest {
     /// `timed_out`.
     pub timeout: Duration,
     /// Set by Ctrl-C; the executor kills the process tree soon after it turns true.
-    pub cancel: Option<Arc<AtomicBool>>,
+    pub cancel: Option<hostproc::Cancel>,
     /// On timeout, dump the hung Go test binaries before the kill (Linux: SIGQUIT, so Go prints
     /// every goroutine's stack into the output; Windows: a memory dump in the guest) and say so
     /// in the output.

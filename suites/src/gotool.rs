@@ -97,7 +97,7 @@ pub struct HostGo {
     /// Environment for every command (GOOS, GOARCH, CGO_ENABLED…).
     pub env: Vec<(String, String)>,
     /// Raised by Ctrl-C.
-    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    pub cancel: Option<hostproc::Cancel>,
 }
 
 /// Output and exit code of a host command.

@@ -40,6 +40,7 @@ pub mod unrun;
 
 pub use config::{RunMode, SuiteConfig};
 pub use exec::{ExecError, ExecOutcome, ExecRequest, Executor, Stream, TargetOs, UploadFilter};
+pub use hostproc::Cancel;
 pub use local::LocalExecutor;
 pub use model::{Execution, Verdict};
 pub use plan::{

@@ -59,7 +59,7 @@ impl Executor for LocalExecutor {
             program: program.clone(),
             detail: e.to_string(),
         })?;
-        let cancel = req.cancel.as_deref();
+        let cancel = req.cancel.as_ref();
         let dump = req.dump_on_timeout;
         // Both callbacks print: the dump note must come before the dump it announces.
         let on_line = std::cell::RefCell::new(on_line);
@@ -229,7 +229,8 @@ mod tests {
 
     #[test]
     fn cancel_flag_stops_the_command() {
-        let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let flag = hostproc::Cancel::default();
+        flag.cancel();
         let mut r = req(&["sleep", "30"], 30_000);
         r.cancel = Some(flag);
         let out = LocalExecutor::new("/tmp").run(&r, &mut |_, _| {}).unwrap();

@@ -5,8 +5,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::event::HARNESS_MARK;
@@ -36,7 +36,7 @@ pub(crate) struct HostPool<'a> {
     pub remote: &'a str,
     pub env: Vec<(String, String)>,
     pub timeout: Duration,
-    pub cancel: Option<Arc<AtomicBool>>,
+    pub cancel: Option<hostproc::Cancel>,
     pub test2json: &'a Path,
     /// Flags each binary defines, by package: asked once per build.
     pub defined: Mutex<HashMap<String, BTreeSet<String>>>,

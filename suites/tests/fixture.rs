@@ -519,7 +519,7 @@ fn copy(src: &Path, dst: &Path) {
 #[test]
 fn ctrl_c_stops_after_the_running_package_and_errors_the_rest() {
     let tmp = tempfile::tempdir().unwrap();
-    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = suites::Cancel::default();
     let mut opts = RunOptions::new(
         "cancel",
         suite(
@@ -538,7 +538,7 @@ fn ctrl_c_stops_after_the_running_package_and_errors_the_rest() {
             && ev.test.is_none()
             && ev.action.is_terminal()
         {
-            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            flag.cancel();
         }
     };
     let record = suites::run(&mut exec, &opts, &mut obs).unwrap();

@@ -81,7 +81,7 @@ fn fetch(ctx: &Context, a: &FetchArgs) -> anyhow::Result<ExitCode> {
     opts.token = artifacts::token_from_env();
     opts.offline = a.offline;
     opts.progress = ctx.progress();
-    opts.cancel = Some(ctx.cancel.flag());
+    opts.cancel = Some(ctx.cancel.clone());
     opts.stall_timeout = ctx.config.github.stall();
     let build = Fetcher::new(opts)?.fetch(cfg, &spec).with_context(|| {
         format!(
@@ -189,7 +189,7 @@ fn list(ctx: &Context) -> anyhow::Result<ExitCode> {
 fn prune(ctx: &Context, a: &PruneArgs) -> anyhow::Result<ExitCode> {
     let cache = Cache::new(&ctx.paths.cache).with_lock_wait(
         artifacts::FetchOptions::new(&ctx.paths.cache).lock_timeout,
-        Some(ctx.cancel.flag()),
+        Some(ctx.cancel.clone()),
     );
     let removed = cache
         .prune(a.keep)

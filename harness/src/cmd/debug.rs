@@ -89,7 +89,7 @@ pub fn place(ctx: &Context, session: &mut Session, t: &Target<'_>) -> anyhow::Re
         go: t.host_go.to_string(),
         dir: t.module.to_path_buf(),
         env: debug::target_env(TargetOs::Windows, "amd64"),
-        cancel: Some(ctx.cancel.flag()),
+        cancel: Some(ctx.cancel.clone()),
     };
     eprintln!(
         "building {} for the debugger ({})",

@@ -209,7 +209,7 @@ pub fn install_runtime(
         .unwrap_or_else(|| ctx.paths.results.join(format!("install-{}", unix_now())));
     let mut opts = InstallOptions::new(ctx.config.install.clone(), results_dir);
     opts.force = force;
-    opts.cancel = Some(ctx.cancel.flag());
+    opts.cancel = Some(ctx.cancel.clone());
     opts.psexec_candidates = psexec_candidates(ctx);
     if session.os() == provision::GuestOs::Windows
         && !build.local_dir.join("PsExec64.exe").is_file()
@@ -240,7 +240,7 @@ pub fn fetch_psexec(ctx: &Context, url: &str, tools: &Path) -> anyhow::Result<Pa
     std::fs::create_dir_all(tools).with_context(|| format!("creating {}", tools.display()))?;
     let mut opts = FetchOptions::new(ctx.paths.cache.clone());
     opts.progress = ctx.progress();
-    opts.cancel = Some(ctx.cancel.flag());
+    opts.cancel = Some(ctx.cancel.clone());
     opts.stall_timeout = ctx.config.github.stall();
     let fetcher = Fetcher::new(opts)?;
     let zip = tools.join("PSTools.zip");
@@ -294,7 +294,7 @@ pub fn fetch_build(
     opts.token = artifacts::token_from_env();
     opts.offline = offline;
     opts.progress = ctx.progress();
-    opts.cancel = Some(ctx.cancel.flag());
+    opts.cancel = Some(ctx.cancel.clone());
     opts.stall_timeout = ctx.config.github.stall();
     let build = Fetcher::new(opts)?.fetch(cfg, &spec)?;
     for w in &build.warnings {

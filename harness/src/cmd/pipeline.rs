@@ -15,7 +15,7 @@ use anyhow::Context as _;
 use clap::Args;
 use provision::GuestOs;
 use provision::install::{InstallOutcome, InstallReport};
-use provision::session::{CancelHandle, Session, SessionOptions};
+use provision::session::{Session, SessionOptions};
 use provision::vm::{UpOptions, UpOutcome, Vm, VmDirs};
 
 use crate::cmd::{install, test, vm};
@@ -111,7 +111,7 @@ fn connect(ctx: &Context, up: &UpOutcome, accept_new: bool) -> anyhow::Result<Se
     opts.accept_new_host_key = accept_new;
     let s = Session::connect_with_retry(&up.endpoint, &opts, Duration::from_secs(60))
         .with_context(|| format!("connecting to the guest at {}", up.endpoint))?;
-    Ok(s.with_cancel(CancelHandle::from_flag(ctx.cancel.flag())))
+    Ok(s.with_cancel(ctx.cancel.clone()))
 }
 
 /// Whether a build source spec is `none`: no efW runtime (ebpf-go's Linux suite on a kernel).

@@ -170,7 +170,7 @@ pub fn run(ctx: &Context, args: &ReproArgs) -> anyhow::Result<ExitCode> {
     opts.targets = Some(plan.targets.clone());
     opts.extra_args = plan.args.clone();
     opts.rerun_fails = Some(0);
-    opts.cancel = Some(ctx.cancel.flag());
+    opts.cancel = Some(ctx.cancel.clone());
     if let Some(v) = &prov.efw_version
         && !opts.suite.env.contains_key("CI_EFW_VERSION")
     {

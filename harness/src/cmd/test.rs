@@ -284,7 +284,7 @@ pub fn run_suites(
         opts.shard = args.sel.shard;
         opts.shard_durations = shard_durations.clone();
         opts.extra_args = args.sel.extra.clone();
-        opts.cancel = Some(ctx.cancel.flag());
+        opts.cancel = Some(ctx.cancel.clone());
         if let Some(v) = &base_prov.efw_version
             && !opts.suite.env.contains_key("CI_EFW_VERSION")
         {

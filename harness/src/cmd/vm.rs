@@ -203,7 +203,7 @@ pub fn bring_up(
     let mut vm = Vm::open(&cfg, &dirs(ctx)).context("opening the VM")?;
     let mut printer = EventPrinter::new(ctx, groups);
     let opts = UpOptions {
-        cancel: Some(ctx.cancel.flag()),
+        cancel: Some(ctx.cancel.clone()),
         ..opts.clone()
     };
     let up = vm
@@ -407,7 +407,7 @@ pub fn run_snapshot(ctx: &Context, cmd: &SnapshotCmd) -> anyhow::Result<ExitCode
             let mut vm = Vm::open(&ctx.config.vm, &d)?;
             let opts = UpOptions {
                 detach: true,
-                cancel: Some(ctx.cancel.flag()),
+                cancel: Some(ctx.cancel.clone()),
                 ..Default::default()
             };
             let up = vm

@@ -219,7 +219,7 @@ fn prepare_shared(ctx: &Context, args: &RunArgs, first: &Context) -> anyhow::Res
     let mut vm = Vm::open(&cfg, &vm_dirs(ctx)).context("opening the first VM")?;
     let mut printer = EventPrinter::new(ctx, false);
     let opts = UpOptions {
-        cancel: Some(ctx.cancel.flag()),
+        cancel: Some(ctx.cancel.clone()),
         psexec: ctx.config.install.psexec.clone(),
         ..Default::default()
     };

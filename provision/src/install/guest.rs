@@ -2,8 +2,6 @@
 //! typed result, check cancellation, fetch logs.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::de::DeserializeOwned;
 
@@ -54,9 +52,9 @@ fn typed<T: DeserializeOwned>(
 }
 
 /// Cancellation between steps (a running remote command is killed by the session itself).
-pub fn check_cancel(cancel: &Option<Arc<AtomicBool>>, step: Step) -> Result<(), InstallError> {
+pub fn check_cancel(cancel: &Option<hostproc::Cancel>, step: Step) -> Result<(), InstallError> {
     match cancel {
-        Some(flag) if flag.load(Ordering::SeqCst) => Err(InstallError::Cancelled { step }),
+        Some(flag) if flag.is_cancelled() => Err(InstallError::Cancelled { step }),
         _ => Ok(()),
     }
 }

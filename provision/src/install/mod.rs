@@ -9,8 +9,6 @@
 //! [`list_extensions`], [`installed`].
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use serde::Serialize;
 
@@ -51,7 +49,7 @@ pub struct InstallOptions {
     /// The run's results folder; install logs go to `<results_dir>/install-logs`.
     pub results_dir: PathBuf,
     /// Set by Ctrl-C: checked between steps.
-    pub cancel: Option<Arc<AtomicBool>>,
+    pub cancel: Option<hostproc::Cancel>,
 }
 
 impl InstallOptions {

@@ -116,7 +116,7 @@ impl LibvirtVm {
             Phase::Booting,
             limit,
             Duration::from_secs(2),
-            opts.cancel.as_deref(),
+            opts.cancel.as_ref(),
             on_event,
             || Ok::<_, VmError>(self.address().filter(|ip| banner(ip, port))),
         );

@@ -33,8 +33,6 @@ pub mod ssh;
 pub mod state;
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 pub use error::VmError;
@@ -65,7 +63,7 @@ pub struct UpOptions {
     /// After a cold boot reached SSH, save the configured ready snapshot.
     pub save_ready_snapshot: bool,
     /// Ctrl-C: set to stop waiting; the VM is then killed.
-    pub cancel: Option<Arc<AtomicBool>>,
+    pub cancel: Option<hostproc::Cancel>,
     /// Windows golden image: `PsExec64.exe` to place where efW's installer looks.
     pub psexec: Option<PathBuf>,
 }

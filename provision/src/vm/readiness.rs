@@ -3,7 +3,6 @@
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::events::{Phase, VmEvent};
@@ -22,7 +21,7 @@ pub fn wait_phase<T, E>(
     phase: Phase,
     limit: Duration,
     interval: Duration,
-    cancel: Option<&AtomicBool>,
+    cancel: Option<&hostproc::Cancel>,
     on_event: &mut dyn FnMut(VmEvent),
     mut check: impl FnMut() -> Result<Option<T>, E>,
 ) -> Result<T, WaitError<E>> {
@@ -33,7 +32,7 @@ pub fn wait_phase<T, E>(
     });
     let mut last_tick = start;
     loop {
-        if cancel.is_some_and(|c| c.load(Ordering::SeqCst)) {
+        if cancel.is_some_and(hostproc::Cancel::is_cancelled) {
             return Err(WaitError::Cancelled);
         }
         match check() {
@@ -166,7 +165,8 @@ mod tests {
             matches!(r, Err(WaitError::TimedOut { limit, .. }) if limit == Duration::from_millis(50))
         );
 
-        let flag = AtomicBool::new(true);
+        let flag = hostproc::Cancel::default();
+        flag.cancel();
         let r: Result<(), WaitError<()>> = wait_phase(
             Phase::Booting,
             Duration::from_secs(60),

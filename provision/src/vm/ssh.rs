@@ -59,7 +59,7 @@ impl SshHost {
             Phase::WaitingForSsh,
             limit,
             Duration::from_secs(1),
-            opts.cancel.as_deref(),
+            opts.cancel.as_ref(),
             on_event,
             || Ok::<_, VmError>(banner_at(&addr).then_some(())),
         );

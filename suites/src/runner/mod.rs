@@ -7,8 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::config::{RunMode, SuiteConfig};
@@ -60,7 +58,7 @@ pub struct RunOptions {
     /// Extra environment for the tests (e.g. `CI_EFW_VERSION` from the installed build).
     pub extra_env: Vec<(String, String)>,
     /// Raised by Ctrl-C.
-    pub cancel: Option<Arc<AtomicBool>>,
+    pub cancel: Option<hostproc::Cancel>,
     /// The host's `go`.
     pub host_go: String,
     /// Parallel builds on the host.
@@ -210,7 +208,7 @@ pub fn resolve_mode(mode: RunMode, host_go: &str) -> RunMode {
 pub(crate) fn cancelled(opts: &RunOptions) -> bool {
     opts.cancel
         .as_ref()
-        .is_some_and(|c| c.load(Ordering::SeqCst))
+        .is_some_and(hostproc::Cancel::is_cancelled)
 }
 
 pub(crate) fn test_env(opts: &RunOptions) -> Vec<(String, String)> {

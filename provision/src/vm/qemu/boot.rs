@@ -172,7 +172,7 @@ impl QemuVm {
         &mut self,
         phase: Phase,
         limit: Duration,
-        cancel: Option<&AtomicBool>,
+        cancel: Option<&hostproc::Cancel>,
         on_event: &mut dyn FnMut(VmEvent),
         mut check: impl FnMut(&mut Self) -> Result<Option<T>, VmError>,
     ) -> Result<T, VmError> {
@@ -342,7 +342,7 @@ impl QemuVm {
             snapshot.clone(),
         );
         self.launch(&spec, Some(&base))?;
-        let cancel = opts.cancel.as_deref();
+        let cancel = opts.cancel.as_ref();
         let boot_limit = Duration::from_secs(self.cfg.boot_timeout);
         let first_phase = if snapshot.is_some() {
             Phase::RestoringSnapshot
@@ -405,7 +405,7 @@ impl QemuVm {
     pub(crate) fn login(
         &mut self,
         ep: &Endpoint,
-        cancel: Option<&AtomicBool>,
+        cancel: Option<&hostproc::Cancel>,
         on_event: &mut dyn FnMut(VmEvent),
     ) -> Result<Session, VmError> {
         let opts = self.session_options();

@@ -14,7 +14,6 @@ mod windows;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use self::cmdline::{AccelKind, DiskBus, Firmware, KernelBoot, NicModel, QemuSpec};

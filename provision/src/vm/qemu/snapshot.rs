@@ -136,7 +136,7 @@ impl QemuVm {
         });
         let key = keys::resolve(&self.cfg, &self.dirs.state)?;
         let ep = self.endpoint(rs.ssh_port, &key);
-        let mut session = self.login(&ep, opts.cancel.as_deref(), on_event)?;
+        let mut session = self.login(&ep, opts.cancel.as_ref(), on_event)?;
         self.resync_clock(&mut session, on_event)?;
         Ok(UpOutcome {
             endpoint: ep,

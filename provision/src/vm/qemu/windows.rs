@@ -261,7 +261,7 @@ fn install(
         fw.vars = vars_partial.clone();
     }
     vm.launch(&spec, None)?;
-    let cancel = opts.cancel.as_deref();
+    let cancel = opts.cancel.as_ref();
     let install_limit = Duration::from_secs(vm.cfg.install_timeout);
     let started = Instant::now();
 
