@@ -3,11 +3,10 @@
 use super::*;
 use crate::cas::{self, TreeSync};
 use crate::event::HARNESS_MARK;
-use crate::exec::{ExecError, ExecRequest, Executor, TargetOs};
+use crate::exec::{ExecError, ExecRequest, Executor};
 use crate::flags::GoTestFlags;
 use crate::gotool::GoError;
 use crate::guest_probe::{guest_keep_defined, guest_list};
-use crate::plan::rerun_targets;
 use crate::stage::Stager;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -258,23 +257,9 @@ pub(crate) fn run_guest(
     }
     st.clock.span("run", run_start, Instant::now());
 
-    let trace_log = opts.suite.trace_log_on_rerun && os == TargetOs::Windows;
     let mut defined = BTreeMap::new();
-    let rounds = opts.rerun_fails.unwrap_or(opts.suite.rerun_fails);
-    for round in 1..=rounds {
-        let targets = crate::crash::in_segment(st, rerun_targets(&st.ex));
-        if targets.is_empty() || stop_reason(opts, st).is_some() || too_many_to_rerun(opts, st) {
-            break;
-        }
-        st.phase("rerunning");
-        st.obs.on_event(
-            &RunEvent::Rerun {
-                round,
-                targets: &targets,
-            },
-            &st.ex,
-        );
-        for t in &targets {
+    rerun_rounds(opts, os, st, &mut |st, targets, trace_log| {
+        for t in targets {
             if stop_reason(opts, st).is_some() {
                 break;
             }
@@ -301,7 +286,7 @@ pub(crate) fn run_guest(
                 st.not_run(&t.package, tests);
             }
         }
-    }
+    });
     Ok(())
 }
 

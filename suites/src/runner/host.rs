@@ -6,7 +6,7 @@ use crate::event::HARNESS_MARK;
 use crate::exec::{Executor, TargetOs};
 use crate::flags::{FlagError, GoTestFlags};
 use crate::gotool::{HostGo, ListedPackage};
-use crate::plan::{rerun_targets, shard_packages};
+use crate::plan::shard_packages;
 use crate::pool::{HostPool, Job};
 use crate::stage::{Stager, in_testdata};
 use std::collections::BTreeMap;
@@ -174,21 +174,7 @@ pub(crate) fn run_host(
         },
     };
 
-    let trace_log = opts.suite.trace_log_on_rerun && os == TargetOs::Windows;
-    let rounds = opts.rerun_fails.unwrap_or(opts.suite.rerun_fails);
-    for round in 1..=rounds {
-        let targets = crate::crash::in_segment(st, rerun_targets(&st.ex));
-        if targets.is_empty() || stop_reason(opts, st).is_some() || too_many_to_rerun(opts, st) {
-            break;
-        }
-        st.phase("rerunning");
-        st.obs.on_event(
-            &RunEvent::Rerun {
-                round,
-                targets: &targets,
-            },
-            &st.ex,
-        );
+    rerun_rounds(opts, os, st, &mut |st, targets, trace_log| {
         let jobs: Vec<Job> = targets
             .iter()
             .filter_map(|t| {
@@ -201,7 +187,7 @@ pub(crate) fn run_host(
             })
             .collect();
         pool.run(&mut execs, jobs, "rerun", opts, st);
-    }
+    });
     Ok(())
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::{RunMode, SuiteConfig};
 use crate::event::{HARNESS_MARK, TestEvent, now_rfc3339};
-use crate::exec::Executor;
+use crate::exec::{Executor, TargetOs};
 use crate::flags::{FlagError, GoTestFlags};
 use crate::gotool::GoError;
 use crate::model::Execution;
@@ -366,6 +366,35 @@ pub(crate) fn too_many_to_rerun(opts: &RunOptions, st: &mut State<'_>) -> bool {
     st.other.push(note.clone());
     st.obs.on_event(&RunEvent::Output(&note), &st.ex);
     true
+}
+
+/// The rerun rounds of both modes, written once: each round takes the failures inside the
+/// current segment and stops early when there are none, the run must stop, or too many failed;
+/// it announces the round, then `rerun` runs the targets the mode's way (with `-trace-log` only
+/// on Windows targets).
+pub(crate) fn rerun_rounds(
+    opts: &RunOptions,
+    os: TargetOs,
+    st: &mut State<'_>,
+    rerun: &mut dyn FnMut(&mut State<'_>, &[RerunTarget], bool),
+) {
+    let trace_log = opts.suite.trace_log_on_rerun && os == TargetOs::Windows;
+    let rounds = opts.rerun_fails.unwrap_or(opts.suite.rerun_fails);
+    for round in 1..=rounds {
+        let targets = crate::crash::in_segment(st, crate::plan::rerun_targets(&st.ex));
+        if targets.is_empty() || stop_reason(opts, st).is_some() || too_many_to_rerun(opts, st) {
+            break;
+        }
+        st.phase("rerunning");
+        st.obs.on_event(
+            &RunEvent::Rerun {
+                round,
+                targets: &targets,
+            },
+            &st.ex,
+        );
+        rerun(st, &targets, trace_log);
+    }
 }
 
 pub(crate) fn stop_reason(opts: &RunOptions, st: &mut State<'_>) -> Option<String> {
