@@ -126,16 +126,33 @@ pub const OVMF_PAIRS: &[(&str, &str)] = &[
 
 /// Everything doctor checks, for this configuration.
 pub fn diagnose(cfg: &Config, cache_dir: &Path, p: &dyn Probes) -> Vec<Check> {
-    let qemu_backend = cfg.vm.backend == BackendKind::Qemu;
-    let windows = cfg.vm.os == GuestOs::Windows;
-    let mut out = Vec::new();
-    let check = |name, status, detail: String, fix: Option<&str>, required| Check {
+    let mut out = vm_checks(cfg, p);
+    out.extend(host_checks(cfg, cache_dir, p));
+    out
+}
+
+/// One check's line.
+fn check(
+    name: &'static str,
+    status: Status,
+    detail: String,
+    fix: Option<&str>,
+    required: bool,
+) -> Check {
+    Check {
         name,
         status,
         detail,
         fix: fix.map(str::to_string),
         required,
-    };
+    }
+}
+
+/// QEMU, KVM, qemu-img and the UEFI firmware.
+fn vm_checks(cfg: &Config, p: &dyn Probes) -> Vec<Check> {
+    let qemu_backend = cfg.vm.backend == BackendKind::Qemu;
+    let windows = cfg.vm.os == GuestOs::Windows;
+    let mut out = Vec::new();
 
     let qemu = p.program("qemu-system-x86_64");
     out.push(match &qemu {
@@ -211,7 +228,14 @@ pub fn diagnose(cfg: &Config, cache_dir: &Path, p: &dyn Probes) -> Vec<Check> {
             qemu_backend && windows,
         ),
     });
+    out
+}
 
+/// The other tools, the SSH key, the GitHub token and free disk.
+fn host_checks(cfg: &Config, cache_dir: &Path, p: &dyn Probes) -> Vec<Check> {
+    let qemu_backend = cfg.vm.backend == BackendKind::Qemu;
+    let windows = cfg.vm.os == GuestOs::Windows;
+    let mut out = Vec::new();
     let tool = |name: &'static str, prog: &str, fix: &str, required: bool, why: &str| match p
         .program(prog)
     {
