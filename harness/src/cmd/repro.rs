@@ -159,13 +159,7 @@ pub fn run(ctx: &Context, args: &ReproArgs) -> anyhow::Result<ExitCode> {
     crate::guest::fill_provenance(ctx, &mut prov);
     let mut exec = crate::guest::SessionExecutor::new(session);
 
-    let module = suites::resolve_module_dir(
-        suite
-            .path
-            .as_deref()
-            .map(crate::context::expand_home)
-            .as_deref(),
-    )?;
+    let module = crate::cmd::test::suite_module(&suite_name, &suite)?;
     let mut opts = RunOptions::new(suite_name.clone(), suite, &module);
     opts.targets = Some(plan.targets.clone());
     opts.extra_args = plan.args.clone();

@@ -34,6 +34,42 @@ pub struct Selection {
     pub extra: Vec<String>,
 }
 
+/// The run options of the configured suite `name` (its module resolved, `~` expanded), with the
+/// selection's flags and Ctrl-C applied.
+pub(crate) fn suite_options(
+    ctx: &Context,
+    name: &str,
+    sel: &Selection,
+) -> anyhow::Result<RunOptions> {
+    let suite = ctx
+        .config
+        .suites
+        .get(name)
+        .with_context(|| format!("no suite named `{name}`"))?
+        .clone();
+    let module = suite_module(name, &suite)?;
+    let mut opts = RunOptions::new(name, suite, &module);
+    opts.run = sel.run.clone();
+    opts.count = sel.count;
+    opts.rerun_fails = sel.rerun_fails;
+    opts.shard = sel.shard;
+    opts.extra_args = sel.extra.clone();
+    opts.cancel = Some(ctx.cancel.clone());
+    Ok(opts)
+}
+
+/// The Go module of suite `name`: its `path` (`~` expanded), else the current directory.
+pub(crate) fn suite_module(name: &str, suite: &suites::SuiteConfig) -> anyhow::Result<PathBuf> {
+    suites::resolve_module_dir(
+        suite
+            .path
+            .as_deref()
+            .map(crate::context::expand_home)
+            .as_deref(),
+    )
+    .with_context(|| format!("suite `{name}`"))
+}
+
 /// Arguments of `harness test`. `-v/--verbose` (global) streams the tests' output.
 #[derive(Debug, clap::Args)]
 pub struct TestArgs {
@@ -268,23 +304,9 @@ pub fn run_suites(
     };
     let mut results = Vec::new();
     for name in &names {
-        let suite = ctx.config.suites[name].clone();
-        let module = suites::resolve_module_dir(
-            suite
-                .path
-                .as_deref()
-                .map(crate::context::expand_home)
-                .as_deref(),
-        )
-        .with_context(|| format!("suite `{name}`"))?;
-        let mut opts = RunOptions::new(name.clone(), suite, &module);
-        opts.run = args.sel.run.clone();
-        opts.count = args.sel.count;
-        opts.rerun_fails = args.sel.rerun_fails;
-        opts.shard = args.sel.shard;
+        let mut opts = suite_options(ctx, name, &args.sel)?;
         opts.shard_durations = shard_durations.clone();
-        opts.extra_args = args.sel.extra.clone();
-        opts.cancel = Some(ctx.cancel.clone());
+        let module = opts.module_dir.clone();
         if let Some(v) = &base_prov.efw_version
             && !opts.suite.env.contains_key("CI_EFW_VERSION")
         {

@@ -73,26 +73,9 @@ fn run_options(
     args: &RunArgs,
     name: &str,
 ) -> anyhow::Result<(suites::RunOptions, PathBuf)> {
-    let suite = ctx
-        .config
-        .suites
-        .get(name)
-        .with_context(|| format!("no suite named `{name}`"))?
-        .clone();
-    let module = suites::resolve_module_dir(
-        suite
-            .path
-            .as_deref()
-            .map(crate::context::expand_home)
-            .as_deref(),
-    )
-    .with_context(|| format!("suite `{name}`"))?;
-    let mut opts = suites::RunOptions::new(name, suite, &module);
-    opts.run = args.sel.run.clone();
-    opts.count = args.sel.count;
-    opts.shard = args.sel.shard;
+    let mut opts = crate::cmd::test::suite_options(ctx, name, &args.sel)?;
     opts.shard_durations = args.durations.clone();
-    opts.extra_args = args.sel.extra.clone();
+    let module = opts.module_dir.clone();
     Ok((opts, module))
 }
 
