@@ -189,6 +189,18 @@ impl PackageState {
         &self.seen_this_run
     }
 
+    /// Why the package failed as a whole: its error, else "build failed" or "failed outside any
+    /// test".
+    pub fn failure_reason(&self) -> String {
+        self.error.clone().unwrap_or_else(|| {
+            if self.build_failed {
+                "build failed".into()
+            } else {
+                "failed outside any test".into()
+            }
+        })
+    }
+
     /// Whether the package's final state is a package-level failure (no failing test to blame).
     pub fn failed_without_test(&self) -> bool {
         self.last_run_failed_without_test

@@ -532,13 +532,7 @@ pub fn render_markdown(ex: &Execution, s: &Summary) -> String {
     if !pkg_fail.is_empty() {
         let _ = writeln!(o, "### Package failures\n");
         for p in pkg_fail {
-            let why = p.error.clone().unwrap_or_else(|| {
-                if p.build_failed {
-                    "build failed".into()
-                } else {
-                    "failed outside any test".into()
-                }
-            });
+            let why = p.failure_reason();
             let _ = writeln!(o, "- `{}`: {}", p.name, html_escape(&why));
             markdown_explanations(&mut o, &package_explanations(p), "  ");
         }

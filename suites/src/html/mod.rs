@@ -203,13 +203,7 @@ fn failures(o: &mut String, ex: &Execution, s: &Summary) {
     if !pkg_fail.is_empty() {
         let _ = writeln!(o, "<h2>Package failures</h2>\n<ul>");
         for p in pkg_fail {
-            let why = p.error.clone().unwrap_or_else(|| {
-                if p.build_failed {
-                    "build failed".into()
-                } else {
-                    "failed outside any test".into()
-                }
-            });
+            let why = p.failure_reason();
             let _ = writeln!(o, "<li><code>{}</code>: {}", esc(&p.name), esc(&why));
             explanations(o, &package_explanations(p));
             let out: String = p
