@@ -87,6 +87,9 @@ impl ListedPackage {
     }
 }
 
+/// How many times [`HostGo::test2json_path`] asks before it gives up.
+const TEST2JSON_ATTEMPTS: u32 = 8;
+
 /// The host's `go`, run through a local executor (own process group, timeout, cancel).
 #[derive(Debug, Clone)]
 pub struct HostGo {
@@ -238,15 +241,38 @@ impl HostGo {
     }
 
     /// The path of the test2json tool (built on first use by `go tool`).
+    ///
+    /// Since Go 1.24 the tool lives in the build cache. While another `go` is writing that
+    /// entry (two runs sharing one GOCACHE), `go tool -n` prints a "DO NOT USE - …" marker
+    /// instead of a path; such answers are asked again, a bounded number of times.
     pub fn test2json_path(&self) -> Result<PathBuf, GoError> {
         let args = vec!["tool".to_string(), "-n".into(), "test2json".into()];
-        let out = self.run_ok(&args, Duration::from_secs(300))?;
-        out.stdout
-            .iter()
-            .map(|l| l.trim())
-            .find(|l| !l.is_empty())
-            .map(PathBuf::from)
-            .ok_or_else(|| self.err(&args, "printed no path".into()))
+        let mut last = String::new();
+        for attempt in 0..TEST2JSON_ATTEMPTS {
+            if attempt > 0 {
+                // Short enough for Ctrl-C; the next `go` run checks the cancel flag.
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            let out = self.run_ok(&args, Duration::from_secs(300))?;
+            last = out
+                .stdout
+                .iter()
+                .map(|l| l.trim())
+                .find(|l| !l.is_empty())
+                .unwrap_or_default()
+                .to_string();
+            let path = PathBuf::from(&last);
+            if path.is_file() {
+                return Ok(path);
+            }
+        }
+        Err(self.err(
+            &args,
+            format!(
+                "printed {last:?}, not the path of a built tool ({TEST2JSON_ATTEMPTS} tries); \
+                 run `go tool -n test2json` by hand, or clear the build cache with `go clean -cache`"
+            ),
+        ))
     }
 
     /// `go mod vendor -o OUT`: the module's dependencies as a vendor tree, for a guest without
@@ -386,5 +412,54 @@ impl Drop for Converter {
         self.stdin = None;
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A stand-in `go` whose `tool -n test2json` answers `marker` the first `bad` times, then
+    /// the path of a real file.
+    fn fake_go(dir: &Path, bad: u32, marker: &str) -> HostGo {
+        let tool = dir.join("test2json");
+        std::fs::write(&tool, "").unwrap();
+        let script = dir.join("go");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nn=$(cat {d}/count 2>/dev/null || echo 0)\necho $((n+1)) > {d}/count\n\
+                 if [ \"$n\" -lt {bad} ]; then echo '{marker}'; else echo {t}; fi\n",
+                d = dir.display(),
+                t = tool.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        HostGo {
+            go: script.display().to_string(),
+            dir: dir.to_path_buf(),
+            env: vec![],
+            cancel: None,
+        }
+    }
+
+    #[test]
+    fn test2json_path_asks_again_while_another_go_writes_the_cache_entry() {
+        let d = tempfile::tempdir().unwrap();
+        let go = fake_go(d.path(), 2, "DO NOT USE - invalid binary cache entry");
+        assert_eq!(go.test2json_path().unwrap(), d.path().join("test2json"));
+        let asked = std::fs::read_to_string(d.path().join("count")).unwrap();
+        assert_eq!(asked.trim(), "3");
+    }
+
+    #[test]
+    fn test2json_path_gives_up_with_what_go_printed() {
+        let d = tempfile::tempdir().unwrap();
+        let go = fake_go(d.path(), 100, "DO NOT USE - missing binary cache entry");
+        let e = go.test2json_path().unwrap_err().to_string();
+        assert!(e.contains("DO NOT USE - missing binary cache entry"), "{e}");
+        assert!(e.contains("go clean -cache"), "{e}");
     }
 }

@@ -453,8 +453,12 @@ pub(crate) fn test_on_vm(
             .iter()
             .map(|r| {
                 let s = &r.written.summary;
+                let errored = match s.totals.packages_errored {
+                    0 => String::new(),
+                    n => format!(", {n} package(s) errored"),
+                };
                 format!(
-                    "{}: {} [{}]",
+                    "{}: {}{errored} [{}]",
                     r.name,
                     s.totals.counts(),
                     suites::timing::render(&s.timings, s.uploaded_bytes)
