@@ -1,10 +1,10 @@
 //! The `[vm]`, `[install]` and `[extensions.NAME]` sections.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::session::GuestOs;
+use crate::session::{Endpoint, GuestOs};
 
 /// Which kind of machine harness drives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -302,5 +302,47 @@ impl Default for ExtensionConfig {
             program_types: Vec::new(),
             start_attempts: 10,
         }
+    }
+}
+
+/// Here rather than in `session`, which knows nothing of the configuration.
+impl Endpoint {
+    /// The endpoint described by `[vm]`. `port` overrides `vm.port` (the qemu backend keeps the
+    /// forwarded port in its state).
+    pub fn from_config(vm: &VmConfig, state_dir: &Path, port: Option<u16>) -> Endpoint {
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        Endpoint {
+            host: vm.host.clone(),
+            port: port.unwrap_or(vm.port),
+            user: vm.user.clone(),
+            identity: crate::session::endpoint::pick_identity(
+                vm.identity.as_deref(),
+                home.as_deref(),
+                state_dir,
+                &|p| p.exists(),
+            ),
+            os: vm.os,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_config_uses_port_override() {
+        let vm = VmConfig {
+            host: "10.1.2.3".into(),
+            port: 22,
+            user: "me".into(),
+            ..Default::default()
+        };
+        let ep = Endpoint::from_config(&vm, Path::new("/nonexistent"), Some(2222));
+        assert_eq!(
+            (ep.host.as_str(), ep.port, ep.user.as_str()),
+            ("10.1.2.3", 2222, "me")
+        );
+        assert_eq!(Endpoint::from_config(&vm, Path::new("/x"), None).port, 22);
     }
 }

@@ -2,8 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Endpoint, SessionOptions};
-use crate::config::VmConfig;
+use super::SessionOptions;
 
 /// The key harness generates for guests it creates, under the state directory.
 pub fn harness_key_path(state_dir: &Path) -> PathBuf {
@@ -44,23 +43,6 @@ pub fn pick_identity(
     exists(&ours).then_some(ours)
 }
 
-impl Endpoint {
-    /// The endpoint described by `[vm]`. `port` overrides `vm.port` (the qemu backend keeps the
-    /// forwarded port in its state).
-    pub fn from_config(vm: &VmConfig, state_dir: &Path, port: Option<u16>) -> Endpoint {
-        let home = std::env::var_os("HOME").map(PathBuf::from);
-        Endpoint {
-            host: vm.host.clone(),
-            port: port.unwrap_or(vm.port),
-            user: vm.user.clone(),
-            identity: pick_identity(vm.identity.as_deref(), home.as_deref(), state_dir, &|p| {
-                p.exists()
-            }),
-            os: vm.os,
-        }
-    }
-}
-
 impl SessionOptions {
     /// Defaults with the pinned host keys kept in `state_dir`.
     pub fn in_state(state_dir: &Path) -> Self {
@@ -95,21 +77,5 @@ mod tests {
                 "{configured:?}"
             );
         }
-    }
-
-    #[test]
-    fn from_config_uses_port_override() {
-        let vm = VmConfig {
-            host: "10.1.2.3".into(),
-            port: 22,
-            user: "me".into(),
-            ..Default::default()
-        };
-        let ep = Endpoint::from_config(&vm, Path::new("/nonexistent"), Some(2222));
-        assert_eq!(
-            (ep.host.as_str(), ep.port, ep.user.as_str()),
-            ("10.1.2.3", 2222, "me")
-        );
-        assert_eq!(Endpoint::from_config(&vm, Path::new("/x"), None).port, 22);
     }
 }
