@@ -235,17 +235,7 @@ mod tests {
 
     #[test]
     fn every_debugger_script_is_embedded_and_documents_its_output() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/windows/debugger");
-        let on_disk: std::collections::BTreeSet<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        let embedded: std::collections::BTreeSet<String> = WINDOWS_ALL
-            .iter()
-            .map(|s| s.name.trim_start_matches("debugger/").to_string())
-            .collect();
-        assert_eq!(on_disk, embedded);
-        assert!(WINDOWS_ALL.iter().all(|s| s.source.contains("Prints")));
+        crate::session::script::table_checks::assert_embedded("windows", "debugger", WINDOWS_ALL);
     }
 
     #[test]

@@ -60,44 +60,16 @@ pub const LINUX_ALL: &[Script] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::script::table_checks::{assert_embedded, assert_sh_parses};
 
     #[test]
     fn every_script_file_is_embedded_and_documents_its_output() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts");
-        for (os, all) in [("windows", WINDOWS_ALL), ("linux", LINUX_ALL)] {
-            let on_disk: std::collections::BTreeSet<String> =
-                std::fs::read_dir(format!("{dir}/{os}/install"))
-                    .unwrap()
-                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                    .collect();
-            let embedded: std::collections::BTreeSet<String> = all
-                .iter()
-                .map(|s| s.name.trim_start_matches("install/").to_string())
-                .collect();
-            assert_eq!(on_disk, embedded, "{os}: scripts on disk vs embedded");
-            for s in all {
-                assert!(
-                    s.source.contains("Prints"),
-                    "{} does not document its JSON output",
-                    s.name
-                );
-            }
-        }
+        assert_embedded("windows", "install", WINDOWS_ALL);
+        assert_embedded("linux", "install", LINUX_ALL);
     }
 
     #[test]
     fn shell_scripts_parse_under_sh_n() {
-        for s in LINUX_ALL {
-            let out = std::process::Command::new("sh")
-                .args(["-n", "-c", s.source])
-                .output()
-                .expect("run sh -n");
-            assert!(
-                out.status.success(),
-                "{}: {}",
-                s.name,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        assert_sh_parses(LINUX_ALL);
     }
 }
