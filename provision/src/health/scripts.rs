@@ -1,36 +1,29 @@
 //! The guest doctor's scripts, embedded at build time (one step each; JSON on stdout).
 
-use crate::session::Script;
+embedded_scripts!(
+    "windows",
+    "health",
+    /// Every Windows health script.
+    WINDOWS_ALL = [
+        WIN_BUILD: "build.ps1",
+        WIN_TEST_SIGNING: "test_signing.ps1",
+        WIN_SECURE_BOOT: "secure_boot.ps1",
+        WIN_HVCI: "hvci.ps1",
+        WIN_SERVICES: "services.ps1",
+        WIN_PATH: "path.ps1",
+        WIN_PROGRAM_TYPES: "program_types.ps1",
+        WIN_ETW_SESSIONS: "etw_sessions.ps1",
+        WIN_ETW_STOP: "etw_stop.ps1",
+        WIN_DISK: "disk.ps1",
+    ]
+);
 
-embedded_script!(WIN_BUILD, "windows", "health", "build.ps1");
-embedded_script!(WIN_TEST_SIGNING, "windows", "health", "test_signing.ps1");
-embedded_script!(WIN_SECURE_BOOT, "windows", "health", "secure_boot.ps1");
-embedded_script!(WIN_HVCI, "windows", "health", "hvci.ps1");
-embedded_script!(WIN_SERVICES, "windows", "health", "services.ps1");
-embedded_script!(WIN_PATH, "windows", "health", "path.ps1");
-embedded_script!(WIN_PROGRAM_TYPES, "windows", "health", "program_types.ps1");
-embedded_script!(WIN_ETW_SESSIONS, "windows", "health", "etw_sessions.ps1");
-embedded_script!(WIN_ETW_STOP, "windows", "health", "etw_stop.ps1");
-embedded_script!(WIN_DISK, "windows", "health", "disk.ps1");
-
-embedded_script!(LINUX_FACTS, "linux", "health", "facts.sh");
-
-/// Every Windows health script.
-pub const WINDOWS_ALL: &[Script] = &[
-    WIN_BUILD,
-    WIN_TEST_SIGNING,
-    WIN_SECURE_BOOT,
-    WIN_HVCI,
-    WIN_SERVICES,
-    WIN_PATH,
-    WIN_PROGRAM_TYPES,
-    WIN_ETW_SESSIONS,
-    WIN_ETW_STOP,
-    WIN_DISK,
-];
-
-/// Every Linux health script.
-pub const LINUX_ALL: &[Script] = &[LINUX_FACTS];
+embedded_scripts!(
+    "linux",
+    "health",
+    /// Every Linux health script.
+    LINUX_ALL = [LINUX_FACTS: "facts.sh"]
+);
 
 #[cfg(test)]
 mod tests {
