@@ -8,19 +8,18 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::session::{Script, Session, SessionError};
+use crate::session::{Session, SessionError};
 
-embedded_script!(WIN_FIND_CDB, "windows", "debugger", "find_cdb.ps1");
-embedded_script!(WIN_RUN_CDB, "windows", "debugger", "run_cdb.ps1");
-embedded_script!(
-    WIN_INSTALL_DEBUGGING_TOOLS,
+embedded_scripts!(
     "windows",
     "debugger",
-    "install_debugging_tools.ps1"
+    /// Every debugger script (for the grammar check in tests).
+    WINDOWS_ALL = [
+        WIN_FIND_CDB: "find_cdb.ps1",
+        WIN_RUN_CDB: "run_cdb.ps1",
+        WIN_INSTALL_DEBUGGING_TOOLS: "install_debugging_tools.ps1",
+    ]
 );
-
-/// Every debugger script (for the grammar check in tests).
-pub const WINDOWS_ALL: &[Script] = &[WIN_FIND_CDB, WIN_RUN_CDB, WIN_INSTALL_DEBUGGING_TOOLS];
 
 /// How long the Debugging Tools installer may take in the guest.
 pub const INSTALL_TIMEOUT: Duration = Duration::from_secs(1500);
@@ -235,17 +234,7 @@ mod tests {
 
     #[test]
     fn every_debugger_script_is_embedded_and_documents_its_output() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/windows/debugger");
-        let on_disk: std::collections::BTreeSet<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        let embedded: std::collections::BTreeSet<String> = WINDOWS_ALL
-            .iter()
-            .map(|s| s.name.trim_start_matches("debugger/").to_string())
-            .collect();
-        assert_eq!(on_disk, embedded);
-        assert!(WINDOWS_ALL.iter().all(|s| s.source.contains("Prints")));
+        crate::session::script::table_checks::assert_embedded("windows", "debugger", WINDOWS_ALL);
     }
 
     #[test]

@@ -8,12 +8,14 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::session::{GuestOs, Script, Session, SessionError};
+use crate::session::{GuestOs, Session, SessionError};
 
-embedded_script!(WIN_LIST_DUMPS, "windows", "forensics", "list_dumps.ps1");
-
-/// Every forensics script (for the grammar check in tests).
-pub const WINDOWS_ALL: &[Script] = &[WIN_LIST_DUMPS];
+embedded_scripts!(
+    "windows",
+    "forensics",
+    /// Every forensics script (for the grammar check in tests).
+    WINDOWS_ALL = [WIN_LIST_DUMPS: "list_dumps.ps1"]
+);
 
 /// The WER LocalDumps folder the golden image configures (and where hung test binaries are
 /// dumped, under `hung\`).

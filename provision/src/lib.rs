@@ -32,6 +32,16 @@ macro_rules! embedded_script {
     };
 }
 
+/// Embeds the scripts of `scripts/<os>/<area>/` (one [`embedded_script!`] constant each) and
+/// `$all`, the table of them in that order (tests check it against the files on disk).
+macro_rules! embedded_scripts {
+    ($os:tt, $area:tt, $(#[$meta:meta])* $all:ident = [$($ident:ident: $file:literal),+ $(,)?]) => {
+        $(embedded_script!($ident, $os, $area, $file);)+
+        $(#[$meta])*
+        pub const $all: &[$crate::session::Script] = &[$($ident),+];
+    };
+}
+
 pub mod config;
 pub mod debugger;
 pub mod forensics;

@@ -1,83 +1,50 @@
 //! The guest doctor's scripts, embedded at build time (one step each; JSON on stdout).
 
-use crate::session::Script;
+embedded_scripts!(
+    "windows",
+    "health",
+    /// Every Windows health script.
+    WINDOWS_ALL = [
+        WIN_BUILD: "build.ps1",
+        WIN_TEST_SIGNING: "test_signing.ps1",
+        WIN_SECURE_BOOT: "secure_boot.ps1",
+        WIN_HVCI: "hvci.ps1",
+        WIN_SERVICES: "services.ps1",
+        WIN_PATH: "path.ps1",
+        WIN_PROGRAM_TYPES: "program_types.ps1",
+        WIN_ETW_SESSIONS: "etw_sessions.ps1",
+        WIN_ETW_STOP: "etw_stop.ps1",
+        WIN_DISK: "disk.ps1",
+    ]
+);
 
-embedded_script!(WIN_BUILD, "windows", "health", "build.ps1");
-embedded_script!(WIN_TEST_SIGNING, "windows", "health", "test_signing.ps1");
-embedded_script!(WIN_SECURE_BOOT, "windows", "health", "secure_boot.ps1");
-embedded_script!(WIN_HVCI, "windows", "health", "hvci.ps1");
-embedded_script!(WIN_SERVICES, "windows", "health", "services.ps1");
-embedded_script!(WIN_PATH, "windows", "health", "path.ps1");
-embedded_script!(WIN_PROGRAM_TYPES, "windows", "health", "program_types.ps1");
-embedded_script!(WIN_ETW_SESSIONS, "windows", "health", "etw_sessions.ps1");
-embedded_script!(WIN_ETW_STOP, "windows", "health", "etw_stop.ps1");
-embedded_script!(WIN_DISK, "windows", "health", "disk.ps1");
-
-embedded_script!(LINUX_FACTS, "linux", "health", "facts.sh");
-
-/// Every Windows health script.
-pub const WINDOWS_ALL: &[Script] = &[
-    WIN_BUILD,
-    WIN_TEST_SIGNING,
-    WIN_SECURE_BOOT,
-    WIN_HVCI,
-    WIN_SERVICES,
-    WIN_PATH,
-    WIN_PROGRAM_TYPES,
-    WIN_ETW_SESSIONS,
-    WIN_ETW_STOP,
-    WIN_DISK,
-];
-
-/// Every Linux health script.
-pub const LINUX_ALL: &[Script] = &[LINUX_FACTS];
+embedded_scripts!(
+    "linux",
+    "health",
+    /// Every Linux health script.
+    LINUX_ALL = [LINUX_FACTS: "facts.sh"]
+);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::script::table_checks::{assert_embedded, assert_sh_parses};
 
     #[test]
     fn every_script_file_is_embedded_and_documents_its_output() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts");
-        for (os, all) in [("windows", WINDOWS_ALL), ("linux", LINUX_ALL)] {
-            let on_disk: std::collections::BTreeSet<String> =
-                std::fs::read_dir(format!("{dir}/{os}/health"))
-                    .unwrap()
-                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                    .collect();
-            let embedded: std::collections::BTreeSet<String> = all
-                .iter()
-                .map(|s| s.name.trim_start_matches("health/").to_string())
-                .collect();
-            assert_eq!(on_disk, embedded, "{os}: scripts on disk vs embedded");
-            for s in all {
-                assert!(
-                    s.source.starts_with(&format!("# {}:", s.name)),
-                    "{}",
-                    s.name
-                );
-                assert!(
-                    s.source.contains("Prints"),
-                    "{} does not document its JSON",
-                    s.name
-                );
-            }
+        assert_embedded("windows", "health", WINDOWS_ALL);
+        assert_embedded("linux", "health", LINUX_ALL);
+        for s in WINDOWS_ALL.iter().chain(LINUX_ALL) {
+            assert!(
+                s.source.starts_with(&format!("# {}:", s.name)),
+                "{}",
+                s.name
+            );
         }
     }
 
     #[test]
     fn shell_scripts_parse_under_sh_n() {
-        for s in LINUX_ALL {
-            let out = std::process::Command::new("sh")
-                .args(["-n", "-c", s.source])
-                .output()
-                .expect("run sh -n");
-            assert!(
-                out.status.success(),
-                "{}: {}",
-                s.name,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        assert_sh_parses(LINUX_ALL);
     }
 }

@@ -130,16 +130,6 @@ pub enum InstallError {
         hint: String,
     },
 
-    /// A host-side file operation failed.
-    #[error("{what}: {source}")]
-    Io {
-        /// What was being done.
-        what: String,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-
     /// The caller cancelled (Ctrl-C).
     #[error(
         "install cancelled during {step}; the guest may hold a half-installed runtime: the next \

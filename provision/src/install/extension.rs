@@ -5,12 +5,14 @@ use crate::config::{ExtensionConfig, InstallConfig};
 use crate::session::{GuestOs, Session};
 
 use super::checks::{self, ExtQuery, ExtRemove, ExtStart, ProgramTypes, ToolRun};
+use super::engine;
 use super::error::InstallError;
 use super::events::{Progress, Step};
 use super::guest::run;
 use super::plan::{self, GuestPaths};
 use super::record::{BuildToInstall, ExtensionState};
 use super::scripts;
+use super::windows;
 
 /// Seconds `ext_remove.ps1` waits for a deleted service to disappear.
 const DELETE_WAIT_SECS: u32 = 20;
@@ -104,7 +106,47 @@ pub(super) fn install(
     let driver = plan::guest_join(GuestOs::Windows, &paths.build_dir, &cfg.driver);
     let tool = plan::guest_join(GuestOs::Windows, &paths.build_dir, &cfg.export_tool);
 
-    let q: ExtQuery = progress.step(Step::ExtPrecheck, || {
+    let reinstall = precheck(session, progress, name, cfg)?.status.is_some();
+    // The old driver file may be loaded from this very directory: remove the service first.
+    if reinstall {
+        remove_service(session, progress, name, &cfg.service)?;
+    }
+    // An extension install has no cancel flag to check between steps.
+    let no_cancel = None;
+    engine::stage(
+        &windows::SCRIPTS,
+        session,
+        &build.local_dir,
+        &paths.build_dir,
+        &no_cancel,
+        progress,
+    )?;
+    create_service(session, progress, name, cfg, &driver)?;
+    start_service(session, progress, name, cfg)?;
+    if reinstall {
+        export(session, progress, name, &tool, true)?;
+    }
+    export(session, progress, name, &tool, false)?;
+    let (present, missing) = verify_program_types(session, progress, name, cfg)?;
+
+    Ok(ExtensionState {
+        name: name.into(),
+        service: cfg.service.clone(),
+        status: Some("Running".into()),
+        binary_path: Some(driver),
+        program_types_present: present,
+        program_types_missing: missing,
+    })
+}
+
+/// The service's state, refusing to go on unless eBPFCore runs.
+fn precheck(
+    session: &mut Session,
+    progress: &mut Progress<'_>,
+    name: &str,
+    cfg: &ExtensionConfig,
+) -> Result<ExtQuery, InstallError> {
+    progress.step(Step::ExtPrecheck, || {
         let q: ExtQuery = run(
             session,
             Step::ExtPrecheck,
@@ -127,29 +169,17 @@ pub(super) fn install(
             ));
         }
         Ok(q)
-    })?;
-    let reinstall = q.status.is_some();
+    })
+}
 
-    // The old driver file may be loaded from this very directory: remove the service first.
-    if reinstall {
-        remove_service(session, progress, name, &cfg.service)?;
-    }
-
-    progress.step(Step::PrepareDir, || {
-        run::<serde_json::Value>(
-            session,
-            Step::PrepareDir,
-            scripts::WIN_PREPARE_DIR,
-            &[("Path", paths.build_dir.clone())],
-        )
-    })?;
-    progress.step(Step::Upload, || {
-        session
-            .upload_tree(&build.local_dir, &paths.build_dir)
-            .map(|_| ())
-            .map_err(InstallError::session(Step::Upload))
-    })?;
-
+/// `sc.exe create` for the driver at `driver`.
+fn create_service(
+    session: &mut Session,
+    progress: &mut Progress<'_>,
+    name: &str,
+    cfg: &ExtensionConfig,
+    driver: &str,
+) -> Result<(), InstallError> {
     progress.step(Step::ExtCreateService, || {
         let r: ToolRun = run(
             session,
@@ -157,7 +187,7 @@ pub(super) fn install(
             scripts::WIN_EXT_CREATE,
             &[
                 ("Service", cfg.service.clone()),
-                ("Driver", driver.clone()),
+                ("Driver", driver.to_string()),
                 ("Start", cfg.start.clone()),
             ],
         )?;
@@ -175,8 +205,16 @@ pub(super) fn install(
             ));
         }
         Ok(())
-    })?;
+    })
+}
 
+/// Starts the service, retrying, until it runs.
+fn start_service(
+    session: &mut Session,
+    progress: &mut Progress<'_>,
+    name: &str,
+    cfg: &ExtensionConfig,
+) -> Result<(), InstallError> {
     progress.step(Step::ExtStartService, || {
         let r: ExtStart = run(session, Step::ExtStartService, scripts::WIN_EXT_START, &[
             ("Service", cfg.service.clone()),
@@ -200,14 +238,18 @@ pub(super) fn install(
             ));
         }
         Ok(())
-    })?;
+    })
+}
 
-    if reinstall {
-        export(session, progress, name, &tool, true)?;
-    }
-    export(session, progress, name, &tool, false)?;
-
-    let (present, missing) = progress.step(Step::ExtVerify, || {
+/// The configured program types are in the eBPF store (some are, when none are configured):
+/// which are present and which missing.
+fn verify_program_types(
+    session: &mut Session,
+    progress: &mut Progress<'_>,
+    name: &str,
+    cfg: &ExtensionConfig,
+) -> Result<(Vec<String>, Vec<String>), InstallError> {
+    progress.step(Step::ExtVerify, || {
         let t: ProgramTypes = run(session, Step::ExtVerify, scripts::WIN_EXT_PROGRAM_TYPES, &[])?;
         let (present, missing) = checks::match_program_types(&cfg.program_types, &t.program_types);
         if !missing.is_empty() {
@@ -229,15 +271,6 @@ pub(super) fn install(
             ));
         }
         Ok((present, missing))
-    })?;
-
-    Ok(ExtensionState {
-        name: name.into(),
-        service: cfg.service.clone(),
-        status: Some("Running".into()),
-        binary_path: Some(driver),
-        program_types_present: present,
-        program_types_missing: missing,
     })
 }
 

@@ -12,10 +12,10 @@ use super::engine::{self, OsScripts, Runtime, flush};
 use super::error::InstallError;
 use super::events::{Progress, Step};
 use super::guest::{self, run};
-use super::plan::{self, BuildLayout, GuestPaths};
+use super::plan::{self, GuestPaths};
 use super::record::BuildToInstall;
 use super::scripts;
-use super::{Check, InstallOptions, InstallReport};
+use super::{Check, InstallOptions};
 
 const SETUP_LOG: &str = "harness-setup.log";
 const UNINSTALL_LOG: &str = "harness-uninstall.log";
@@ -26,7 +26,7 @@ struct Ran {
     output: String,
 }
 
-const SCRIPTS: OsScripts = OsScripts {
+pub(super) const SCRIPTS: OsScripts = OsScripts {
     query: scripts::LINUX_QUERY,
     forget: scripts::LINUX_FORGET,
     prepare_dir: scripts::LINUX_PREPARE_DIR,
@@ -38,30 +38,8 @@ const SCRIPTS: OsScripts = OsScripts {
     detects_runtime: false,
 };
 
-pub(super) fn install(
-    session: &mut Session,
-    build: &BuildToInstall,
-    opts: &InstallOptions,
-    progress: &mut Progress<'_>,
-) -> Result<InstallReport, InstallError> {
-    let cfg = &opts.config;
-    let paths = GuestPaths::new(GuestOs::Linux, &cfg.linux_guest_dir, build.key())
-        .map_err(InstallError::Invalid)?;
-    let layout = BuildLayout::of_dir(&build.local_dir);
-    let method =
-        plan::choose_method(cfg.method, GuestOs::Linux, layout).map_err(InstallError::Invalid)?;
-    let mut rt = Linux {
-        build,
-        opts,
-        build_dir: paths.build_dir.clone(),
-        logs_dir: opts.results_dir.join("install-logs"),
-        logs: Vec::new(),
-    };
-    engine::install(&mut rt, session, build, opts, &paths, method, progress)
-}
-
 /// The Linux steps: `sh setup.sh` and the configured verify command.
-struct Linux<'a> {
+pub(super) struct Linux<'a> {
     build: &'a BuildToInstall,
     opts: &'a InstallOptions,
     build_dir: String,
@@ -69,7 +47,21 @@ struct Linux<'a> {
     logs: Vec<PathBuf>,
 }
 
-impl Linux<'_> {
+impl<'a> Linux<'a> {
+    pub(super) fn new(
+        build: &'a BuildToInstall,
+        opts: &'a InstallOptions,
+        paths: &GuestPaths,
+    ) -> Self {
+        Linux {
+            build,
+            opts,
+            build_dir: paths.build_dir.clone(),
+            logs_dir: opts.logs_dir(),
+            logs: Vec::new(),
+        }
+    }
+
     fn verify_timeout(&self) -> Duration {
         Duration::from_secs(self.opts.config.timeout.max(1))
     }

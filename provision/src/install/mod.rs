@@ -64,6 +64,11 @@ impl InstallOptions {
             cancel: None,
         }
     }
+
+    /// Where the install logs go: `<results_dir>/install-logs`.
+    pub(crate) fn logs_dir(&self) -> PathBuf {
+        self.results_dir.join("install-logs")
+    }
 }
 
 /// Whether anything changed.
@@ -114,10 +119,21 @@ pub fn install_runtime(
     on_event: &mut dyn FnMut(&InstallEvent),
 ) -> Result<InstallReport, InstallError> {
     let mut progress = Progress::new(on_event);
-    match session.os() {
-        GuestOs::Windows => windows::install(session, build, opts, &mut progress),
-        GuestOs::Linux => linux::install(session, build, opts, &mut progress),
-    }
+    let os = session.os();
+    let (paths, method) = engine::plan_for(os, build, opts)?;
+    let mut rt: Box<dyn engine::Runtime + '_> = match os {
+        GuestOs::Windows => Box::new(windows::Windows::new(build, opts, &paths, method)),
+        GuestOs::Linux => Box::new(linux::Linux::new(build, opts, &paths)),
+    };
+    engine::install(
+        rt.as_mut(),
+        session,
+        build,
+        opts,
+        &paths,
+        method,
+        &mut progress,
+    )
 }
 
 /// What harness recorded as installed in the guest, if anything (no verification).
@@ -125,30 +141,18 @@ pub fn installed(
     session: &mut Session,
     config: &InstallConfig,
 ) -> Result<Option<InstallRecord>, InstallError> {
-    let value: checks::QueryResult = match session.os() {
-        GuestOs::Windows => {
-            let marker = plan::guest_join(GuestOs::Windows, &config.guest_dir, "installed.json");
-            guest::run(
-                session,
-                Step::Query,
-                scripts::WIN_QUERY,
-                &[
-                    ("Marker", marker),
-                    ("InstallDir", EFW_INSTALL_DIR.to_string()),
-                ],
-            )?
-        }
-        GuestOs::Linux => {
-            let marker =
-                plan::guest_join(GuestOs::Linux, &config.linux_guest_dir, "installed.json");
-            guest::run(
-                session,
-                Step::Query,
-                scripts::LINUX_QUERY,
-                &[("marker", marker)],
-            )?
-        }
+    let os = session.os();
+    let scripts = match os {
+        GuestOs::Windows => &windows::SCRIPTS,
+        GuestOs::Linux => &linux::SCRIPTS,
     };
+    let marker = plan::guest_join(os, plan::guest_root(config, os), "installed.json");
+    let value: checks::QueryResult = guest::run(
+        session,
+        Step::Query,
+        scripts.query,
+        &scripts.query_args(marker),
+    )?;
     match value.marker {
         None => Ok(None),
         Some(v) => {

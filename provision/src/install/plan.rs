@@ -1,6 +1,6 @@
 //! Decisions, free of I/O: which method, which guest paths, and whether to install at all.
 
-use crate::config::InstallMethod;
+use crate::config::{InstallConfig, InstallMethod};
 use crate::session::GuestOs;
 
 use super::record::InstallRecord;
@@ -149,6 +149,15 @@ pub fn guest_join(os: GuestOs, root: &str, name: &str) -> String {
     };
     let root = root.trim_end_matches(['\\', '/']);
     format!("{root}{sep}{name}")
+}
+
+/// The configured root of the build directories in a guest of `os`: `[install] guest_dir` on
+/// Windows, `linux_guest_dir` on Linux.
+pub fn guest_root(cfg: &InstallConfig, os: GuestOs) -> &str {
+    match os {
+        GuestOs::Windows => &cfg.guest_dir,
+        GuestOs::Linux => &cfg.linux_guest_dir,
+    }
 }
 
 /// Guest paths for one install, derived from the configured root.

@@ -1,103 +1,54 @@
 //! The install step scripts, embedded at build time (one step each; JSON on stdout).
 
-use crate::session::Script;
-
-embedded_script!(WIN_QUERY, "windows", "install", "query.ps1");
-embedded_script!(WIN_PREPARE_DIR, "windows", "install", "prepare_dir.ps1");
-embedded_script!(WIN_UNINSTALL, "windows", "install", "uninstall.ps1");
-embedded_script!(WIN_INSTALL, "windows", "install", "install.ps1");
-embedded_script!(WIN_ENSURE_PATH, "windows", "install", "ensure_path.ps1");
-embedded_script!(WIN_VERIFY, "windows", "install", "verify.ps1");
-embedded_script!(WIN_LIST_LOGS, "windows", "install", "list_logs.ps1");
-embedded_script!(WIN_RECORD, "windows", "install", "record.ps1");
-embedded_script!(WIN_FORGET, "windows", "install", "forget.ps1");
-embedded_script!(WIN_EXT_QUERY, "windows", "install", "ext_query.ps1");
-embedded_script!(WIN_EXT_REMOVE, "windows", "install", "ext_remove.ps1");
-embedded_script!(WIN_EXT_CREATE, "windows", "install", "ext_create.ps1");
-embedded_script!(WIN_EXT_START, "windows", "install", "ext_start.ps1");
-embedded_script!(WIN_EXT_EXPORT, "windows", "install", "ext_export.ps1");
-embedded_script!(
-    WIN_EXT_PROGRAM_TYPES,
+embedded_scripts!(
     "windows",
     "install",
-    "ext_program_types.ps1"
+    /// Every Windows step script (for the grammar check in tests).
+    WINDOWS_ALL = [
+        WIN_QUERY: "query.ps1",
+        WIN_PREPARE_DIR: "prepare_dir.ps1",
+        WIN_UNINSTALL: "uninstall.ps1",
+        WIN_INSTALL: "install.ps1",
+        WIN_ENSURE_PATH: "ensure_path.ps1",
+        WIN_VERIFY: "verify.ps1",
+        WIN_LIST_LOGS: "list_logs.ps1",
+        WIN_RECORD: "record.ps1",
+        WIN_FORGET: "forget.ps1",
+        WIN_EXT_QUERY: "ext_query.ps1",
+        WIN_EXT_REMOVE: "ext_remove.ps1",
+        WIN_EXT_CREATE: "ext_create.ps1",
+        WIN_EXT_START: "ext_start.ps1",
+        WIN_EXT_EXPORT: "ext_export.ps1",
+        WIN_EXT_PROGRAM_TYPES: "ext_program_types.ps1",
+    ]
 );
 
-embedded_script!(LINUX_QUERY, "linux", "install", "query.sh");
-embedded_script!(LINUX_PREPARE_DIR, "linux", "install", "prepare_dir.sh");
-embedded_script!(LINUX_RUN_SETUP, "linux", "install", "run_setup.sh");
-embedded_script!(LINUX_RECORD, "linux", "install", "record.sh");
-embedded_script!(LINUX_FORGET, "linux", "install", "forget.sh");
-
-/// Every Windows step script (for the grammar check in tests).
-pub const WINDOWS_ALL: &[Script] = &[
-    WIN_QUERY,
-    WIN_PREPARE_DIR,
-    WIN_UNINSTALL,
-    WIN_INSTALL,
-    WIN_ENSURE_PATH,
-    WIN_VERIFY,
-    WIN_LIST_LOGS,
-    WIN_RECORD,
-    WIN_FORGET,
-    WIN_EXT_QUERY,
-    WIN_EXT_REMOVE,
-    WIN_EXT_CREATE,
-    WIN_EXT_START,
-    WIN_EXT_EXPORT,
-    WIN_EXT_PROGRAM_TYPES,
-];
-
-/// Every Linux step script.
-pub const LINUX_ALL: &[Script] = &[
-    LINUX_QUERY,
-    LINUX_PREPARE_DIR,
-    LINUX_RUN_SETUP,
-    LINUX_RECORD,
-    LINUX_FORGET,
-];
+embedded_scripts!(
+    "linux",
+    "install",
+    /// Every Linux step script.
+    LINUX_ALL = [
+        LINUX_QUERY: "query.sh",
+        LINUX_PREPARE_DIR: "prepare_dir.sh",
+        LINUX_RUN_SETUP: "run_setup.sh",
+        LINUX_RECORD: "record.sh",
+        LINUX_FORGET: "forget.sh",
+    ]
+);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::script::table_checks::{assert_embedded, assert_sh_parses};
 
     #[test]
     fn every_script_file_is_embedded_and_documents_its_output() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts");
-        for (os, all) in [("windows", WINDOWS_ALL), ("linux", LINUX_ALL)] {
-            let on_disk: std::collections::BTreeSet<String> =
-                std::fs::read_dir(format!("{dir}/{os}/install"))
-                    .unwrap()
-                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                    .collect();
-            let embedded: std::collections::BTreeSet<String> = all
-                .iter()
-                .map(|s| s.name.trim_start_matches("install/").to_string())
-                .collect();
-            assert_eq!(on_disk, embedded, "{os}: scripts on disk vs embedded");
-            for s in all {
-                assert!(
-                    s.source.contains("Prints"),
-                    "{} does not document its JSON output",
-                    s.name
-                );
-            }
-        }
+        assert_embedded("windows", "install", WINDOWS_ALL);
+        assert_embedded("linux", "install", LINUX_ALL);
     }
 
     #[test]
     fn shell_scripts_parse_under_sh_n() {
-        for s in LINUX_ALL {
-            let out = std::process::Command::new("sh")
-                .args(["-n", "-c", s.source])
-                .output()
-                .expect("run sh -n");
-            assert!(
-                out.status.success(),
-                "{}: {}",
-                s.name,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        assert_sh_parses(LINUX_ALL);
     }
 }

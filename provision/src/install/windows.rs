@@ -7,14 +7,14 @@ use std::time::Duration;
 use crate::session::{GuestOs, Session};
 
 use super::checks::{self, InstallResult, LogList, UninstallResult, VerifyResult};
-use super::engine::{self, OsScripts, Runtime, Verified, flush};
+use super::engine::{OsScripts, Runtime, Verified, flush};
 use super::error::InstallError;
 use super::events::{Progress, Step};
 use super::guest::{self, check_cancel, run};
-use super::plan::{self, BuildLayout, GuestPaths};
+use super::plan::{self, GuestPaths};
 use super::record::BuildToInstall;
 use super::scripts;
-use super::{Check, InstallOptions, InstallReport};
+use super::{Check, InstallOptions};
 use crate::config::InstallMethod;
 
 /// Where the MSI installs the runtime (and what must be on PATH).
@@ -24,7 +24,7 @@ pub const EFW_INSTALL_DIR: &str = r"C:\Program Files\ebpf-for-windows";
 const INSTALL_LOG: &str = "harness-efw-install.log";
 const UNINSTALL_LOG: &str = "harness-efw-uninstall.log";
 
-const SCRIPTS: OsScripts = OsScripts {
+pub(super) const SCRIPTS: OsScripts = OsScripts {
     query: scripts::WIN_QUERY,
     forget: scripts::WIN_FORGET,
     prepare_dir: scripts::WIN_PREPARE_DIR,
@@ -36,34 +36,9 @@ const SCRIPTS: OsScripts = OsScripts {
     detects_runtime: true,
 };
 
-pub(super) fn install(
-    session: &mut Session,
-    build: &BuildToInstall,
-    opts: &InstallOptions,
-    progress: &mut Progress<'_>,
-) -> Result<InstallReport, InstallError> {
-    let cfg = &opts.config;
-    let paths = GuestPaths::new(GuestOs::Windows, &cfg.guest_dir, build.key())
-        .map_err(InstallError::Invalid)?;
-    let layout = BuildLayout::of_dir(&build.local_dir);
-    let method =
-        plan::choose_method(cfg.method, GuestOs::Windows, layout).map_err(InstallError::Invalid)?;
-    let mut rt = Windows {
-        build,
-        opts,
-        method,
-        logs_dir: opts.results_dir.join("install-logs"),
-        paths: paths.clone(),
-        psexec: None,
-        notices: Vec::new(),
-        logs: Vec::new(),
-    };
-    engine::install(&mut rt, session, build, opts, &paths, method, progress)
-}
-
 /// The Windows steps: install_ebpf.psm1 or setup-ebpf.ps1 through PsExec, PATH, verification
 /// of services and `ebpfapi.dll` from a fresh session, logs listed from the guest.
-struct Windows<'a> {
+pub(super) struct Windows<'a> {
     build: &'a BuildToInstall,
     opts: &'a InstallOptions,
     method: InstallMethod,
@@ -73,6 +48,26 @@ struct Windows<'a> {
     psexec: Option<PathBuf>,
     notices: Vec<String>,
     logs: Vec<PathBuf>,
+}
+
+impl<'a> Windows<'a> {
+    pub(super) fn new(
+        build: &'a BuildToInstall,
+        opts: &'a InstallOptions,
+        paths: &GuestPaths,
+        method: InstallMethod,
+    ) -> Self {
+        Windows {
+            build,
+            opts,
+            method,
+            logs_dir: opts.logs_dir(),
+            paths: paths.clone(),
+            psexec: None,
+            notices: Vec::new(),
+            logs: Vec::new(),
+        }
+    }
 }
 
 impl Runtime for Windows<'_> {

@@ -17,13 +17,31 @@ pub(super) fn open(
     timeout: Duration,
 ) -> Result<ssh2::Session, SessionError> {
     let endpoint = ep.to_string();
-    let connect_err = |detail: String| SessionError::Connect {
-        endpoint: endpoint.clone(),
+    let tcp = tcp_connect(ep, &endpoint, timeout)?;
+    let sess = handshake(tcp, &endpoint, timeout)?;
+    check_host_key(&sess, ep, &endpoint, opts)?;
+    authenticate(&sess, ep, &endpoint)?;
+    sess.set_timeout(BLOCKING_TIMEOUT.as_millis() as u32);
+    sess.set_keepalive(true, 0);
+    Ok(sess)
+}
+
+fn connect_err(endpoint: &str, detail: String) -> SessionError {
+    SessionError::Connect {
+        endpoint: endpoint.to_string(),
         detail,
-    };
+    }
+}
+
+/// The first address of `ep` that accepts a TCP connection within `timeout`, with TCP_NODELAY.
+fn tcp_connect(
+    ep: &Endpoint,
+    endpoint: &str,
+    timeout: Duration,
+) -> Result<TcpStream, SessionError> {
     let addrs: Vec<_> = (ep.host.as_str(), ep.port)
         .to_socket_addrs()
-        .map_err(|e| connect_err(format!("cannot resolve {}: {e}", ep.host)))?
+        .map_err(|e| connect_err(endpoint, format!("cannot resolve {}: {e}", ep.host)))?
         .collect();
     let mut last = None;
     let mut tcp = None;
@@ -38,16 +56,26 @@ pub(super) fn open(
     }
     let tcp = tcp.ok_or_else(|| {
         connect_err(
+            endpoint,
             last.map(|e| e.to_string())
                 .unwrap_or_else(|| "no address".into()),
         )
     })?;
     tcp.set_nodelay(true)
-        .map_err(|e| connect_err(format!("TCP_NODELAY: {e}")))?;
-    let mut sess = ssh2::Session::new().map_err(|e| connect_err(e.to_string()))?;
+        .map_err(|e| connect_err(endpoint, format!("TCP_NODELAY: {e}")))?;
+    Ok(tcp)
+}
+
+/// The SSH handshake over `tcp`, preferring one stable host key type (so the pin does not flip
+/// between algorithms) and the fast ciphers.
+fn handshake(
+    tcp: TcpStream,
+    endpoint: &str,
+    timeout: Duration,
+) -> Result<ssh2::Session, SessionError> {
+    let mut sess = ssh2::Session::new().map_err(|e| connect_err(endpoint, e.to_string()))?;
     sess.set_tcp_stream(tcp);
     sess.set_timeout(timeout.as_millis().max(1) as u32);
-    // Prefer one stable host key type, so the pin does not flip between algorithms.
     let _ = sess.method_pref(
         ssh2::MethodType::HostKey,
         "ssh-ed25519,ecdsa-sha2-nistp256,ecdsa-sha2-nistp384,ecdsa-sha2-nistp521,rsa-sha2-512,rsa-sha2-256,ssh-rsa",
@@ -59,12 +87,22 @@ pub(super) fn open(
         );
     }
     sess.handshake().map_err(|e| SessionError::Handshake {
-        endpoint: endpoint.clone(),
+        endpoint: endpoint.to_string(),
         detail: e.to_string(),
     })?;
+    Ok(sess)
+}
 
+/// Compares the presented host key with the pin: pins a new one, and a changed one only when
+/// `accept_new_host_key` says so.
+fn check_host_key(
+    sess: &ssh2::Session,
+    ep: &Endpoint,
+    endpoint: &str,
+    opts: &SessionOptions,
+) -> Result<(), SessionError> {
     let (key, ty) = sess.host_key().ok_or_else(|| SessionError::Handshake {
-        endpoint: endpoint.clone(),
+        endpoint: endpoint.to_string(),
         detail: "no host key".into(),
     })?;
     let presented = format!(
@@ -93,28 +131,29 @@ pub(super) fn open(
         }
         PinCheck::Changed { pinned } => {
             return Err(SessionError::HostKeyChanged {
-                endpoint,
+                endpoint: endpoint.to_string(),
                 pinned,
                 presented,
                 known_hosts: opts.known_hosts.clone(),
             });
         }
     }
+    Ok(())
+}
 
+/// Authenticates as `ep.user` with `ep.identity`, or with the SSH agent.
+fn authenticate(sess: &ssh2::Session, ep: &Endpoint, endpoint: &str) -> Result<(), SessionError> {
     // A timeout or socket error during auth (a guest still booting behind QEMU's port forward)
     // is a connection problem worth retrying, not a rejected key.
     let auth_failure = |e: &ssh2::Error, rejected: SessionError| {
         if is_transport_error(e) {
-            SessionError::Connect {
-                endpoint: endpoint.clone(),
-                detail: format!("authentication did not complete: {e}"),
-            }
+            connect_err(endpoint, format!("authentication did not complete: {e}"))
         } else {
             rejected
         }
     };
     let auth_err = |how: String, detail: String| SessionError::Auth {
-        endpoint: endpoint.clone(),
+        endpoint: endpoint.to_string(),
         user: ep.user.clone(),
         how,
         detail,
@@ -138,7 +177,5 @@ pub(super) fn open(
             "the server did not accept the key".into(),
         ));
     }
-    sess.set_timeout(BLOCKING_TIMEOUT.as_millis() as u32);
-    sess.set_keepalive(true, 0);
-    Ok(sess)
+    Ok(())
 }

@@ -220,6 +220,56 @@ pub fn parse_result(
     })
 }
 
+/// Checks of the script tables each area keeps (`WINDOWS_ALL`, `LINUX_ALL`), for their tests.
+#[cfg(test)]
+pub(crate) mod table_checks {
+    use std::collections::BTreeSet;
+
+    use super::Script;
+
+    /// `scripts` are exactly the files of `scripts/<os>/<area>/` (each named `<area>/<file>`),
+    /// and every one documents its JSON output ("Prints").
+    pub(crate) fn assert_embedded(os: &str, area: &str, scripts: &[Script]) {
+        let dir = format!("{}/scripts/{os}/{area}", env!("CARGO_MANIFEST_DIR"));
+        let on_disk: BTreeSet<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        let prefix = format!("{area}/");
+        let embedded: BTreeSet<String> = scripts
+            .iter()
+            .map(|s| s.name.trim_start_matches(prefix.as_str()).to_string())
+            .collect();
+        assert_eq!(
+            on_disk, embedded,
+            "{os}/{area}: scripts on disk vs embedded"
+        );
+        for s in scripts {
+            assert!(
+                s.source.contains("Prints"),
+                "{} does not document its JSON output",
+                s.name
+            );
+        }
+    }
+
+    /// Every one of `scripts` parses under `sh -n`.
+    pub(crate) fn assert_sh_parses(scripts: &[Script]) {
+        for s in scripts {
+            let out = std::process::Command::new("sh")
+                .args(["-n", "-c", s.source])
+                .output()
+                .expect("run sh -n");
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                s.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

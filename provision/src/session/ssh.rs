@@ -195,9 +195,19 @@ impl Session {
 
     /// Runs `cmd` and returns its output as text (lines joined with `\n`).
     pub fn exec_capture(&mut self, cmd: &RemoteCommand) -> Result<Output, SessionError> {
+        self.exec_capture_with(cmd, &mut |_, _| {})
+    }
+
+    /// [`Session::exec_capture`] that also hands each line to `on_line` as it arrives.
+    fn exec_capture_with(
+        &mut self,
+        cmd: &RemoteCommand,
+        on_line: &mut dyn FnMut(Stream, &str),
+    ) -> Result<Output, SessionError> {
         let mut stdout = String::new();
         let mut stderr = String::new();
         let status = self.exec(cmd, &mut |s, l| {
+            on_line(s, l);
             let buf = if s == Stream::Stdout {
                 &mut stdout
             } else {
@@ -240,19 +250,8 @@ impl Session {
         }
         let mut cmd = script.command(args)?;
         cmd.timeout = timeout.or(self.opts.default_command_timeout);
-        let mut stdout = String::new();
-        let mut stderr = String::new();
-        let status = self.exec(&cmd, &mut |s, l| {
-            on_line(s, l);
-            let buf = if s == Stream::Stdout {
-                &mut stdout
-            } else {
-                &mut stderr
-            };
-            buf.push_str(l);
-            buf.push('\n');
-        })?;
-        script::parse_result(script.name, status.code, &stdout, &stderr)
+        let out = self.exec_capture_with(&cmd, on_line)?;
+        script::parse_result(script.name, out.status.code, &out.stdout, &out.stderr)
     }
 
     /// [`Session::run_script`] parsed into a type.

@@ -21,160 +21,21 @@ impl Session {
         dump_on_timeout: bool,
     ) -> Result<End, SessionError> {
         let started = Instant::now();
-        let os = self.ep.os;
-        let keepalive = self.opts.keepalive;
-        let cancel = self.cancel.clone();
+        let watch = Watch {
+            os: self.ep.os,
+            keepalive: self.opts.keepalive,
+            cancel: self.cancel.clone(),
+            timeout,
+            deadline: timeout.map(|t| started + t),
+            dump_on_timeout,
+        };
         let endpoint = self.ep.to_string();
         let sess = self.ssh()?.clone();
-        let lost = |during: &str, e: &dyn std::fmt::Display| SessionError::ConnectionLost {
-            endpoint: endpoint.clone(),
-            during: during.to_string(),
-            detail: e.to_string(),
-        };
-        // Blocking part: open the channel and start the command.
-        sess.set_blocking(true);
-        sess.set_keepalive(true, 0);
-        sess.set_timeout(BLOCKING_TIMEOUT.as_millis() as u32);
-        let mut ch = sess
-            .channel_session()
-            .map_err(|e| lost(&format!("opening a channel for {what}"), &e))?;
-        ch.exec(line)
-            .map_err(|e| lost(&format!("starting {what}"), &e))?;
-        if let Some(feed) = stdin {
-            feed(&mut ch).map_err(|e| lost(&format!("sending input to {what}"), &e))?;
+        let mut run = Running::start(sess, endpoint, what, line, stdin)?;
+        match run.pump(&watch, sink)? {
+            Some(end) => Ok(run.kill(watch.os, sink.pid, end)),
+            None => run.wait_exit(),
         }
-        ch.send_eof()
-            .map_err(|e| lost(&format!("closing the input of {what}"), &e))?;
-
-        // Non-blocking part: read both streams in turn, keepalives, deadlines.
-        sess.set_blocking(false);
-        sess.set_keepalive(true, keepalive.as_secs().max(1) as u32);
-        let dead_after = keepalive * 3 + Duration::from_secs(5);
-        let mut deadline = timeout.map(|t| started + t);
-        // After a timeout with `dump_on_timeout`: the dump step ran, the command has a short
-        // grace to print (or exit), then it is killed as timed out whatever it did.
-        let mut dumped = false;
-        let fd = sess.as_raw_fd();
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut last_rx = Instant::now();
-        let mut next_keepalive = Instant::now() + keepalive;
-        let end = loop {
-            let mut progressed = false;
-            for stream in [Stream::Stdout, Stream::Stderr] {
-                for _ in 0..16 {
-                    let r = match stream {
-                        Stream::Stdout => ch.read(&mut buf),
-                        Stream::Stderr => ch.stderr().read(&mut buf),
-                    };
-                    match r {
-                        Ok(0) => break,
-                        Ok(n) => {
-                            sink.push(stream, &buf[..n]);
-                            progressed = true;
-                            last_rx = Instant::now();
-                        }
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                        Err(e) => {
-                            give_up(&sess);
-                            return Err(lost(&format!("reading the output of {what}"), &e));
-                        }
-                    }
-                }
-            }
-            if ch.eof() {
-                break dumped.then_some(End::TimedOut { killed: false });
-            }
-            if progressed {
-                continue;
-            }
-            let now = Instant::now();
-            if cancel.is_cancelled() {
-                break Some(End::Cancelled { killed: false });
-            }
-            if deadline.is_some_and(|d| now >= d) {
-                if dump_on_timeout && !dumped {
-                    dumped = true;
-                    let note = hang::dump_blocking(&sess, os, sink.pid, timeout);
-                    sink.push(Stream::Stderr, format!("{note}\n").as_bytes());
-                    sess.set_blocking(false);
-                    sess.set_keepalive(true, keepalive.as_secs().max(1) as u32);
-                    deadline = Some(Instant::now() + hang::GRACE);
-                    last_rx = Instant::now();
-                    continue;
-                }
-                break Some(End::TimedOut { killed: false });
-            }
-            if now >= next_keepalive {
-                match sess.keepalive_send() {
-                    Ok(secs) => next_keepalive = now + Duration::from_secs(u64::from(secs.max(1))),
-                    Err(e) if would_block(&e) => next_keepalive = now + Duration::from_secs(1),
-                    Err(e) => {
-                        give_up(&sess);
-                        return Err(lost(&format!("sending a keepalive during {what}"), &e));
-                    }
-                }
-            }
-            if now.duration_since(last_rx) > dead_after {
-                give_up(&sess);
-                return Err(lost(
-                    &format!("running {what}"),
-                    &format!("nothing received for {:?} despite keepalives", dead_after),
-                ));
-            }
-            if wait_socket(fd, &sess, Duration::from_millis(100)) {
-                last_rx = Instant::now();
-            }
-        };
-        if let Some(mut end) = end {
-            restore_blocking(&sess);
-            // Kill the tree first (a second channel), so the close below does not wait for it.
-            let killed = match sink.pid {
-                Some(pid) => kill_tree_blocking(&sess, os, pid),
-                None => Err("the guest never reported a process id".to_string()),
-            };
-            match &killed {
-                Ok(()) => tracing::info!("{what}: killed the remote process tree"),
-                Err(e) => tracing::warn!(
-                    "{what}: could not kill the remote process tree ({e}); dropping the connection"
-                ),
-            }
-            sess.set_timeout(if killed.is_ok() { 5000 } else { 1000 });
-            let _ = ch.close();
-            if killed.is_ok() {
-                let _ = ch.wait_close();
-            }
-            drop(ch);
-            sess.set_timeout(BLOCKING_TIMEOUT.as_millis() as u32);
-            if let End::TimedOut { killed: k } | End::Cancelled { killed: k } = &mut end {
-                *k = killed.is_ok();
-            }
-            return Ok(end);
-        }
-        // EOF: wait for the close (bounded) to get the exit status.
-        let close_by = Instant::now() + Duration::from_secs(10);
-        loop {
-            match ch.wait_close() {
-                Ok(()) => break,
-                Err(e) if would_block(&e) => {
-                    if Instant::now() >= close_by {
-                        break;
-                    }
-                    wait_socket(fd, &sess, Duration::from_millis(100));
-                }
-                Err(e) => {
-                    give_up(&sess);
-                    return Err(lost(&format!("waiting for {what} to exit"), &e));
-                }
-            }
-        }
-        let signal = ch.exit_signal().ok().and_then(|s| s.exit_signal);
-        let code = ch.exit_status().unwrap_or(-1);
-        restore_blocking(&sess);
-        drop(ch);
-        Ok(End::Exited(match signal {
-            Some(sig) => 128 + signal_number(&sig),
-            None => code,
-        }))
     }
 
     /// Runs `line` with `feed` writing its stdin (blocking, 1 MiB writes), streaming output.
@@ -201,7 +62,7 @@ impl Session {
             ch.write_all(inv.stdin.as_deref().unwrap_or("").as_bytes())
         };
         let mut sink = LineSink::new(on_line);
-        let result = match (feed, inv.stdin.is_some()) {
+        let stdin: Option<Feed<'_>> = match (feed, inv.stdin.is_some()) {
             (Some(_), true) => {
                 return Err(SessionError::InvalidCommand {
                     reason: format!(
@@ -209,31 +70,18 @@ impl Session {
                     ),
                 });
             }
-            (Some(f), false) => self.stream(
-                &inv.command_line,
-                &what,
-                timeout,
-                Some(f),
-                &mut sink,
-                cmd.dump_on_timeout,
-            ),
-            (None, true) => self.stream(
-                &inv.command_line,
-                &what,
-                timeout,
-                Some(&mut send_source),
-                &mut sink,
-                cmd.dump_on_timeout,
-            ),
-            (None, false) => self.stream(
-                &inv.command_line,
-                &what,
-                timeout,
-                None,
-                &mut sink,
-                cmd.dump_on_timeout,
-            ),
+            (Some(f), false) => Some(f),
+            (None, true) => Some(&mut send_source),
+            (None, false) => None,
         };
+        let result = self.stream(
+            &inv.command_line,
+            &what,
+            timeout,
+            stdin,
+            &mut sink,
+            cmd.dump_on_timeout,
+        );
         sink.flush();
         let (killed, err) = match result {
             Ok(End::Exited(code)) => return Ok(ExitStatus { code }),
@@ -252,6 +100,232 @@ impl Session {
         }
         Err(err)
     }
+}
+
+/// What ends a streaming command early: its timeout (with the hung-test dump first, if asked)
+/// and the cancel flag; and how often to prove the connection alive.
+struct Watch {
+    os: GuestOs,
+    keepalive: Duration,
+    cancel: CancelHandle,
+    timeout: Option<Duration>,
+    deadline: Option<Instant>,
+    dump_on_timeout: bool,
+}
+
+/// A command started on its own channel of the connection.
+struct Running<'w> {
+    // Declared before `sess`: the channel is freed first, as when both were locals.
+    ch: ssh2::Channel,
+    sess: ssh2::Session,
+    endpoint: String,
+    what: &'w str,
+}
+
+impl<'w> Running<'w> {
+    /// The blocking part: opens the channel, starts `line`, feeds its stdin and closes it.
+    fn start(
+        sess: ssh2::Session,
+        endpoint: String,
+        what: &'w str,
+        line: &str,
+        stdin: Option<Feed<'_>>,
+    ) -> Result<Self, SessionError> {
+        let lost = |during: String, e: &ssh2::Error| connection_lost(&endpoint, during, e);
+        sess.set_blocking(true);
+        sess.set_keepalive(true, 0);
+        sess.set_timeout(BLOCKING_TIMEOUT.as_millis() as u32);
+        let mut ch = sess
+            .channel_session()
+            .map_err(|e| lost(format!("opening a channel for {what}"), &e))?;
+        ch.exec(line)
+            .map_err(|e| lost(format!("starting {what}"), &e))?;
+        if let Some(feed) = stdin {
+            feed(&mut ch)
+                .map_err(|e| connection_lost(&endpoint, format!("sending input to {what}"), &e))?;
+        }
+        ch.send_eof()
+            .map_err(|e| lost(format!("closing the input of {what}"), &e))?;
+        Ok(Running {
+            ch,
+            sess,
+            endpoint,
+            what,
+        })
+    }
+
+    /// The connection failed while `during`: blocking again with a short bound, so freeing the
+    /// channel cannot hang, and the error.
+    fn lost(&self, during: String, e: &dyn std::fmt::Display) -> SessionError {
+        give_up(&self.sess);
+        connection_lost(&self.endpoint, during, e)
+    }
+
+    /// The non-blocking part: reads both streams in turn, sends keepalives, watches the deadline
+    /// and the cancel flag. `None` at EOF; otherwise how the command is to end (killed).
+    fn pump(&mut self, w: &Watch, sink: &mut LineSink<'_>) -> Result<Option<End>, SessionError> {
+        non_blocking(&self.sess, w.keepalive);
+        let dead_after = w.keepalive * 3 + Duration::from_secs(5);
+        let mut deadline = w.deadline;
+        // After a timeout with `dump_on_timeout`: the dump step ran, the command has a short
+        // grace to print (or exit), then it is killed as timed out whatever it did.
+        let mut dumped = false;
+        let fd = self.sess.as_raw_fd();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut last_rx = Instant::now();
+        let mut next_keepalive = Instant::now() + w.keepalive;
+        loop {
+            let progressed = self.read_available(&mut buf, sink, &mut last_rx)?;
+            if self.ch.eof() {
+                return Ok(dumped.then_some(End::TimedOut { killed: false }));
+            }
+            if progressed {
+                continue;
+            }
+            let now = Instant::now();
+            if w.cancel.is_cancelled() {
+                return Ok(Some(End::Cancelled { killed: false }));
+            }
+            if deadline.is_some_and(|d| now >= d) {
+                if w.dump_on_timeout && !dumped {
+                    dumped = true;
+                    let note = hang::dump_blocking(&self.sess, w.os, sink.pid, w.timeout);
+                    sink.push(Stream::Stderr, format!("{note}\n").as_bytes());
+                    non_blocking(&self.sess, w.keepalive);
+                    deadline = Some(Instant::now() + hang::GRACE);
+                    last_rx = Instant::now();
+                    continue;
+                }
+                return Ok(Some(End::TimedOut { killed: false }));
+            }
+            if now >= next_keepalive {
+                next_keepalive = self.keepalive(now)?;
+            }
+            if now.duration_since(last_rx) > dead_after {
+                return Err(self.lost(
+                    format!("running {}", self.what),
+                    &format!("nothing received for {:?} despite keepalives", dead_after),
+                ));
+            }
+            if wait_socket(fd, &self.sess, Duration::from_millis(100)) {
+                last_rx = Instant::now();
+            }
+        }
+    }
+
+    /// Reads what stdout and stderr hold now (at most 16 chunks each) into `sink`; returns
+    /// whether anything came.
+    fn read_available(
+        &mut self,
+        buf: &mut [u8],
+        sink: &mut LineSink<'_>,
+        last_rx: &mut Instant,
+    ) -> Result<bool, SessionError> {
+        let mut progressed = false;
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            for _ in 0..16 {
+                let r = match stream {
+                    Stream::Stdout => self.ch.read(buf),
+                    Stream::Stderr => self.ch.stderr().read(buf),
+                };
+                match r {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        sink.push(stream, &buf[..n]);
+                        progressed = true;
+                        *last_rx = Instant::now();
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        return Err(self.lost(format!("reading the output of {}", self.what), &e));
+                    }
+                }
+            }
+        }
+        Ok(progressed)
+    }
+
+    /// Sends a keepalive; returns when the next one is due.
+    fn keepalive(&self, now: Instant) -> Result<Instant, SessionError> {
+        match self.sess.keepalive_send() {
+            Ok(secs) => Ok(now + Duration::from_secs(u64::from(secs.max(1)))),
+            Err(e) if would_block(&e) => Ok(now + Duration::from_secs(1)),
+            Err(e) => Err(self.lost(format!("sending a keepalive during {}", self.what), &e)),
+        }
+    }
+
+    /// Kills the command's remote tree first (on a second channel, so that closing this one
+    /// does not wait for it), then closes the channel; `end` says whether the kill worked.
+    fn kill(self, os: GuestOs, pid: Option<u32>, mut end: End) -> End {
+        let Running {
+            mut ch, sess, what, ..
+        } = self;
+        restore_blocking(&sess);
+        let killed = match pid {
+            Some(pid) => kill_tree_blocking(&sess, os, pid),
+            None => Err("the guest never reported a process id".to_string()),
+        };
+        match &killed {
+            Ok(()) => tracing::info!("{what}: killed the remote process tree"),
+            Err(e) => tracing::warn!(
+                "{what}: could not kill the remote process tree ({e}); dropping the connection"
+            ),
+        }
+        sess.set_timeout(if killed.is_ok() { 5000 } else { 1000 });
+        let _ = ch.close();
+        if killed.is_ok() {
+            let _ = ch.wait_close();
+        }
+        drop(ch);
+        sess.set_timeout(BLOCKING_TIMEOUT.as_millis() as u32);
+        if let End::TimedOut { killed: k } | End::Cancelled { killed: k } = &mut end {
+            *k = killed.is_ok();
+        }
+        end
+    }
+
+    /// After EOF: waits (bounded) for the channel to close, for the exit status.
+    fn wait_exit(mut self) -> Result<End, SessionError> {
+        let fd = self.sess.as_raw_fd();
+        let close_by = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.ch.wait_close() {
+                Ok(()) => break,
+                Err(e) if would_block(&e) => {
+                    if Instant::now() >= close_by {
+                        break;
+                    }
+                    wait_socket(fd, &self.sess, Duration::from_millis(100));
+                }
+                Err(e) => {
+                    return Err(self.lost(format!("waiting for {} to exit", self.what), &e));
+                }
+            }
+        }
+        let signal = self.ch.exit_signal().ok().and_then(|s| s.exit_signal);
+        let code = self.ch.exit_status().unwrap_or(-1);
+        let Running { ch, sess, .. } = self;
+        restore_blocking(&sess);
+        drop(ch);
+        Ok(End::Exited(match signal {
+            Some(sig) => 128 + signal_number(&sig),
+            None => code,
+        }))
+    }
+}
+
+fn connection_lost(endpoint: &str, during: String, e: &dyn std::fmt::Display) -> SessionError {
+    SessionError::ConnectionLost {
+        endpoint: endpoint.to_string(),
+        during,
+        detail: e.to_string(),
+    }
+}
+
+/// Non-blocking mode with libssh2's own keepalive timer at `keepalive` (we send them ourselves).
+fn non_blocking(sess: &ssh2::Session, keepalive: Duration) {
+    sess.set_blocking(false);
+    sess.set_keepalive(true, keepalive.as_secs().max(1) as u32);
 }
 
 /// Whether the peer has closed (or reset) the socket, without blocking or consuming data.

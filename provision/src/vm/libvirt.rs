@@ -8,8 +8,9 @@ use super::error::VmError;
 use super::events::{Phase, VmEvent};
 use super::image::{SnapshotInfo, validate_snapshot_name};
 use super::process::run_tool;
-use super::readiness::{self, WaitError};
-use super::{AccelKind, UpOptions, UpOutcome, VmDirs, VmState, VmStatus};
+use super::readiness;
+use super::unmanaged;
+use super::{UpOptions, UpOutcome, VmDirs, VmState, VmStatus};
 use crate::config::VmConfig;
 use crate::session::Endpoint;
 
@@ -87,12 +88,10 @@ impl LibvirtVm {
     }
 
     fn endpoint(&self, host: String) -> Endpoint {
-        let mut ep = Endpoint::from_config(&self.cfg, &self.dirs.state, None);
-        ep.host = host;
-        if ep.port == 0 {
-            ep.port = 22;
+        Endpoint {
+            host,
+            ..unmanaged::endpoint(&self.cfg, &self.dirs)
         }
-        ep
     }
 
     pub fn up(
@@ -107,53 +106,32 @@ impl LibvirtVm {
             _ => drop(self.virsh(&["start", &self.cfg.domain])?),
         }
         let limit = Duration::from_secs(self.cfg.boot_timeout);
-        let port = if self.cfg.port == 0 {
-            22
-        } else {
-            self.cfg.port
-        };
-        let r = readiness::wait_phase(
+        let port = unmanaged::ssh_port(&self.cfg);
+        let ip = readiness::wait_phase(
             Phase::Booting,
             limit,
             Duration::from_secs(2),
             opts.cancel.as_ref(),
             on_event,
             || Ok::<_, VmError>(self.address().filter(|ip| banner(ip, port))),
-        );
-        let ip = match r {
-            Ok(ip) => ip,
-            Err(WaitError::Failed(e)) => return Err(e),
-            Err(WaitError::Cancelled) => {
-                return Err(VmError::Cancelled {
-                    phase: Phase::Booting,
-                });
-            }
-            Err(WaitError::TimedOut { elapsed, limit }) => {
-                return Err(VmError::Timeout(Box::new(super::error::ReadinessTimeout {
-                    phase: Phase::Booting,
-                    elapsed,
-                    limit,
-                    screendump: None,
-                    screendump_error: Some(
-                        "screendumps are taken for the qemu backend only".into(),
-                    ),
-                    serial_log: Default::default(),
-                    serial_tail: format!(
-                        "domain {} has no IPv4 address answering SSH on port {port} (virsh domifaddr)",
-                        self.cfg.domain
-                    ),
-                    accel: None,
-                })));
-            }
-        };
-        Ok(UpOutcome {
-            endpoint: self.endpoint(ip),
-            restored_snapshot: None,
-            accel: AccelKind::Kvm,
-            elapsed: started.elapsed(),
-            known_hosts: crate::session::SessionOptions::in_state(&self.dirs.state).known_hosts,
-            already_running: false,
-        })
+        )
+        .map_err(|e| {
+            unmanaged::wait_failed(
+                e,
+                Phase::Booting,
+                "screendumps are taken for the qemu backend only",
+                format!(
+                    "domain {} has no IPv4 address answering SSH on port {port} (virsh domifaddr)",
+                    self.cfg.domain
+                ),
+            )
+        })?;
+        Ok(unmanaged::up_outcome(
+            self.endpoint(ip),
+            started,
+            &self.dirs,
+            false,
+        ))
     }
 
     pub fn down(&mut self, on_event: &mut dyn FnMut(VmEvent)) -> Result<bool, VmError> {

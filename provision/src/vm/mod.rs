@@ -31,6 +31,7 @@ pub mod readiness;
 pub mod setup;
 pub mod ssh;
 pub mod state;
+mod unmanaged;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -117,7 +117,7 @@ impl Drop for PanicWatch {
 mod tests {
     use super::*;
     use serde_json::json;
-    use std::io::{BufRead, BufReader, Write};
+    use std::io::{BufRead, Write};
 
     #[test]
     fn reasons_name_the_crash() {
@@ -134,14 +134,7 @@ mod tests {
 
     #[test]
     fn a_panic_event_reaches_the_callback_and_others_do_not() {
-        let dir = tempfile::tempdir().unwrap();
-        let sock = dir.path().join("events.sock");
-        let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
-        let server = std::thread::spawn(move || {
-            let (s, _) = listener.accept().unwrap();
-            let mut w = s.try_clone().unwrap();
-            let mut r = BufReader::new(s);
-            writeln!(w, r#"{{"QMP": {{"version": {{}}, "capabilities": []}}}}"#).unwrap();
+        let (_dir, sock, server) = crate::vm::qmp::fake::server(|mut w, mut r| {
             let mut line = String::new();
             r.read_line(&mut line).unwrap();
             writeln!(w, r#"{{"return": {{}}}}"#).unwrap();

@@ -224,6 +224,33 @@ fn hmp_error(out: &str) -> Option<String> {
     (is_err && !t.is_empty()).then(|| t.to_string())
 }
 
+/// A QMP server for tests.
+#[cfg(test)]
+pub(crate) mod fake {
+    use std::io::{BufReader, Write};
+    use std::os::unix::net::{UnixListener, UnixStream};
+    use std::path::PathBuf;
+    use std::thread::JoinHandle;
+
+    /// Listens on a socket in a fresh directory; its one connection gets the QMP greeting, then
+    /// `serve` with the connection's writer and reader. Keep the directory while it runs.
+    pub(crate) fn server<T: Send + 'static>(
+        serve: impl FnOnce(UnixStream, BufReader<UnixStream>) -> T + Send + 'static,
+    ) -> (tempfile::TempDir, PathBuf, JoinHandle<T>) {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("qmp.sock");
+        let listener = UnixListener::bind(&sock).unwrap();
+        let server = std::thread::spawn(move || {
+            let (s, _) = listener.accept().unwrap();
+            let mut w = s.try_clone().unwrap();
+            let r = BufReader::new(s);
+            writeln!(w, r#"{{"QMP": {{"version": {{}}, "capabilities": []}}}}"#).unwrap();
+            serve(w, r)
+        });
+        (dir, sock, server)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,14 +287,7 @@ mod tests {
 
     #[test]
     fn talks_to_a_fake_qmp_server() {
-        let dir = tempfile::tempdir().unwrap();
-        let sock = dir.path().join("q.sock");
-        let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
-        let server = std::thread::spawn(move || {
-            let (s, _) = listener.accept().unwrap();
-            let mut w = s.try_clone().unwrap();
-            let mut r = BufReader::new(s);
-            writeln!(w, r#"{{"QMP": {{"version": {{}}, "capabilities": []}}}}"#).unwrap();
+        let (_dir, sock, server) = fake::server(|mut w, mut r| {
             let mut seen = Vec::new();
             for reply in [
                 r#"{"return": {}}"#,

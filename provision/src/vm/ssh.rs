@@ -4,8 +4,9 @@ use std::time::{Duration, Instant};
 
 use super::error::VmError;
 use super::events::{Phase, VmEvent};
-use super::readiness::{self, WaitError};
-use super::{AccelKind, UpOptions, UpOutcome, VmDirs, VmState, VmStatus};
+use super::readiness;
+use super::unmanaged;
+use super::{UpOptions, UpOutcome, VmDirs, VmState, VmStatus};
 use crate::config::VmConfig;
 use crate::session::Endpoint;
 
@@ -38,11 +39,7 @@ impl SshHost {
     }
 
     pub fn endpoint(&self) -> Endpoint {
-        let mut ep = Endpoint::from_config(&self.cfg, &self.dirs.state, None);
-        if ep.port == 0 {
-            ep.port = 22;
-        }
-        ep
+        unmanaged::endpoint(&self.cfg, &self.dirs)
     }
 
     /// Wait (bounded by `boot_timeout`) until the host's sshd sends its banner.
@@ -55,45 +52,23 @@ impl SshHost {
         let ep = self.endpoint();
         let addr = format!("{}:{}", ep.host, ep.port);
         let limit = Duration::from_secs(self.cfg.boot_timeout);
-        let r = readiness::wait_phase(
+        readiness::wait_phase(
             Phase::WaitingForSsh,
             limit,
             Duration::from_secs(1),
             opts.cancel.as_ref(),
             on_event,
             || Ok::<_, VmError>(banner_at(&addr).then_some(())),
-        );
-        match r {
-            Ok(()) => {}
-            Err(WaitError::Failed(e)) => return Err(e),
-            Err(WaitError::Cancelled) => {
-                return Err(VmError::Cancelled {
-                    phase: Phase::WaitingForSsh,
-                });
-            }
-            Err(WaitError::TimedOut { elapsed, limit }) => {
-                return Err(VmError::Timeout(Box::new(super::error::ReadinessTimeout {
-                    phase: Phase::WaitingForSsh,
-                    elapsed,
-                    limit,
-                    screendump: None,
-                    screendump_error: Some(
-                        "an existing host has no screen harness can capture".into(),
-                    ),
-                    serial_log: Default::default(),
-                    serial_tail: format!("nothing sent an SSH banner on {addr}"),
-                    accel: None,
-                })));
-            }
-        }
-        Ok(UpOutcome {
-            endpoint: ep,
-            restored_snapshot: None,
-            accel: AccelKind::Kvm,
-            elapsed: started.elapsed(),
-            known_hosts: crate::session::SessionOptions::in_state(&self.dirs.state).known_hosts,
-            already_running: true,
-        })
+        )
+        .map_err(|e| {
+            unmanaged::wait_failed(
+                e,
+                Phase::WaitingForSsh,
+                "an existing host has no screen harness can capture",
+                format!("nothing sent an SSH banner on {addr}"),
+            )
+        })?;
+        Ok(unmanaged::up_outcome(ep, started, &self.dirs, true))
     }
 
     pub fn status(&mut self) -> Result<VmStatus, VmError> {

@@ -277,32 +277,78 @@ impl QemuVm {
         let _ = std::fs::remove_file(&self.paths.run_state);
         let accel = match forced {
             Some(a) => a,
-            None => {
-                on_event(VmEvent::Started {
-                    phase: Phase::ProbingAccelerator,
-                    timeout: super::super::accel::PROBE_KVM_LIMIT + Duration::from_secs(10),
-                });
-                let t = Instant::now();
-                let accel = self.accel(on_event);
-                on_event(VmEvent::Finished {
-                    phase: Phase::ProbingAccelerator,
-                    elapsed: t.elapsed(),
-                });
-                accel
-            }
+            None => self.probe_accel(on_event),
         };
         let (base, base_vars) = self.ensure_base(key, opts, on_event)?;
         self.drop_stale_ready_snapshot(&base, opts, on_event)?;
+        self.prepare_disk(&base, base_vars.as_deref(), on_event)?;
+        let snapshot = self.snapshot_to_start(opts)?;
+        let port = self.forward_port()?;
+        let spec = self.spec(
+            accel,
+            port,
+            key,
+            &self.paths.overlay.clone(),
+            Vec::new(),
+            snapshot.clone(),
+        );
+        self.launch(&spec, Some(&base))?;
+        let cancel = opts.cancel.as_ref();
+        self.wait_for_banner(accel, port, snapshot.is_some(), cancel, on_event)?;
+        let endpoint = self.endpoint(port, key);
+        let mut session = self.login(&endpoint, cancel, on_event)?;
+        if snapshot.is_some() {
+            self.resync_clock(&mut session, on_event)?;
+        }
+        drop(session);
+        let elapsed = started.elapsed();
+        if snapshot.is_none() && opts.save_ready_snapshot && !self.cfg.ready_snapshot.is_empty() {
+            let name = self.cfg.ready_snapshot.clone();
+            self.snapshot_save(&name, on_event)?;
+        }
+        Ok(UpOutcome {
+            endpoint,
+            restored_snapshot: snapshot,
+            accel,
+            elapsed,
+            known_hosts: self.session_options().known_hosts,
+            already_running: false,
+        })
+    }
+
+    /// The accelerator to boot under (probed, or the remembered verdict), as its own phase.
+    fn probe_accel(&self, on_event: &mut dyn FnMut(VmEvent)) -> AccelKind {
+        on_event(VmEvent::Started {
+            phase: Phase::ProbingAccelerator,
+            timeout: super::super::accel::PROBE_KVM_LIMIT + Duration::from_secs(10),
+        });
+        let t = Instant::now();
+        let accel = self.accel(on_event);
+        on_event(VmEvent::Finished {
+            phase: Phase::ProbingAccelerator,
+            elapsed: t.elapsed(),
+        });
+        accel
+    }
+
+    /// The VM's overlay on `base` and, on Windows, its UEFI variables (on the golden image's
+    /// `base_vars`, else converted from the firmware's template); existing ones are kept.
+    fn prepare_disk(
+        &self,
+        base: &Path,
+        base_vars: Option<&Path>,
+        on_event: &mut dyn FnMut(VmEvent),
+    ) -> Result<(), VmError> {
         on_event(VmEvent::Started {
             phase: Phase::PreparingDisk,
             timeout: Duration::from_secs(120),
         });
         let t = Instant::now();
         if !self.paths.overlay.is_file() {
-            image::create_overlay(&base, &self.paths.overlay)?;
+            image::create_overlay(base, &self.paths.overlay)?;
         }
         if self.cfg.os == GuestOs::Windows && !self.paths.vars.is_file() {
-            match &base_vars {
+            match base_vars {
                 Some(bv) => image::create_overlay(bv, &self.paths.vars)?,
                 None => image::convert_to_qcow2(&self.firmware_files().1, &self.paths.vars)?,
             }
@@ -311,7 +357,13 @@ impl QemuVm {
             phase: Phase::PreparingDisk,
             elapsed: t.elapsed(),
         });
-        let snapshot = match (&opts.restore, opts.cold) {
+        Ok(())
+    }
+
+    /// The snapshot to start from: the one asked for (it must exist), none for a cold boot,
+    /// else the configured ready snapshot if the overlay has it.
+    fn snapshot_to_start(&self, opts: &UpOptions) -> Result<Option<String>, VmError> {
+        Ok(match (&opts.restore, opts.cold) {
             (Some(name), _) => {
                 image::validate_snapshot_name(name)?;
                 if !self.has_snapshot(name)? {
@@ -327,32 +379,27 @@ impl QemuVm {
                 let r = &self.cfg.ready_snapshot;
                 (!r.is_empty() && self.has_snapshot(r)?).then(|| r.clone())
             }
-        };
-        let port = if self.cfg.port != 0 {
-            self.cfg.port
+        })
+    }
+
+    /// Waits until the guest's SSH port on `port` sends its banner, booting or `restoring` the
+    /// snapshot; under `auto` with KVM the boot watchdog turns a stalled guest into
+    /// [`VmError::Stalled`].
+    fn wait_for_banner(
+        &mut self,
+        accel: AccelKind,
+        port: u16,
+        restoring: bool,
+        cancel: Option<&hostproc::Cancel>,
+        on_event: &mut dyn FnMut(VmEvent),
+    ) -> Result<(), VmError> {
+        let (first_phase, first_limit) = if restoring {
+            (
+                Phase::RestoringSnapshot,
+                Duration::from_secs(self.cfg.snapshot_timeout),
+            )
         } else {
-            free_port()?
-        };
-        let spec = self.spec(
-            accel,
-            port,
-            key,
-            &self.paths.overlay.clone(),
-            Vec::new(),
-            snapshot.clone(),
-        );
-        self.launch(&spec, Some(&base))?;
-        let cancel = opts.cancel.as_ref();
-        let boot_limit = Duration::from_secs(self.cfg.boot_timeout);
-        let first_phase = if snapshot.is_some() {
-            Phase::RestoringSnapshot
-        } else {
-            Phase::Booting
-        };
-        let first_limit = if snapshot.is_some() {
-            Duration::from_secs(self.cfg.snapshot_timeout)
-        } else {
-            boot_limit
+            (Phase::Booting, Duration::from_secs(self.cfg.boot_timeout))
         };
         let mut watch = (self.cfg.accel == Accel::Auto
             && accel == AccelKind::Kvm
@@ -380,25 +427,7 @@ impl QemuVm {
             }
             Ok(None)
         })?;
-        let endpoint = self.endpoint(port, key);
-        let mut session = self.login(&endpoint, cancel, on_event)?;
-        if snapshot.is_some() {
-            self.resync_clock(&mut session, on_event)?;
-        }
-        drop(session);
-        let elapsed = started.elapsed();
-        if snapshot.is_none() && opts.save_ready_snapshot && !self.cfg.ready_snapshot.is_empty() {
-            let name = self.cfg.ready_snapshot.clone();
-            self.snapshot_save(&name, on_event)?;
-        }
-        Ok(UpOutcome {
-            endpoint,
-            restored_snapshot: snapshot,
-            accel,
-            elapsed,
-            known_hosts: self.session_options().known_hosts,
-            already_running: false,
-        })
+        Ok(())
     }
 
     /// "waiting for SSH": a real login (key accepted), retried until `ssh_timeout`.

@@ -338,6 +338,13 @@ mod tests {
             .any(|w| w.iter().zip(pair).all(|(a, b)| a == b))
     }
 
+    /// Each of `runs` stands in `args`, in that order of arguments.
+    fn assert_has_all(args: &[String], runs: &[&[&str]]) {
+        for run in runs {
+            assert!(has(args, run), "{run:?} is not in {args:?}");
+        }
+    }
+
     #[test]
     fn commas_in_paths_are_doubled() {
         assert_eq!(escape(Path::new("/a,b/c")), "/a,,b/c");
@@ -468,58 +475,45 @@ mod tests {
             }),
         };
         let a = args(&spec);
-        assert!(has(
+        assert_has_all(
             &a,
             &[
-                "-drive",
-                "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd"
-            ]
-        ));
-        assert!(has(
-            &a,
-            &[
-                "-drive",
-                "if=pflash,format=qcow2,unit=1,file=/s/vms/efw/vars.qcow2"
-            ]
-        ));
-        assert!(has(
-            &a,
-            &[
-                "-chardev",
-                "socket,id=chrtpm,path=/s/vms/efw/swtpm.sock",
-                "-tpmdev",
-                "emulator,id=tpm0,chardev=chrtpm",
-                "-device",
-                "tpm-tis,tpmdev=tpm0"
-            ]
-        ));
-        assert!(has(&a, &["-device", "pvpanic"]));
-        assert!(has(
-            &a,
-            &["-device", "ide-hd,drive=disk0,bus=ide.0,bootindex=1"]
-        ));
-        assert!(has(
-            &a,
-            &[
-                "-drive",
-                "file=/m/win11-auto.iso,if=none,id=cd0,media=cdrom,readonly=on",
-                "-device",
-                "ide-cd,drive=cd0,bus=ide.1,bootindex=0"
-            ]
-        ));
-        assert!(has(&a, &["-device", "ide-cd,drive=cd1,bus=ide.2"]));
-        assert!(has(
-            &a,
-            &[
-                "-netdev",
-                "user,id=net0,hostfwd=tcp:127.0.0.1:40022-:22",
-                "-device",
-                "e1000,netdev=net0"
-            ]
-        ));
-        assert!(has(&a, &["-rtc", "base=localtime"]));
-        assert!(has(&a, &["-m", "8192", "-smp", "4"]));
-        assert!(has(&a, &["-vnc", "127.0.0.1:3,password=on"]));
+                &[
+                    "-drive",
+                    "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
+                ],
+                &[
+                    "-drive",
+                    "if=pflash,format=qcow2,unit=1,file=/s/vms/efw/vars.qcow2",
+                ],
+                &[
+                    "-chardev",
+                    "socket,id=chrtpm,path=/s/vms/efw/swtpm.sock",
+                    "-tpmdev",
+                    "emulator,id=tpm0,chardev=chrtpm",
+                    "-device",
+                    "tpm-tis,tpmdev=tpm0",
+                ],
+                &["-device", "pvpanic"],
+                &["-device", "ide-hd,drive=disk0,bus=ide.0,bootindex=1"],
+                &[
+                    "-drive",
+                    "file=/m/win11-auto.iso,if=none,id=cd0,media=cdrom,readonly=on",
+                    "-device",
+                    "ide-cd,drive=cd0,bus=ide.1,bootindex=0",
+                ],
+                &["-device", "ide-cd,drive=cd1,bus=ide.2"],
+                &[
+                    "-netdev",
+                    "user,id=net0,hostfwd=tcp:127.0.0.1:40022-:22",
+                    "-device",
+                    "e1000,netdev=net0",
+                ],
+                &["-rtc", "base=localtime"],
+                &["-m", "8192", "-smp", "4"],
+                &["-vnc", "127.0.0.1:3,password=on"],
+            ],
+        );
         assert!(!a.contains(&"-kernel".to_string()));
     }
 }

@@ -211,6 +211,15 @@ impl QemuVm {
         }
     }
 
+    /// The host port forwarded to the guest's SSH: `[vm] port`, else a free one.
+    fn forward_port(&self) -> Result<u16, VmError> {
+        if self.cfg.port != 0 {
+            Ok(self.cfg.port)
+        } else {
+            free_port()
+        }
+    }
+
     /// Session options for this VM: its own known_hosts (ports are ephemeral, the host key
     /// belongs to this VM's disk), accepting the key a freshly created disk presents.
     pub fn session_options(&self) -> SessionOptions {

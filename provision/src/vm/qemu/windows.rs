@@ -137,14 +137,20 @@ pub(super) fn ensure_base(
     Ok((base, Some(vars)))
 }
 
-/// The golden image's base setup in a fresh guest: PsExec64, the optional Go zip
-/// (`base-setup.ps1`), then the optional Debugging Tools (`[vm] debugging_tools`).
+/// The golden image's base setup in a fresh guest, as its own phase: PsExec64, the optional Go
+/// zip (`base-setup.ps1`), then the optional Debugging Tools (`[vm] debugging_tools`).
 fn base_setup(
     vm: &QemuVm,
     session: &mut crate::session::Session,
     opts: &UpOptions,
-    limit: Duration,
+    on_event: &mut dyn FnMut(VmEvent),
 ) -> Result<(), VmError> {
+    let t = Instant::now();
+    let limit = Duration::from_secs(1800);
+    on_event(VmEvent::Started {
+        phase: Phase::BaseSetup,
+        timeout: limit,
+    });
     session.exec_capture(
         &RemoteCommand::script("New-Item -ItemType Directory -Force C:\\harness | Out-Null")
             .timeout(Duration::from_secs(60)),
@@ -183,7 +189,20 @@ fn base_setup(
             },
         )?;
     }
+    on_event(VmEvent::Finished {
+        phase: Phase::BaseSetup,
+        elapsed: t.elapsed(),
+    });
     Ok(())
+}
+
+/// What the install works on before it is frozen: the media tree (answer file, setup
+/// scripts), the virtio-win ISO, and the partial disk and UEFI variables.
+struct Staged {
+    tree: PathBuf,
+    virtio: PathBuf,
+    disk: PathBuf,
+    vars: PathBuf,
 }
 
 fn install(
@@ -195,6 +214,32 @@ fn install(
     opts: &UpOptions,
     on_event: &mut dyn FnMut(VmEvent),
 ) -> Result<(), VmError> {
+    let staged = stage(vm, key, base, vars, on_event)?;
+    let accel = vm.accel(on_event);
+    let port = vm.forward_port()?;
+    let keypress = vm.cfg.install_media == InstallMedia::Keypress;
+    let cdroms = discs(vm, iso, &staged, keypress)?;
+    let mut spec = vm.spec(accel, port, key, &staged.disk, cdroms, None);
+    if let Some(fw) = spec.firmware.as_mut() {
+        fw.vars = staged.vars.clone();
+    }
+    vm.launch(&spec, None)?;
+    let mut session = wait_for_install(vm, port, key, keypress, opts.cancel.as_ref(), on_event)?;
+    base_setup(vm, &mut session, opts, on_event)?;
+    drop(session);
+    debug_assert_eq!(vm.cfg.os, GuestOs::Windows);
+    freeze(vm, &staged, base, vars, on_event)
+}
+
+/// Prepares what the install boots with, as the disk phase: the media tree, the virtio-win ISO,
+/// a blank partial disk and fresh UEFI variables beside `base` and `vars`.
+fn stage(
+    vm: &mut QemuVm,
+    key: &SshKey,
+    base: &Path,
+    vars: &Path,
+    on_event: &mut dyn FnMut(VmEvent),
+) -> Result<Staged, VmError> {
     let t = Instant::now();
     on_event(VmEvent::Started {
         phase: Phase::PreparingDisk,
@@ -233,35 +278,49 @@ fn install(
         phase: Phase::PreparingDisk,
         elapsed: t.elapsed(),
     });
+    Ok(Staged {
+        tree,
+        virtio,
+        disk,
+        vars: vars_partial,
+    })
+}
 
-    let accel = vm.accel(on_event);
-    let port = if vm.cfg.port != 0 {
-        vm.cfg.port
-    } else {
-        super::free_port()?
-    };
-    let keypress = vm.cfg.install_media == InstallMedia::Keypress;
+/// The install's CD-ROMs: the remastered ISO (answer file inside, no prompt), or with
+/// keypress media the original ISO plus the small answer ISO; virtio-win either way.
+fn discs(
+    vm: &QemuVm,
+    iso: &Path,
+    staged: &Staged,
+    keypress: bool,
+) -> Result<Vec<PathBuf>, VmError> {
     let boot_iso = if keypress {
         iso.to_path_buf()
     } else {
-        media::remaster::remaster(iso, &tree, &vm.paths.media_dir.join("install.iso"))
+        media::remaster::remaster(iso, &staged.tree, &vm.paths.media_dir.join("install.iso"))
             .map_err(media_err)?
     };
     let answer = if keypress {
         Some(
-            media::remaster::answer_iso(&tree, &vm.paths.media_dir.join("answer.iso"))
+            media::remaster::answer_iso(&staged.tree, &vm.paths.media_dir.join("answer.iso"))
                 .map_err(media_err)?,
         )
     } else {
         None
     };
-    let cdroms = install_cdroms(boot_iso, virtio, answer);
-    let mut spec = vm.spec(accel, port, key, &disk, cdroms, None);
-    if let Some(fw) = spec.firmware.as_mut() {
-        fw.vars = vars_partial.clone();
-    }
-    vm.launch(&spec, None)?;
-    let cancel = opts.cancel.as_ref();
+    Ok(install_cdroms(boot_iso, staged.virtio.clone(), answer))
+}
+
+/// Waits for Windows Setup (until its first reboot) and the installed system's first boot,
+/// then logs in; all within `install_timeout`.
+fn wait_for_install(
+    vm: &mut QemuVm,
+    port: u16,
+    key: &SshKey,
+    keypress: bool,
+    cancel: Option<&hostproc::Cancel>,
+    on_event: &mut dyn FnMut(VmEvent),
+) -> Result<crate::session::Session, VmError> {
     let install_limit = Duration::from_secs(vm.cfg.install_timeout);
     let started = Instant::now();
 
@@ -293,31 +352,25 @@ fn install(
         Ok(readiness::ssh_banner(port, Duration::from_secs(2)))
     })?;
     let ep = vm.endpoint(port, key);
-    let mut session = vm.login(&ep, cancel, on_event)?;
+    vm.login(&ep, cancel, on_event)
+}
 
-    // Base setup: PsExec64 where efW's installer looks, optional Go and Debugging Tools.
-    let t = Instant::now();
-    let limit = Duration::from_secs(1800);
-    on_event(VmEvent::Started {
-        phase: Phase::BaseSetup,
-        timeout: limit,
-    });
-    base_setup(vm, &mut session, opts, limit)?;
-    on_event(VmEvent::Finished {
-        phase: Phase::BaseSetup,
-        elapsed: t.elapsed(),
-    });
-    drop(session);
-    debug_assert_eq!(vm.cfg.os, GuestOs::Windows);
-
-    // Clean shutdown, then freeze.
+/// Shuts the installed guest down cleanly, then stores and freezes its disk and UEFI variables
+/// as the golden `base` and `vars`.
+fn freeze(
+    vm: &mut QemuVm,
+    staged: &Staged,
+    base: &Path,
+    vars: &Path,
+    on_event: &mut dyn FnMut(VmEvent),
+) -> Result<(), VmError> {
     if !vm.down(on_event)? {
         return Err(VmError::NotRunning {
             name: vm.cfg.name.clone(),
         });
     }
-    std::fs::rename(&disk, base).map_err(VmError::io("storing the golden image", base))?;
-    std::fs::rename(&vars_partial, vars)
+    std::fs::rename(&staged.disk, base).map_err(VmError::io("storing the golden image", base))?;
+    std::fs::rename(&staged.vars, vars)
         .map_err(VmError::io("storing the golden UEFI variables", vars))?;
     image::freeze(base)?;
     image::freeze(vars)?;
