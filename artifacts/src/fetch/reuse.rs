@@ -82,15 +82,17 @@ impl Fetcher {
         let part = self
             .cache
             .part_path(&format!("url-{}", short_hash(address.as_bytes())))?;
-        let got = match self.http.download(
-            &url,
-            ACCEPT_BYTES,
-            &part,
-            address,
-            "",
-            digest.as_deref(),
-            validators.as_ref(),
-        )? {
+        let target = Target {
+            url: &url,
+            accept: ACCEPT_BYTES,
+            part: &part,
+            what: address,
+            repo: "",
+        };
+        let got = match self
+            .http
+            .download(&target, digest.as_deref(), validators.as_ref())?
+        {
             Got::NotModified => {
                 let hit = previous.expect("a conditional request has a cached build");
                 tracing::info!(

@@ -9,13 +9,14 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
-use artifacts::{BuildSourceConfig, FetchOptions, Fetcher, SourceSpec};
+use artifacts::{BuildSourceConfig, Fetcher, SourceSpec};
 use provision::install::{
     self, BuildToInstall, ExtensionState, InstallEvent, InstallOptions, InstallOutcome,
     InstallReport, InstalledBuild,
 };
 use provision::session::Session;
 
+use crate::cmd::download::fetch_options;
 use crate::cmd::guest::{ConnectArgs, connect};
 use crate::context::{Context, expand_home};
 
@@ -238,11 +239,7 @@ fn tools_dir(ctx: &Context) -> PathBuf {
 /// Downloads Sysinternals PSTools from `url` and keeps its `PsExec64.exe` in `tools`.
 pub fn fetch_psexec(ctx: &Context, url: &str, tools: &Path) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(tools).with_context(|| format!("creating {}", tools.display()))?;
-    let mut opts = FetchOptions::new(ctx.paths.cache.clone());
-    opts.progress = ctx.progress();
-    opts.cancel = Some(ctx.cancel.clone());
-    opts.stall_timeout = ctx.config.github.stall();
-    let fetcher = Fetcher::new(opts)?;
+    let fetcher = Fetcher::new(fetch_options(ctx))?;
     let zip = tools.join("PSTools.zip");
     fetcher
         .download_to(url, &zip, None)
@@ -289,13 +286,10 @@ pub fn fetch_build(
 ) -> anyhow::Result<BuildToInstall> {
     let spec = SourceSpec::parse(source.unwrap_or(&cfg.source))
         .with_context(|| format!("reading the {what} source spec"))?;
-    let mut opts = FetchOptions::new(ctx.paths.cache.clone());
+    let mut opts = fetch_options(ctx);
     opts.api_url = ctx.config.github.api_url.clone();
     opts.token = artifacts::token_from_env();
     opts.offline = offline;
-    opts.progress = ctx.progress();
-    opts.cancel = Some(ctx.cancel.clone());
-    opts.stall_timeout = ctx.config.github.stall();
     let build = Fetcher::new(opts)?.fetch(cfg, &spec)?;
     for w in &build.warnings {
         if !ctx.json {
