@@ -58,6 +58,32 @@ pub struct BuildMeta {
     pub last_modified: Option<String>,
 }
 
+impl BuildMeta {
+    /// A build of `spec` with `cfg`'s configuration known only by its key so far: the caller
+    /// fills in where it came from, its size and hash.
+    pub(crate) fn new(key: String, spec: &SourceSpec, cfg: &BuildSourceConfig) -> BuildMeta {
+        BuildMeta {
+            key,
+            source: spec.to_string(),
+            repo: None,
+            artifact: None,
+            configuration: cfg.configuration.clone(),
+            run_id: None,
+            artifact_id: None,
+            asset_id: None,
+            head_sha: None,
+            created: None,
+            fetched: String::new(),
+            size: 0,
+            sha256: String::new(),
+            version: None,
+            url: None,
+            etag: None,
+            last_modified: None,
+        }
+    }
+}
+
 /// A resolved, unpacked build ready to install.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Build {

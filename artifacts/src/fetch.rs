@@ -217,23 +217,11 @@ impl Fetcher {
 
     fn local_file(&self, cfg: &BuildSourceConfig, spec: &SourceSpec, path: &Path) -> Result<Build> {
         let meta_for = |key: String, size: u64, sha256: String| BuildMeta {
-            key,
-            source: spec.to_string(),
-            repo: None,
             artifact: path.file_name().map(|n| n.to_string_lossy().into_owned()),
-            configuration: cfg.configuration.clone(),
-            run_id: None,
-            artifact_id: None,
-            asset_id: None,
-            head_sha: None,
-            created: None,
             fetched: now_rfc3339(),
             size,
             sha256,
-            version: None,
-            url: None,
-            etag: None,
-            last_modified: None,
+            ..BuildMeta::new(key, spec, cfg)
         };
         let md = std::fs::metadata(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => ArtifactError::NotFound {

@@ -117,23 +117,12 @@ impl Fetcher {
             );
         }
         let meta = BuildMeta {
-            key,
-            source: spec.to_string(),
-            repo: None,
-            artifact: None,
-            configuration: cfg.configuration.clone(),
-            run_id: None,
-            artifact_id: None,
-            asset_id: None,
-            head_sha: None,
-            created: None,
-            fetched: String::new(),
             size: got.size,
             sha256: got.sha256,
-            version: None,
             url: Some(address.to_string()),
             etag: got.etag,
             last_modified: got.last_modified,
+            ..BuildMeta::new(key, spec, cfg)
         };
         self.install_zip(cfg, meta, &part, true)
     }
