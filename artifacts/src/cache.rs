@@ -440,6 +440,12 @@ mod tests {
         cache.commit(st, m, Layout::default()).unwrap();
     }
 
+    /// The keys of the cached builds, newest first.
+    fn keys(cache: &Cache) -> Vec<String> {
+        let builds = cache.list().unwrap();
+        builds.into_iter().map(|b| b.meta.key).collect()
+    }
+
     #[test]
     fn prune_keeps_recent_and_last_good_per_artifact() {
         let t = tempfile::tempdir().unwrap();
@@ -449,25 +455,13 @@ mod tests {
         put(&cache, meta("a3", "o/efw", "Build", Some(3), "2026-01-03"));
         put(&cache, meta("x1", "o/ext", "Build", Some(9), "2025-12-01"));
         fs::create_dir_all(t.path().join("tmp/leftover")).unwrap();
-        let keys: Vec<String> = cache
-            .list()
-            .unwrap()
-            .into_iter()
-            .map(|b| b.meta.key)
-            .collect();
-        assert_eq!(keys, vec!["a3", "a2", "a1", "x1"]);
+        assert_eq!(keys(&cache), ["a3", "a2", "a1", "x1"]);
         let mut removed = cache.prune(1).unwrap();
         removed.sort();
         assert_eq!(removed, vec!["a1", "a2"]);
-        let keys: Vec<String> = cache
-            .list()
-            .unwrap()
-            .into_iter()
-            .map(|b| b.meta.key)
-            .collect();
         assert_eq!(
-            keys,
-            vec!["a3", "x1"],
+            keys(&cache),
+            ["a3", "x1"],
             "the extension's last good build survives"
         );
         assert!(!t.path().join("tmp").exists());
