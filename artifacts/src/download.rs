@@ -82,10 +82,13 @@ enum Msg {
 
 /// One download: where from, into which file, and how messages name it.
 pub(crate) struct Target<'a> {
+    /// Where the bytes are (redirects are followed).
     pub url: &'a Url,
+    /// The `Accept` header (release assets through the API want `application/octet-stream`).
     pub accept: &'a str,
     /// The partial file: a download resumes from what it already holds.
     pub part: &'a Path,
+    /// How messages and [`FetchEvent::Started`] name the download.
     pub what: &'a str,
     /// `owner/name`, named when GitHub refuses the token ("" for a plain URL).
     pub repo: &'a str,
@@ -100,11 +103,14 @@ struct Progress {
     validators: Validators,
     /// [`FetchEvent::Started`] was sent.
     started: bool,
+    /// Read buffers, shared by the network threads and the hasher.
+    free: FreeList,
 }
 
 impl Progress {
     /// Picks up what `part` already holds (hashing it), so the download resumes there.
-    fn resume(t: &Target, free: &FreeList) -> Result<Progress> {
+    fn resume(t: &Target) -> Result<Progress> {
+        let free = FreeList::default();
         let mut initial = Sha256::new();
         let have = hash_existing(t.part, &mut initial)?;
         if have > 0 {
@@ -117,6 +123,7 @@ impl Progress {
             quiet_since: Instant::now(),
             validators: Validators::default(),
             started: false,
+            free,
         })
     }
 }
@@ -140,13 +147,11 @@ impl Http {
         expected_sha256: Option<&str>,
         validators: Option<&Validators>,
     ) -> Result<Got> {
-        let free = FreeList::default();
-        let got = Progress::resume(t, &free).and_then(|mut p| {
-            match self.attempts(t, &mut p, &free, validators)? {
+        let got =
+            Progress::resume(t).and_then(|mut p| match self.attempts(t, &mut p, validators)? {
                 Step::NotModified => Ok(Got::NotModified),
                 _ => verified(t, p, expected_sha256).map(Got::Fresh),
-            }
-        });
+            });
         self.events.emit(match &got {
             Ok(Got::Fresh(d)) => FetchEvent::Finished {
                 size: d.size,
@@ -164,7 +169,6 @@ impl Http {
         &self,
         t: &Target,
         p: &mut Progress,
-        free: &FreeList,
         validators: Option<&Validators>,
     ) -> Result<Step> {
         let mut failures = 0u32;
@@ -185,7 +189,7 @@ impl Http {
             }
             let before = p.transferred;
             let cond = validators.filter(|_| p.have == 0);
-            match self.attempt(t, p, free, cond)? {
+            match self.attempt(t, p, cond)? {
                 Step::Retry(msg) => last_error = msg,
                 done => return Ok(done),
             }
@@ -244,13 +248,7 @@ impl Http {
     }
 
     /// One request and, when it answers with content, its body.
-    fn attempt(
-        &self,
-        t: &Target,
-        p: &mut Progress,
-        free: &FreeList,
-        cond: Option<&Validators>,
-    ) -> Result<Step> {
+    fn attempt(&self, t: &Target, p: &mut Progress, cond: Option<&Validators>) -> Result<Step> {
         let mut extra = Vec::new();
         if p.have > 0 {
             extra.push((RANGE, format!("bytes={}-", p.have)));
@@ -259,7 +257,7 @@ impl Http {
             extra.extend(v.etag.clone().map(|e| (IF_NONE_MATCH, e)));
             extra.extend(v.last_modified.clone().map(|m| (IF_MODIFIED_SINCE, m)));
         }
-        let rx = self.start(t.url, t.accept, extra, free);
+        let rx = self.start(t.url, t.accept, extra, &p.free);
         let silence = || format!("no response within {} s", self.read_timeout.as_secs_f64());
         let (status, headers, at) = match self.next(&rx, t.url, t.what, p)? {
             None => return Ok(Step::Retry(silence())),
