@@ -228,7 +228,10 @@ fn bring_up(
     phases: &mut Phases,
 ) -> anyhow::Result<Guest> {
     let up_args = UpArgs {
-        source,
+        efw: crate::cmd::install::EfwArgs {
+            source,
+            ..Default::default()
+        },
         accept_new_host_key: args.accept_new_host_key,
         ..UpArgs::default()
     };
