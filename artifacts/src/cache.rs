@@ -58,6 +58,32 @@ pub struct BuildMeta {
     pub last_modified: Option<String>,
 }
 
+impl BuildMeta {
+    /// A build of `spec` with `cfg`'s configuration known only by its key so far: the caller
+    /// fills in where it came from, its size and hash.
+    pub(crate) fn new(key: String, spec: &SourceSpec, cfg: &BuildSourceConfig) -> BuildMeta {
+        BuildMeta {
+            key,
+            source: spec.to_string(),
+            repo: None,
+            artifact: None,
+            configuration: cfg.configuration.clone(),
+            run_id: None,
+            artifact_id: None,
+            asset_id: None,
+            head_sha: None,
+            created: None,
+            fetched: String::new(),
+            size: 0,
+            sha256: String::new(),
+            version: None,
+            url: None,
+            etag: None,
+            last_modified: None,
+        }
+    }
+}
+
 /// A resolved, unpacked build ready to install.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Build {
@@ -414,6 +440,12 @@ mod tests {
         cache.commit(st, m, Layout::default()).unwrap();
     }
 
+    /// The keys of the cached builds, newest first.
+    fn keys(cache: &Cache) -> Vec<String> {
+        let builds = cache.list().unwrap();
+        builds.into_iter().map(|b| b.meta.key).collect()
+    }
+
     #[test]
     fn prune_keeps_recent_and_last_good_per_artifact() {
         let t = tempfile::tempdir().unwrap();
@@ -423,25 +455,13 @@ mod tests {
         put(&cache, meta("a3", "o/efw", "Build", Some(3), "2026-01-03"));
         put(&cache, meta("x1", "o/ext", "Build", Some(9), "2025-12-01"));
         fs::create_dir_all(t.path().join("tmp/leftover")).unwrap();
-        let keys: Vec<String> = cache
-            .list()
-            .unwrap()
-            .into_iter()
-            .map(|b| b.meta.key)
-            .collect();
-        assert_eq!(keys, vec!["a3", "a2", "a1", "x1"]);
+        assert_eq!(keys(&cache), ["a3", "a2", "a1", "x1"]);
         let mut removed = cache.prune(1).unwrap();
         removed.sort();
         assert_eq!(removed, vec!["a1", "a2"]);
-        let keys: Vec<String> = cache
-            .list()
-            .unwrap()
-            .into_iter()
-            .map(|b| b.meta.key)
-            .collect();
         assert_eq!(
-            keys,
-            vec!["a3", "x1"],
+            keys(&cache),
+            ["a3", "x1"],
             "the extension's last good build survives"
         );
         assert!(!t.path().join("tmp").exists());

@@ -9,16 +9,16 @@ use std::path::Path;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use reqwest::Url;
 use reqwest::header::{HeaderMap, HeaderName, IF_MODIFIED_SINCE, IF_NONE_MATCH, RANGE};
 use sha2::{Digest, Sha256};
 
 use crate::error::{ArtifactError, Result};
+use crate::event::FetchEvent;
 use crate::hasher::{BackgroundHasher, FreeList, hash_existing};
 use crate::http::{
-    Halt, Http, Requester, chain, classify_failure, content_length, content_range, host_of,
-    is_transient, network, now_epoch,
+    Halt, Http, Requester, chain, content_length, content_range, host_of, is_transient, network,
+    response_error,
 };
 use crate::space;
 
@@ -80,6 +80,20 @@ enum Msg {
     Fail(String),
 }
 
+/// One download: where from, into which file, and how messages name it.
+pub(crate) struct Target<'a> {
+    /// Where the bytes are (redirects are followed).
+    pub url: &'a Url,
+    /// The `Accept` header (release assets through the API want `application/octet-stream`).
+    pub accept: &'a str,
+    /// The partial file: a download resumes from what it already holds.
+    pub part: &'a Path,
+    /// How messages and [`FetchEvent::Started`] name the download.
+    pub what: &'a str,
+    /// `owner/name`, named when GitHub refuses the token ("" for a plain URL).
+    pub repo: &'a str,
+}
+
 /// Where a download stands between attempts.
 struct Progress {
     have: u64,
@@ -87,6 +101,31 @@ struct Progress {
     hasher: BackgroundHasher,
     quiet_since: Instant,
     validators: Validators,
+    /// [`FetchEvent::Started`] was sent.
+    started: bool,
+    /// Read buffers, shared by the network threads and the hasher.
+    free: FreeList,
+}
+
+impl Progress {
+    /// Picks up what `part` already holds (hashing it), so the download resumes there.
+    fn resume(t: &Target) -> Result<Progress> {
+        let free = FreeList::default();
+        let mut initial = Sha256::new();
+        let have = hash_existing(t.part, &mut initial)?;
+        if have > 0 {
+            tracing::info!("resuming {} from byte {have}", t.what);
+        }
+        Ok(Progress {
+            have,
+            transferred: 0,
+            hasher: BackgroundHasher::new(initial, free.clone()),
+            quiet_since: Instant::now(),
+            validators: Validators::default(),
+            started: false,
+            free,
+        })
+    }
 }
 
 /// How an attempt ended, when it did not fail for good.
@@ -97,95 +136,78 @@ enum Step {
 }
 
 impl Http {
-    /// Downloads `url` into `part`, resuming from whatever `part` already holds, hashing as it
-    /// goes. On a digest mismatch or a write failure `part` is deleted. With `validators`, a fresh
-    /// (not resumed) request is conditional and may answer [`Got::NotModified`].
-    #[allow(clippy::too_many_arguments)]
+    /// Downloads `t.url` into `t.part`, resuming from whatever `t.part` already holds, hashing as
+    /// it goes. On a digest mismatch or a write failure the part file is deleted. With
+    /// `validators`, a fresh (not resumed) request is conditional and may answer
+    /// [`Got::NotModified`]. Tells its progress as [`FetchEvent`]s, ending with `Finished`,
+    /// `Unchanged` or `Failed`.
     pub(crate) fn download(
         &self,
-        url: &Url,
-        accept: &str,
-        part: &Path,
-        what: &str,
-        repo: &str,
+        t: &Target,
         expected_sha256: Option<&str>,
         validators: Option<&Validators>,
     ) -> Result<Got> {
-        let free = FreeList::default();
-        let mut initial = Sha256::new();
-        let have = hash_existing(part, &mut initial)?;
-        if have > 0 {
-            tracing::info!("resuming {what} from byte {have}");
-        }
-        let mut p = Progress {
-            have,
-            transferred: 0,
-            hasher: BackgroundHasher::new(initial, free.clone()),
-            quiet_since: Instant::now(),
-            validators: Validators::default(),
-        };
-        let bar = self.progress_bar(what);
+        let got =
+            Progress::resume(t).and_then(|mut p| match self.attempts(t, &mut p, validators)? {
+                Step::NotModified => Ok(Got::NotModified),
+                _ => verified(t, p, expected_sha256).map(Got::Fresh),
+            });
+        self.events.emit(match &got {
+            Ok(Got::Fresh(d)) => FetchEvent::Finished {
+                size: d.size,
+                transferred: d.transferred,
+            },
+            Ok(Got::NotModified) => FetchEvent::Unchanged,
+            Err(_) => FetchEvent::Failed,
+        });
+        got
+    }
+
+    /// Runs attempts until one completes the file or answers `304`. Only attempts in a row that
+    /// get nowhere use up the retry budget.
+    fn attempts(
+        &self,
+        t: &Target,
+        p: &mut Progress,
+        validators: Option<&Validators>,
+    ) -> Result<Step> {
         let mut failures = 0u32;
         let mut last_error = String::new();
         loop {
-            self.check_cancel().inspect_err(|_| bar.abandon())?;
+            self.check_cancel()?;
             if failures >= self.retry.attempts {
-                bar.abandon();
                 return Err(network(
-                    url,
-                    what,
+                    t.url,
+                    t.what,
                     format!(
                         "gave up after {failures} attempts in a row without progress: {last_error}"
                     ),
                 ));
             }
             if failures > 0 {
-                self.pause(self.retry.delay(failures))
-                    .inspect_err(|_| bar.abandon())?;
+                self.pause(self.retry.delay(failures))?;
             }
             let before = p.transferred;
             let cond = validators.filter(|_| p.have == 0);
-            match self.attempt(url, accept, part, what, repo, &mut p, &bar, &free, cond) {
-                Ok(Step::Done) => break,
-                Ok(Step::NotModified) => {
-                    bar.finish_and_clear();
-                    return Ok(Got::NotModified);
-                }
-                Ok(Step::Retry(msg)) => last_error = msg,
-                Err(e) => {
-                    bar.abandon();
-                    return Err(e);
-                }
+            match self.attempt(t, p, cond)? {
+                Step::Retry(msg) => last_error = msg,
+                done => return Ok(done),
             }
             tracing::warn!(
-                "{what}: interrupted ({last_error}); will resume from byte {}",
+                "{}: interrupted ({last_error}); will resume from byte {}",
+                t.what,
                 p.have
             );
+            self.events.emit(FetchEvent::Retrying {
+                reason: last_error.clone(),
+                from: p.have,
+            });
             failures = if p.transferred >= before + PROGRESS {
                 0
             } else {
                 failures + 1
             };
         }
-        bar.finish_and_clear();
-        let sha256 = base16ct::lower::encode_string(&p.hasher.finish().finalize());
-        if let Some(expected) = expected_sha256
-            && !expected.eq_ignore_ascii_case(&sha256)
-        {
-            let _ = std::fs::remove_file(part);
-            return Err(ArtifactError::DigestMismatch {
-                what: what.to_string(),
-                expected: expected.to_ascii_lowercase(),
-                actual: sha256,
-            });
-        }
-        Ok(Got::Fresh(Downloaded {
-            size: p.have,
-            sha256,
-            transferred: p.transferred,
-            etag: p.validators.etag,
-            last_modified: p.validators.last_modified,
-        }))
     }
 
     /// Starts one request on a network thread; its messages arrive on the returned channel.
@@ -225,19 +247,8 @@ impl Http {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn attempt(
-        &self,
-        url: &Url,
-        accept: &str,
-        part: &Path,
-        what: &str,
-        repo: &str,
-        p: &mut Progress,
-        bar: &ProgressBar,
-        free: &FreeList,
-        cond: Option<&Validators>,
-    ) -> Result<Step> {
+    /// One request and, when it answers with content, its body.
+    fn attempt(&self, t: &Target, p: &mut Progress, cond: Option<&Validators>) -> Result<Step> {
         let mut extra = Vec::new();
         if p.have > 0 {
             extra.push((RANGE, format!("bytes={}-", p.have)));
@@ -246,9 +257,9 @@ impl Http {
             extra.extend(v.etag.clone().map(|e| (IF_NONE_MATCH, e)));
             extra.extend(v.last_modified.clone().map(|m| (IF_MODIFIED_SINCE, m)));
         }
-        let rx = self.start(url, accept, extra, free);
+        let rx = self.start(t.url, t.accept, extra, &p.free);
         let silence = || format!("no response within {} s", self.read_timeout.as_secs_f64());
-        let (status, headers, at) = match self.next(&rx, url, what, p)? {
+        let (status, headers, at) = match self.next(&rx, t.url, t.what, p)? {
             None => return Ok(Step::Retry(silence())),
             Some(Msg::Head {
                 status,
@@ -264,72 +275,81 @@ impl Http {
                 Some((start, total)) if start == p.have => total,
                 _ => {
                     // The server resumed from somewhere else: start over rather than guess.
-                    restart(part, p)?;
+                    restart(t.part, p)?;
                     return Ok(Step::Retry("inconsistent Content-Range".into()));
                 }
             },
             200 => {
                 if p.have > 0 {
                     tracing::info!(
-                        "{what}: server ignored the Range request, downloading from the start"
+                        "{}: server ignored the Range request, downloading from the start",
+                        t.what
                     );
-                    restart(part, p)?;
+                    restart(t.part, p)?;
                 }
                 content_length(&headers)
             }
             416 if p.have > 0 => {
-                restart(part, p)?;
+                restart(t.part, p)?;
                 return Ok(Step::Retry("range not satisfiable".into()));
             }
-            _ => {
-                let body = match self.next(&rx, url, what, p)? {
-                    Some(Msg::Text(t)) => t,
-                    _ => String::new(),
-                };
-                let err = classify_failure(
-                    status,
-                    &headers,
-                    &body,
-                    url.as_str(),
-                    what,
-                    repo,
-                    now_epoch(),
-                );
-                if is_transient(status) {
-                    tracing::warn!("{err}; retrying");
-                    return Ok(Step::Retry(err.to_string()));
-                }
-                return Err(err);
-            }
+            _ => return self.refused(&rx, t, p, status, &headers),
         };
         p.validators = Validators {
             etag: header_text(&headers, "etag"),
             last_modified: header_text(&headers, "last-modified"),
         };
-        if let Some(total) = expected_total {
-            bar.set_length(total);
+        self.events.emit(if p.started {
+            FetchEvent::Resumed {
+                from: p.have,
+                total: expected_total,
+            }
+        } else {
+            p.started = true;
+            FetchEvent::Started {
+                what: t.what.to_string(),
+                total: expected_total,
+                from: p.have,
+            }
+        });
+        self.body(&rx, &at, t, p, expected_total)
+    }
+
+    /// A response without content: its error, retried when the status is transient.
+    fn refused(
+        &self,
+        rx: &Receiver<Msg>,
+        t: &Target,
+        p: &Progress,
+        status: u16,
+        headers: &HeaderMap,
+    ) -> Result<Step> {
+        let body = match self.next(rx, t.url, t.what, p)? {
+            Some(Msg::Text(text)) => text,
+            _ => String::new(),
+        };
+        let err = response_error(status, headers, &body, t.url, t.what, t.repo);
+        if is_transient(status) {
+            tracing::warn!("{err}; retrying");
+            return Ok(Step::Retry(err.to_string()));
         }
-        bar.set_position(p.have);
-        self.body(&rx, &at, part, what, p, bar, expected_total)
+        Err(err)
     }
 
     /// Writes and hashes the body's chunks until it ends, fails or falls silent.
-    #[allow(clippy::too_many_arguments)]
     fn body(
         &self,
         rx: &Receiver<Msg>,
         at: &Url,
-        part: &Path,
-        what: &str,
+        t: &Target,
         p: &mut Progress,
-        bar: &ProgressBar,
         expected_total: Option<u64>,
     ) -> Result<Step> {
         let silence = format!("no data within {} s", self.read_timeout.as_secs_f64());
-        let mut file =
-            (self.open_part)(part).map_err(|e| self.write_failed(part, what, expected_total, e))?;
+        let failed = |e| self.write_failed(t.part, t.what, expected_total, e);
+        let mut file = (self.open_part)(t.part).map_err(failed)?;
         loop {
-            let msg = match self.next(rx, at, what, p)? {
+            let msg = match self.next(rx, at, t.what, p)? {
                 None => return Ok(Step::Retry(format!("{silence} from {}", host_of(at)))),
                 Some(msg) => msg,
             };
@@ -337,17 +357,19 @@ impl Http {
                 Msg::Chunk(buf, n) => {
                     if let Err(e) = file.write_all(&buf[..n]) {
                         drop(file);
-                        return Err(self.write_failed(part, what, expected_total, e));
+                        return Err(failed(e));
                     }
                     p.hasher.feed(buf, n);
                     p.have += n as u64;
                     p.transferred += n as u64;
                     p.quiet_since = Instant::now();
-                    bar.set_position(p.have);
+                    self.events.emit(FetchEvent::Progress {
+                        done: p.have,
+                        total: expected_total,
+                    });
                 }
                 Msg::End if expected_total.is_none_or(|t| t == p.have) => {
-                    file.flush()
-                        .map_err(|e| self.write_failed(part, what, expected_total, e))?;
+                    file.flush().map_err(failed)?;
                     return Ok(Step::Done);
                 }
                 Msg::End => {
@@ -385,20 +407,6 @@ impl Http {
             };
         }
         ArtifactError::io("cannot write download file (it was deleted)", part, e)
-    }
-
-    fn progress_bar(&self, what: &str) -> ProgressBar {
-        if !self.progress {
-            return ProgressBar::hidden();
-        }
-        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-        if let Ok(style) = ProgressStyle::with_template(
-            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
-        ) {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        bar.set_message(what.to_string());
-        bar
     }
 }
 
@@ -454,6 +462,28 @@ fn fetch_thread(
     }
 }
 
+/// The finished file's digest, checked against `expected_sha256` (a mismatch deletes the file).
+fn verified(t: &Target, p: Progress, expected_sha256: Option<&str>) -> Result<Downloaded> {
+    let sha256 = base16ct::lower::encode_string(&p.hasher.finish().finalize());
+    if let Some(expected) = expected_sha256
+        && !expected.eq_ignore_ascii_case(&sha256)
+    {
+        let _ = std::fs::remove_file(t.part);
+        return Err(ArtifactError::DigestMismatch {
+            what: t.what.to_string(),
+            expected: expected.to_ascii_lowercase(),
+            actual: sha256,
+        });
+    }
+    Ok(Downloaded {
+        size: p.have,
+        sha256,
+        transferred: p.transferred,
+        etag: p.validators.etag,
+        last_modified: p.validators.last_modified,
+    })
+}
+
 fn restart(part: &Path, p: &mut Progress) -> Result<()> {
     std::fs::File::create(part)
         .map_err(|e| ArtifactError::io("cannot truncate download file", part, e))?;
@@ -465,6 +495,7 @@ fn restart(part: &Path, p: &mut Progress) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::FetchSink;
     use crate::http::{RetryPolicy, Timing};
     use std::time::Duration;
     use testsupport::faulty::FaultyServer;
@@ -506,15 +537,20 @@ mod tests {
             None,
             RetryPolicy::default(),
             None,
-            false,
+            FetchSink::default(),
             timing,
         )
         .unwrap();
         http.open_part = nearly_full;
         let url = Url::parse(&server.url("/f")).unwrap();
-        let err = http
-            .download(&url, "*/*", &part, "the file", "", None, None)
-            .unwrap_err();
+        let target = Target {
+            url: &url,
+            accept: "*/*",
+            part: &part,
+            what: "the file",
+            repo: "",
+        };
+        let err = http.download(&target, None, None).unwrap_err();
         let text = err.to_string();
         assert!(matches!(err, ArtifactError::NoSpace { .. }), "{text}");
         assert!(

@@ -9,8 +9,9 @@ use sha2::{Digest, Sha256};
 
 use crate::cache::{Build, BuildMeta, Cache};
 use crate::config::BuildSourceConfig;
-use crate::download::Got;
+use crate::download::{Got, Target};
 use crate::error::{ArtifactError, Result};
+use crate::event::FetchSink;
 use crate::github::Artifact;
 use crate::http::{ACCEPT_BYTES, Http, RetryPolicy, Timing};
 use crate::layout::{check_build, find_build_root};
@@ -35,8 +36,8 @@ pub struct FetchOptions {
     pub cache_dir: PathBuf,
     /// Never touch the network: take the newest cached build for the source.
     pub offline: bool,
-    /// Draw a progress bar on stderr (it hides itself when stderr is not a terminal).
-    pub progress: bool,
+    /// Where downloads tell their progress ([`crate::FetchEvent`]s; the library draws nothing).
+    pub events: FetchSink,
     /// Set to abort between reads and retries (Ctrl-C).
     pub cancel: Option<hostproc::Cancel>,
     /// Retries of transient failures.
@@ -55,14 +56,14 @@ pub struct FetchOptions {
 }
 
 impl FetchOptions {
-    /// Defaults: public GitHub, no token, online, no progress bar.
+    /// Defaults: public GitHub, no token, online, progress events dropped.
     pub fn new(cache_dir: impl Into<PathBuf>) -> FetchOptions {
         FetchOptions {
             api_url: DEFAULT_API_URL.into(),
             token: None,
             cache_dir: cache_dir.into(),
             offline: false,
-            progress: false,
+            events: FetchSink::default(),
             cancel: None,
             retry: RetryPolicy::default(),
             limits: UnpackLimits::default(),
@@ -104,7 +105,7 @@ impl Fetcher {
             opts.token.clone(),
             opts.retry.clone(),
             opts.cancel.clone(),
-            opts.progress,
+            opts.events.clone(),
             Timing {
                 read_timeout: opts.read_timeout,
                 stall_timeout: opts.stall_timeout,
@@ -135,10 +136,14 @@ impl Fetcher {
         expected_sha256: Option<&str>,
     ) -> Result<crate::Downloaded> {
         let parsed = parse_url(url, "the download URL")?;
-        match self
-            .http
-            .download(&parsed, ACCEPT_BYTES, dest, url, "", expected_sha256, None)?
-        {
+        let target = Target {
+            url: &parsed,
+            accept: ACCEPT_BYTES,
+            part: dest,
+            what: url,
+            repo: "",
+        };
+        match self.http.download(&target, expected_sha256, None)? {
             Got::Fresh(d) => Ok(d),
             Got::NotModified => unreachable!("an unconditional request answered 304"),
         }
@@ -212,23 +217,11 @@ impl Fetcher {
 
     fn local_file(&self, cfg: &BuildSourceConfig, spec: &SourceSpec, path: &Path) -> Result<Build> {
         let meta_for = |key: String, size: u64, sha256: String| BuildMeta {
-            key,
-            source: spec.to_string(),
-            repo: None,
             artifact: path.file_name().map(|n| n.to_string_lossy().into_owned()),
-            configuration: cfg.configuration.clone(),
-            run_id: None,
-            artifact_id: None,
-            asset_id: None,
-            head_sha: None,
-            created: None,
             fetched: now_rfc3339(),
             size,
             sha256,
-            version: None,
-            url: None,
-            etag: None,
-            last_modified: None,
+            ..BuildMeta::new(key, spec, cfg)
         };
         let md = std::fs::metadata(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => ArtifactError::NotFound {
@@ -276,10 +269,14 @@ impl Fetcher {
         expected_sha256: Option<&str>,
     ) -> Result<Build> {
         let part = self.cache.part_path(&meta.key)?;
-        let Got::Fresh(got) =
-            self.http
-                .download(url, accept, &part, what, &cfg.repo, expected_sha256, None)?
-        else {
+        let target = Target {
+            url,
+            accept,
+            part: &part,
+            what,
+            repo: &cfg.repo,
+        };
+        let Got::Fresh(got) = self.http.download(&target, expected_sha256, None)? else {
             unreachable!("an unconditional request answered 304")
         };
         tracing::info!(bytes = got.transferred, sha256 = %got.sha256, "downloaded {what}");

@@ -11,6 +11,7 @@ use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_RANGE, HeaderMap, HeaderNa
 use serde::de::DeserializeOwned;
 
 use crate::error::{ArtifactError, Result};
+use crate::event::FetchSink;
 use crate::secret::Secret;
 
 /// `Accept` for REST calls.
@@ -76,7 +77,8 @@ pub(crate) struct Http {
     pub(crate) req: Requester,
     pub(crate) retry: RetryPolicy,
     cancel: Option<hostproc::Cancel>,
-    pub(crate) progress: bool,
+    /// Where downloads tell their progress.
+    pub(crate) events: FetchSink,
     pub(crate) read_timeout: Duration,
     pub(crate) stall_timeout: Duration,
     /// Opens the partial-download file for appending (tests inject a failing writer here).
@@ -103,7 +105,7 @@ impl Http {
         token: Option<Secret>,
         retry: RetryPolicy,
         cancel: Option<hostproc::Cancel>,
-        progress: bool,
+        events: FetchSink,
         timing: Timing,
     ) -> Result<Http> {
         let api = Url::parse(api_url.trim_end_matches('/')).map_err(|e| ArtifactError::BadSource {
@@ -127,7 +129,7 @@ impl Http {
             req: Requester { client, api, token },
             retry,
             cancel,
-            progress,
+            events,
             read_timeout: per_read,
             stall_timeout: timing.stall_timeout.max(POLL),
             open_part: crate::download::open_append,
@@ -277,15 +279,7 @@ impl Http {
                 }
                 Ok((404, _, _)) => return Ok(None),
                 Ok((status, headers, body)) => {
-                    let err = classify_failure(
-                        status,
-                        &headers,
-                        &body,
-                        url.as_str(),
-                        what,
-                        repo,
-                        now_epoch(),
-                    );
+                    let err = response_error(status, &headers, &body, url, what, repo);
                     if !(is_transient(status) && retry_left) {
                         return Err(err);
                     }
@@ -373,11 +367,23 @@ pub(crate) fn network(url: &Url, what: &str, message: String) -> ArtifactError {
     }
 }
 
-pub(crate) fn now_epoch() -> u64 {
+fn now_epoch() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// What a failed response (`status`, its headers and body) means, as the error to report.
+pub(crate) fn response_error(
+    status: u16,
+    headers: &HeaderMap,
+    body: &str,
+    url: &Url,
+    what: &str,
+    repo: &str,
+) -> ArtifactError {
+    classify_failure(status, headers, body, url.as_str(), what, repo, now_epoch())
 }
 
 /// The decision behind [`response_error`], pure so it can be tested.

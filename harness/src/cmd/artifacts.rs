@@ -4,8 +4,9 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use artifacts::{Build, BuildSourceConfig, Cache, FetchOptions, Fetcher, SourceSpec};
+use artifacts::{Build, BuildSourceConfig, Cache, Fetcher, SourceSpec};
 
+use crate::cmd::download::fetch_options;
 use crate::context::Context;
 
 /// `harness artifacts` subcommands.
@@ -73,16 +74,13 @@ fn fetch(ctx: &Context, a: &FetchArgs) -> anyhow::Result<ExitCode> {
     let cfg = build_config(ctx, a.extension.as_deref())?;
     let spec_text = a.source.as_deref().unwrap_or(&cfg.source);
     let spec = SourceSpec::parse(spec_text)?;
-    let mut opts = FetchOptions::new(ctx.paths.cache.clone());
+    let mut opts = fetch_options(ctx);
     opts.api_url = a
         .api_url
         .clone()
         .unwrap_or_else(|| ctx.config.github.api_url.clone());
     opts.token = artifacts::token_from_env();
     opts.offline = a.offline;
-    opts.progress = ctx.progress();
-    opts.cancel = Some(ctx.cancel.clone());
-    opts.stall_timeout = ctx.config.github.stall();
     let build = Fetcher::new(opts)?.fetch(cfg, &spec).with_context(|| {
         format!(
             "fetching the {} build ({spec})",

@@ -9,13 +9,14 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
-use artifacts::{BuildSourceConfig, FetchOptions, Fetcher, SourceSpec};
+use artifacts::{BuildSourceConfig, Fetcher, SourceSpec};
 use provision::install::{
     self, BuildToInstall, ExtensionState, InstallEvent, InstallOptions, InstallOutcome,
     InstallReport, InstalledBuild,
 };
 use provision::session::Session;
 
+use crate::cmd::download::fetch_options;
 use crate::cmd::guest::{ConnectArgs, connect};
 use crate::context::{Context, expand_home};
 
@@ -24,16 +25,41 @@ use crate::context::{Context, expand_home};
 pub struct InstallArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
+    #[command(flatten)]
+    pub efw: EfwArgs,
+}
+
+/// Which efW build to install, and how (`harness install`, `up`, `run`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct EfwArgs {
     /// Which efW build: main, run:<id>, release:<version>, file:<zip or dir>, url:<https://…>
     /// (default: `[efw] source`).
     #[arg(long, value_name = "SPEC")]
     pub source: Option<String>,
-    /// Reinstall even if the same build is installed and verified.
+    /// Reinstall efW even if the same build is installed and verified.
     #[arg(long)]
     pub force: bool,
     /// Use only cached builds; never touch the network.
     #[arg(long)]
     pub offline: bool,
+}
+
+impl EfwArgs {
+    /// `--source none`, or `[efw] source = "none"` without `--source`: no efW runtime.
+    pub fn none(&self, ctx: &Context) -> bool {
+        crate::cmd::pipeline::efw_none(self.source.as_deref().unwrap_or(&ctx.config.efw.source))
+    }
+
+    /// Fetches (or takes from the cache) the efW build.
+    pub fn fetch(&self, ctx: &Context) -> anyhow::Result<BuildToInstall> {
+        fetch_build(
+            ctx,
+            &ctx.config.efw,
+            self.source.as_deref(),
+            self.offline,
+            "efW",
+        )
+    }
 }
 
 /// `harness ext …`.
@@ -68,23 +94,17 @@ pub enum ExtCmd {
 
 /// `harness install`.
 pub fn run(ctx: &Context, args: &InstallArgs) -> anyhow::Result<ExitCode> {
-    if crate::cmd::pipeline::efw_none(args.source.as_deref().unwrap_or(&ctx.config.efw.source)) {
+    if args.efw.none(ctx) {
         anyhow::bail!(
             "nothing to install: the efW source is \"none\" (set [efw] source or pass --source main, run:<id>, …)"
         );
     }
-    let build = fetch_build(
-        ctx,
-        &ctx.config.efw,
-        args.source.as_deref(),
-        args.offline,
-        "efW",
-    )
-    .context("fetching the efW build")?;
+    let build = args.efw.fetch(ctx).context("fetching the efW build")?;
     let _vm_in_use = crate::guest::hold_vm(ctx)?;
     let mut session = connect(ctx, &args.connect)?;
     let mut printer = EventPrinter::new(ctx);
-    let report = install_runtime(ctx, &mut session, &build, args.force, None, &mut |e| {
+    let force = args.efw.force;
+    let report = install_runtime(ctx, &mut session, &build, force, None, &mut |e| {
         printer.on_event(e)
     })?;
     if ctx.json {
@@ -238,11 +258,7 @@ fn tools_dir(ctx: &Context) -> PathBuf {
 /// Downloads Sysinternals PSTools from `url` and keeps its `PsExec64.exe` in `tools`.
 pub fn fetch_psexec(ctx: &Context, url: &str, tools: &Path) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(tools).with_context(|| format!("creating {}", tools.display()))?;
-    let mut opts = FetchOptions::new(ctx.paths.cache.clone());
-    opts.progress = ctx.progress();
-    opts.cancel = Some(ctx.cancel.clone());
-    opts.stall_timeout = ctx.config.github.stall();
-    let fetcher = Fetcher::new(opts)?;
+    let fetcher = Fetcher::new(fetch_options(ctx))?;
     let zip = tools.join("PSTools.zip");
     fetcher
         .download_to(url, &zip, None)
@@ -289,13 +305,10 @@ pub fn fetch_build(
 ) -> anyhow::Result<BuildToInstall> {
     let spec = SourceSpec::parse(source.unwrap_or(&cfg.source))
         .with_context(|| format!("reading the {what} source spec"))?;
-    let mut opts = FetchOptions::new(ctx.paths.cache.clone());
+    let mut opts = fetch_options(ctx);
     opts.api_url = ctx.config.github.api_url.clone();
     opts.token = artifacts::token_from_env();
     opts.offline = offline;
-    opts.progress = ctx.progress();
-    opts.cancel = Some(ctx.cancel.clone());
-    opts.stall_timeout = ctx.config.github.stall();
     let build = Fetcher::new(opts)?.fetch(cfg, &spec)?;
     for w in &build.warnings {
         if !ctx.json {

@@ -29,16 +29,8 @@ pub struct UpArgs {
     /// Windows 11 ISO to install from (overrides `[vm] iso`).
     #[arg(long, value_name = "PATH")]
     pub iso: Option<PathBuf>,
-    /// Which efW build: main, run:<id>, release:<version>, file:<zip or dir>, url:<https://…>
-    /// (default: `[efw] source`).
-    #[arg(long, value_name = "SPEC")]
-    pub source: Option<String>,
-    /// Reinstall efW even if the same build is installed and verified.
-    #[arg(long)]
-    pub force: bool,
-    /// Use only cached builds; never touch the network.
-    #[arg(long)]
-    pub offline: bool,
+    #[command(flatten)]
+    pub efw: install::EfwArgs,
     /// Boot even if the ready snapshot exists.
     #[arg(long)]
     pub cold: bool,
@@ -126,6 +118,32 @@ pub fn up(
     phases: &mut Phases,
     results_dir: Option<&Path>,
 ) -> anyhow::Result<Ready> {
+    let (vm, up) = provision(ctx, args, phases)?;
+    let mut ready = Ready {
+        _vm: vm,
+        up,
+        session: None,
+        install: None,
+    };
+    if args.vm_only {
+        return Ok(ready);
+    }
+    let mut session = connect(ctx, &ready.up, args.accept_new_host_key)?;
+    if args.efw.none(ctx) {
+        // A Linux kernel as the target: nothing to fetch or install, CI_EFW_VERSION stays unset.
+        phases.run("install", |_| {
+            Ok(((), "skipped: [efw] source = \"none\"".to_string()))
+        })?;
+    } else {
+        let report = install_efw(ctx, &args.efw, &mut session, phases, results_dir)?;
+        ready.install = Some(report);
+    }
+    ready.session = Some(session);
+    Ok(ready)
+}
+
+/// The provision phase: the VM up and reachable over SSH.
+fn provision(ctx: &Context, args: &UpArgs, phases: &mut Phases) -> anyhow::Result<(Vm, UpOutcome)> {
     let opts = UpOptions {
         detach: !args.no_detach,
         cold: args.cold,
@@ -133,7 +151,7 @@ pub fn up(
         psexec: ctx.config.install.psexec.clone(),
         ..Default::default()
     };
-    let (vm, up) = phases.run("provision", |_| {
+    phases.run("provision", |_| {
         let (vm, up) = vm::bring_up(ctx, args.iso.clone(), &opts, false)?;
         let how = match (&up.restored_snapshot, up.already_running) {
             (_, true) => "already running".to_string(),
@@ -142,37 +160,20 @@ pub fn up(
         };
         let detail = format!("{how}, {}, ssh {}", up.accel.as_str(), up.endpoint);
         Ok(((vm, up), detail))
-    })?;
-    if args.vm_only {
-        return Ok(Ready {
-            _vm: vm,
-            up,
-            session: None,
-            install: None,
-        });
-    }
-    let mut session = connect(ctx, &up, args.accept_new_host_key)?;
-    if efw_none(args.source.as_deref().unwrap_or(&ctx.config.efw.source)) {
-        // A Linux kernel as the target: nothing to fetch or install, CI_EFW_VERSION stays unset.
-        phases.run("install", |_| {
-            Ok(((), "skipped: [efw] source = \"none\"".to_string()))
-        })?;
-        return Ok(Ready {
-            _vm: vm,
-            up,
-            session: Some(session),
-            install: None,
-        });
-    }
+    })
+}
 
+/// The artifacts, install and extensions phases: the efW build fetched and installed, then the
+/// enabled extensions.
+fn install_efw(
+    ctx: &Context,
+    efw: &install::EfwArgs,
+    session: &mut Session,
+    phases: &mut Phases,
+    results_dir: Option<&Path>,
+) -> anyhow::Result<InstallReport> {
     let build = phases.run("artifacts", |_| {
-        let b = install::fetch_build(
-            ctx,
-            &ctx.config.efw,
-            args.source.as_deref(),
-            args.offline,
-            "efW",
-        )?;
+        let b = efw.fetch(ctx)?;
         let p = &b.provenance;
         let detail = format!(
             "{} ({}{})",
@@ -186,14 +187,10 @@ pub fn up(
     let mut printer = install::EventPrinter::new(ctx);
     let report = phases.run("install", |_| {
         let logs = results_dir.map(|d| d.join("install"));
-        let r = install::install_runtime(
-            ctx,
-            &mut session,
-            &build,
-            args.force,
-            logs.as_deref(),
-            &mut |e| printer.on_event(e),
-        )?;
+        let r =
+            install::install_runtime(ctx, session, &build, efw.force, logs.as_deref(), &mut |e| {
+                printer.on_event(e)
+            })?;
         let what = match &r.outcome {
             InstallOutcome::AlreadyInstalled => "already installed".to_string(),
             InstallOutcome::Installed { replaced: None } => "installed".to_string(),
@@ -218,26 +215,17 @@ pub fn up(
                     "skipped: extensions are kernel drivers for Windows guests".into(),
                 ));
             }
-            let states = install::install_extensions(
-                ctx,
-                &mut session,
-                &names,
-                None,
-                args.offline,
-                &mut |e| printer.on_event(e),
-            )?;
+            let states =
+                install::install_extensions(ctx, session, &names, None, efw.offline, &mut |e| {
+                    printer.on_event(e)
+                })?;
             Ok((
                 (),
                 format!("{} installed: {}", states.len(), names.join(", ")),
             ))
         })?;
     }
-    Ok(Ready {
-        _vm: vm,
-        up,
-        session: Some(session),
-        install: Some(report),
-    })
+    Ok(report)
 }
 
 pub fn run_up(ctx: &Context, args: &UpArgs) -> anyhow::Result<ExitCode> {
@@ -416,7 +404,7 @@ pub(crate) fn test_on_vm(
     // Before the suites: is the guest fit for them? Stops here, with the fixes, when not.
     let trace_log = crate::guest_doctor::wants_trace_log(&ctx.config, &names, &args.sel.extra);
     let doctor = phases.run("doctor", |_| {
-        let source = args.up.source.as_deref();
+        let source = args.up.efw.source.as_deref();
         crate::guest_doctor::run_phase(ctx, &mut session, source, trace_log, out)
     })?;
     let mut prov = suites::Provenance {
@@ -424,7 +412,7 @@ pub(crate) fn test_on_vm(
         ..Default::default()
     };
     crate::guest::fill_provenance(ctx, &mut prov);
-    if efw_none(args.up.source.as_deref().unwrap_or("")) {
+    if efw_none(args.up.efw.source.as_deref().unwrap_or("")) {
         // --source none on the command line: no runtime, whatever an older install recorded.
         prov.efw_source = None;
         prov.efw_run_id = None;

@@ -38,8 +38,32 @@ fn warn(key: &str, message: impl Into<String>) -> Problem {
 
 /// Every cross-key problem in a configuration.
 pub fn validate(cfg: &Config) -> Vec<Problem> {
-    let mut out = Vec::new();
     let vm = &cfg.vm;
+    let mut out = backend_problems(vm);
+    out.extend(machine_problems(vm));
+    out.extend(zero_timeouts(cfg));
+    if vm.os == GuestOs::Windows && cfg.install.guest_dir.contains(' ') {
+        out.push(err(
+            "install.guest_dir",
+            "must not contain spaces: efW's install_ebpf.psm1 breaks on them",
+        ));
+    }
+    out.extend(iso_problems(vm));
+    out.extend(source_problems(cfg));
+    for (name, suite) in &cfg.suites {
+        if suite.packages.is_empty() {
+            out.push(err(
+                &format!("suites.{name}.packages"),
+                "lists no packages (use [\"./...\"] for all)",
+            ));
+        }
+    }
+    out
+}
+
+/// What the backend needs to reach or make the guest.
+fn backend_problems(vm: &provision::VmConfig) -> Vec<Problem> {
+    let mut out = Vec::new();
     match vm.backend {
         BackendKind::Ssh => {
             if vm.host.trim().is_empty() {
@@ -79,6 +103,12 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
             }
         },
     }
+    out
+}
+
+/// The virtual machine itself: memory, CPUs, console port, TPM.
+fn machine_problems(vm: &provision::VmConfig) -> Vec<Problem> {
+    let mut out = Vec::new();
     if vm.memory_mib < 256 {
         out.push(err(
             "vm.memory_mib",
@@ -102,13 +132,12 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
             "tpm = true is only supported for os = \"windows\"; set vm.tpm = false for a Linux guest",
         ));
     }
-    out.extend(zero_timeouts(cfg));
-    if vm.os == GuestOs::Windows && cfg.install.guest_dir.contains(' ') {
-        out.push(err(
-            "install.guest_dir",
-            "must not contain spaces: efW's install_ebpf.psm1 breaks on them",
-        ));
-    }
+    out
+}
+
+/// `[vm] iso` as a URL needs its digest; the digest must look like one.
+fn iso_problems(vm: &provision::VmConfig) -> Vec<Problem> {
+    let mut out = Vec::new();
     if let crate::iso::IsoSpec::Url(url) = crate::iso::IsoSpec::of(vm.iso.as_deref())
         && let Some(why) = crate::iso::url_problem(&url, vm.iso_sha256.trim())
     {
@@ -117,27 +146,20 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
     if !vm.iso_sha256.is_empty() && !crate::iso::is_sha256(vm.iso_sha256.trim()) {
         out.push(err("vm.iso_sha256", "must be 64 hex digits (a SHA-256)"));
     }
-    for (name, source) in std::iter::once(("efw.source".to_string(), &cfg.efw.source)).chain(
-        cfg.extensions
-            .iter()
-            .map(|(n, e)| (format!("extensions.{n}.build.source"), &e.build.source)),
-    ) {
-        if name == "efw.source" && crate::cmd::pipeline::efw_none(source) {
-            continue;
-        }
-        if let Some(msg) = source_problem(source) {
-            out.push(err(&name, msg));
-        }
-    }
-    for (name, suite) in &cfg.suites {
-        if suite.packages.is_empty() {
-            out.push(err(
-                &format!("suites.{name}.packages"),
-                "lists no packages (use [\"./...\"] for all)",
-            ));
-        }
-    }
     out
+}
+
+/// The form of every build source (`[efw] source` may also be `none`).
+fn source_problems(cfg: &Config) -> Vec<Problem> {
+    let efw = std::iter::once(("efw.source".to_string(), &cfg.efw.source))
+        .filter(|(_, source)| !crate::cmd::pipeline::efw_none(source));
+    let extensions = cfg
+        .extensions
+        .iter()
+        .map(|(n, e)| (format!("extensions.{n}.build.source"), &e.build.source));
+    efw.chain(extensions)
+        .filter_map(|(name, source)| source_problem(source).map(|msg| err(&name, msg)))
+        .collect()
 }
 
 /// Every timeout of 0 seconds: it would fail at once (or, for `package_timeout`, be raised to a
