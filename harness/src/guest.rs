@@ -409,7 +409,7 @@ pub fn session(
 /// this VM (`<state>/vms/<vm>/installed.json`); the tests get the version as `CI_EFW_VERSION`.
 pub fn fill_provenance(ctx: &crate::context::Context, prov: &mut suites::Provenance) {
     let path = provision::install::host_record_path(&ctx.paths.state, &ctx.config.vm.name);
-    let record = if crate::cmd::pipeline::efw_none(&ctx.config.efw.source) {
+    let record = if crate::pipeline::efw_none(&ctx.config.efw.source) {
         Ok(None) // no runtime on purpose: CI_EFW_VERSION stays unset, no warning
     } else {
         provision::install::load_host_record(&path)
@@ -423,7 +423,7 @@ pub fn fill_provenance(ctx: &crate::context::Context, prov: &mut suites::Provena
             prov.extra
                 .insert("efw_build_key".into(), rec.build.key.clone());
         }
-        Ok(None) if crate::cmd::pipeline::efw_none(&ctx.config.efw.source) => {}
+        Ok(None) if crate::pipeline::efw_none(&ctx.config.efw.source) => {}
         Ok(None) => tracing::warn!(
             "no efW install recorded for VM '{}' ({}): CI_EFW_VERSION stays unset; run `harness install` first",
             ctx.config.vm.name,

@@ -16,7 +16,7 @@ pub fn options(cfg: &Config, source_override: Option<&str>) -> DoctorOptions {
     let source = source_override.unwrap_or(&cfg.efw.source);
     DoctorOptions {
         min_free_mib: cfg.vm.min_free_mib,
-        efw: !crate::cmd::pipeline::efw_none(source),
+        efw: !crate::pipeline::efw_none(source),
         install_dir: provision::install::EFW_INSTALL_DIR.to_string(),
         extensions: cfg
             .extensions

@@ -14,6 +14,7 @@ mod guest_doctor;
 mod iso;
 mod multi;
 mod phases;
+mod pipeline;
 
 use std::process::ExitCode;
 

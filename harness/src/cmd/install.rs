@@ -1,24 +1,18 @@
 //! `harness install` (the efW runtime) and `harness ext install|remove|list` (extensions).
 //!
-//! Thin: fetch the build with `artifacts`, open a guest session, call `provision::install`, print
-//! its events and result. The helpers are public so `harness up` can run the same steps.
+//! Thin: flags become an [`EfwRequest`], the install itself is [`crate::pipeline`]'s; this prints
+//! its events and result.
 
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
-use artifacts::{BuildSourceConfig, Fetcher, SourceSpec};
-use provision::install::{
-    self, BuildToInstall, ExtensionState, InstallEvent, InstallOptions, InstallOutcome,
-    InstallReport, InstalledBuild,
-};
-use provision::session::Session;
+use provision::install::{self, ExtensionState, InstallEvent, InstallOutcome, InstallReport};
 
-use crate::cmd::download::fetch_options;
 use crate::cmd::guest::{ConnectArgs, connect};
-use crate::context::{Context, expand_home};
+use crate::context::Context;
+use crate::pipeline::{EfwRequest, enabled_extensions, install_extensions, install_runtime};
 
 /// Arguments of `harness install`.
 #[derive(Debug, Args)]
@@ -45,20 +39,13 @@ pub struct EfwArgs {
 }
 
 impl EfwArgs {
-    /// `--source none`, or `[efw] source = "none"` without `--source`: no efW runtime.
-    pub fn none(&self, ctx: &Context) -> bool {
-        crate::cmd::pipeline::efw_none(self.source.as_deref().unwrap_or(&ctx.config.efw.source))
-    }
-
-    /// Fetches (or takes from the cache) the efW build.
-    pub fn fetch(&self, ctx: &Context) -> anyhow::Result<BuildToInstall> {
-        fetch_build(
-            ctx,
-            &ctx.config.efw,
-            self.source.as_deref(),
-            self.offline,
-            "efW",
-        )
+    /// The request these flags make.
+    pub fn request(&self) -> EfwRequest {
+        EfwRequest {
+            source: self.source.clone(),
+            force: self.force,
+            offline: self.offline,
+        }
     }
 }
 
@@ -94,12 +81,16 @@ pub enum ExtCmd {
 
 /// `harness install`.
 pub fn run(ctx: &Context, args: &InstallArgs) -> anyhow::Result<ExitCode> {
-    if args.efw.none(ctx) {
+    if args.efw.request().none(ctx) {
         anyhow::bail!(
             "nothing to install: the efW source is \"none\" (set [efw] source or pass --source main, run:<id>, …)"
         );
     }
-    let build = args.efw.fetch(ctx).context("fetching the efW build")?;
+    let build = args
+        .efw
+        .request()
+        .fetch(ctx)
+        .context("fetching the efW build")?;
     let _vm_in_use = crate::guest::hold_vm(ctx)?;
     let mut session = connect(ctx, &args.connect)?;
     let mut printer = EventPrinter::new(ctx);
@@ -164,168 +155,6 @@ pub fn run_ext(ctx: &Context, cmd: &ExtCmd) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Fetches and installs the named extensions in order (`harness up` passes the enabled ones).
-pub fn install_extensions(
-    ctx: &Context,
-    session: &mut Session,
-    names: &[String],
-    source: Option<&str>,
-    offline: bool,
-    on_event: &mut dyn FnMut(&InstallEvent),
-) -> anyhow::Result<Vec<ExtensionState>> {
-    let mut states = Vec::new();
-    for n in names {
-        let entry = ctx
-            .config
-            .extensions
-            .get(n)
-            .with_context(|| format!("no extension `{n}` in the configuration"))?;
-        let mut build_cfg = entry.build.clone();
-        if build_cfg.expect.is_empty() {
-            build_cfg.expect = vec![
-                entry.install.driver.clone(),
-                entry.install.export_tool.clone(),
-            ];
-        }
-        let build = fetch_build(ctx, &build_cfg, source, offline, n)
-            .with_context(|| format!("fetching the {n} build"))?;
-        states.push(install::install_extension(
-            session,
-            n,
-            &entry.install,
-            &build,
-            &ctx.config.install,
-            on_event,
-        )?);
-    }
-    Ok(states)
-}
-
-/// The extensions `harness up` installs: every configured one with `enabled = true`.
-pub fn enabled_extensions(ctx: &Context) -> Vec<String> {
-    ctx.config
-        .extensions
-        .iter()
-        .filter(|(_, e)| e.install.enabled)
-        .map(|(n, _)| n.clone())
-        .collect()
-}
-
-/// Installs `build` with the configured options, keeps logs in `results_dir` (default: a new
-/// `<results>/install-<unix time>` folder) under `install-logs/`, and
-/// records what is installed in host state (`<state>/vms/<vm>/installed.json`).
-pub fn install_runtime(
-    ctx: &Context,
-    session: &mut Session,
-    build: &BuildToInstall,
-    force: bool,
-    results_dir: Option<&Path>,
-    on_event: &mut dyn FnMut(&InstallEvent),
-) -> anyhow::Result<InstallReport> {
-    let results_dir = results_dir
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| ctx.paths.results.join(format!("install-{}", unix_now())));
-    let mut opts = InstallOptions::new(ctx.config.install.clone(), results_dir);
-    opts.force = force;
-    opts.cancel = Some(ctx.cancel.clone());
-    opts.psexec_candidates = psexec_candidates(ctx);
-    if session.os() == provision::GuestOs::Windows
-        && !build.local_dir.join("PsExec64.exe").is_file()
-        && !opts.psexec_candidates.iter().any(|p| p.is_file())
-        && !ctx.config.install.psexec_url.is_empty()
-    {
-        // Once per host: the guest may have no internet, so the host fetches PSTools for it.
-        match fetch_psexec(ctx, &ctx.config.install.psexec_url, &tools_dir(ctx)) {
-            Ok(p) => on_event(&InstallEvent::Notice {
-                message: format!("downloaded PsExec64.exe to {}", p.display()),
-            }),
-            Err(e) => tracing::warn!("could not download PsExec64.exe: {e:#}"),
-        }
-    }
-    let report = install::install_runtime(session, build, &opts, on_event)?;
-    let state = install::host_record_path(&ctx.paths.state, &ctx.config.vm.name);
-    install::save_host_record(&state, &report.record)
-        .with_context(|| format!("recording the installed build in {}", state.display()))?;
-    Ok(report)
-}
-
-fn tools_dir(ctx: &Context) -> PathBuf {
-    ctx.paths.cache.join("tools")
-}
-
-/// Downloads Sysinternals PSTools from `url` and keeps its `PsExec64.exe` in `tools`.
-pub fn fetch_psexec(ctx: &Context, url: &str, tools: &Path) -> anyhow::Result<PathBuf> {
-    std::fs::create_dir_all(tools).with_context(|| format!("creating {}", tools.display()))?;
-    let fetcher = Fetcher::new(fetch_options(ctx))?;
-    let zip = tools.join("PSTools.zip");
-    fetcher
-        .download_to(url, &zip, None)
-        .with_context(|| format!("downloading {url}"))?;
-    let staging = tempfile::Builder::new()
-        .prefix(".pstools-")
-        .tempdir_in(tools)
-        .context("creating a staging directory")?;
-    let unpacked = staging.path().join("x");
-    artifacts::unpack_zip(&zip, &unpacked, &artifacts::UnpackLimits::default())
-        .with_context(|| format!("unpacking {}", zip.display()))?;
-    let found = unpacked.join("PsExec64.exe");
-    anyhow::ensure!(
-        found.is_file(),
-        "{url} has no PsExec64.exe at its root; download PSTools by hand and set [install] psexec"
-    );
-    let dest = tools.join("PsExec64.exe");
-    std::fs::rename(&found, &dest)
-        .with_context(|| format!("moving PsExec64.exe to {}", dest.display()))?;
-    let _ = std::fs::remove_file(&zip);
-    Ok(dest)
-}
-
-/// Where PsExec64.exe may be on the host: `[install] psexec`, then `<cache>/tools/PsExec64.exe`.
-pub fn psexec_candidates(ctx: &Context) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = ctx
-        .config
-        .install
-        .psexec
-        .iter()
-        .map(|p| expand_home(p))
-        .collect();
-    v.push(tools_dir(ctx).join("PsExec64.exe"));
-    v
-}
-
-/// Fetches (or takes from the cache) a build and describes it for the installer.
-pub fn fetch_build(
-    ctx: &Context,
-    cfg: &BuildSourceConfig,
-    source: Option<&str>,
-    offline: bool,
-    what: &str,
-) -> anyhow::Result<BuildToInstall> {
-    let spec = SourceSpec::parse(source.unwrap_or(&cfg.source))
-        .with_context(|| format!("reading the {what} source spec"))?;
-    let mut opts = fetch_options(ctx);
-    opts.api_url = ctx.config.github.api_url.clone();
-    opts.token = artifacts::token_from_env();
-    opts.offline = offline;
-    let build = Fetcher::new(opts)?.fetch(cfg, &spec)?;
-    for w in &build.warnings {
-        if !ctx.json {
-            eprintln!("{}warning: {w}", ctx.tag());
-        }
-    }
-    Ok(BuildToInstall {
-        local_dir: build.path.clone(),
-        provenance: InstalledBuild {
-            key: build.meta.key.clone(),
-            source: build.meta.source.clone(),
-            repo: build.meta.repo.clone(),
-            run_id: build.meta.run_id,
-            head_sha: build.meta.head_sha.clone(),
-            version: build.meta.version.clone(),
-        },
-    })
 }
 
 fn chosen(ctx: &Context, name: Option<&str>, only_enabled: bool) -> anyhow::Result<Vec<String>> {
@@ -451,62 +280,4 @@ fn print_states(
         );
     }
     Ok(())
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use testsupport::github::{GithubStandIn, zip_of};
-
-    #[test]
-    fn psexec_comes_from_pstools_once() {
-        let d = tempfile::tempdir().unwrap();
-        let ctx = Context::for_test(d.path());
-        let gh = GithubStandIn::start();
-        let zip = zip_of(&[
-            ("PsExec.exe", b"MZ32".as_slice()),
-            ("PsExec64.exe", b"MZ64".as_slice()),
-            ("Eula.txt", b"eula".as_slice()),
-        ]);
-        gh.add_release_in("sysinternals/pstools", "v1", "PSTools.zip", zip);
-        let url = format!(
-            "{}/sysinternals/pstools/releases/download/v1/PSTools.zip",
-            gh.url()
-        );
-        let tools = d.path().join("cache/tools");
-        let p = fetch_psexec(&ctx, &url, &tools).unwrap();
-        assert_eq!(p, tools.join("PsExec64.exe"));
-        assert_eq!(std::fs::read(&p).unwrap(), b"MZ64");
-        assert!(
-            psexec_candidates(&ctx).contains(&p),
-            "install looks where it was put"
-        );
-        let leftovers: Vec<_> = std::fs::read_dir(&tools)
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name())
-            .collect();
-        assert_eq!(leftovers, vec![std::ffi::OsString::from("PsExec64.exe")]);
-
-        // A zip without PsExec64.exe is a clear error.
-        gh.add_release_in(
-            "sysinternals/pstools",
-            "v2",
-            "PSTools.zip",
-            zip_of(&[("x.txt", b"x".as_slice())]),
-        );
-        let url = format!(
-            "{}/sysinternals/pstools/releases/download/v2/PSTools.zip",
-            gh.url()
-        );
-        let e = fetch_psexec(&ctx, &url, &d.path().join("t2")).unwrap_err();
-        assert!(format!("{e:#}").contains("no PsExec64.exe"), "{e:#}");
-    }
 }

@@ -7,9 +7,9 @@ use anyhow::Context as _;
 use clap::Args;
 use suites::RunOptions;
 
-use crate::cmd::pipeline::{self, UpArgs};
 use crate::context::Context;
 use crate::phases::Phases;
+use crate::pipeline::{self, EfwRequest, UpRequest};
 
 /// `harness repro`
 #[derive(Debug, Args)]
@@ -98,7 +98,7 @@ pub fn run(ctx: &Context, args: &ReproArgs) -> anyhow::Result<ExitCode> {
 
     let mut phases = Phases::new(ctx);
     let mut guest = bring_up(ctx, args, source, &mut phases)?;
-    let module = crate::cmd::test::suite_module(&suite_name, &suite)?;
+    let module = crate::pipeline::suite_module(&suite_name, &suite)?;
     let opts = run_options(ctx, suite_name.clone(), suite, &module, plan, &guest.prov);
     let record = phases.run("repro", |_| {
         let r = repro(&mut guest.exec, &opts, ctx.json)?;
@@ -227,15 +227,16 @@ fn bring_up(
     source: Option<String>,
     phases: &mut Phases,
 ) -> anyhow::Result<Guest> {
-    let up_args = UpArgs {
-        efw: crate::cmd::install::EfwArgs {
+    let up_req = UpRequest {
+        efw: EfwRequest {
             source,
             ..Default::default()
         },
         accept_new_host_key: args.accept_new_host_key,
-        ..UpArgs::default()
+        detach: true,
+        ..UpRequest::default()
     };
-    let ready = pipeline::up(ctx, &up_args, phases, None)?;
+    let ready = pipeline::up(ctx, &up_req, phases, None)?;
     let mut session = ready.session.expect("full up opens a session");
     if args.trace_log && session.os() == provision::GuestOs::Windows {
         phases.run("etw", |_| {

@@ -3,72 +3,15 @@
 //! Exit codes: 0 all passed (flaky included), 1 test failures, 2 harness or infrastructure
 //! failure (target lost, build failed, bad suite).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use indicatif::{ProgressBar, ProgressStyle};
-use suites::model::Execution;
-use suites::{Executor, RunEvent, RunOptions, Shard};
 
-use crate::cmd::ticker::Ticker;
 use crate::context::Context;
-
-/// Which tests, how often, which shard: the flags `harness test` and `harness run` share.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct Selection {
-    /// Run only tests matching this regular expression (replaces the suite's `-run`).
-    #[arg(long, value_name = "REGEX")]
-    pub run: Option<String>,
-    /// Run each test N times (replaces the suite's `-count`).
-    #[arg(long, value_name = "N")]
-    pub count: Option<u32>,
-    /// Rerun failed tests up to N times (replaces the suite's `rerun_fails`).
-    #[arg(long, value_name = "N")]
-    pub rerun_fails: Option<u32>,
-    /// Run the I-th of N deterministic shards of the packages, e.g. `2/4`.
-    #[arg(long, value_name = "I/N")]
-    pub shard: Option<Shard>,
-    /// Extra `go test` arguments, after `--`.
-    #[arg(last = true, value_name = "GO TEST ARGS")]
-    pub extra: Vec<String>,
-}
-
-/// The run options of the configured suite `name` (its module resolved, `~` expanded), with the
-/// selection's flags and Ctrl-C applied.
-pub(crate) fn suite_options(
-    ctx: &Context,
-    name: &str,
-    sel: &Selection,
-) -> anyhow::Result<RunOptions> {
-    let suite = ctx
-        .config
-        .suites
-        .get(name)
-        .with_context(|| format!("no suite named `{name}`"))?
-        .clone();
-    let module = suite_module(name, &suite)?;
-    let mut opts = RunOptions::new(name, suite, &module);
-    opts.run = sel.run.clone();
-    opts.count = sel.count;
-    opts.rerun_fails = sel.rerun_fails;
-    opts.shard = sel.shard;
-    opts.extra_args = sel.extra.clone();
-    opts.cancel = Some(ctx.cancel.clone());
-    Ok(opts)
-}
-
-/// The Go module of suite `name`: its `path` (`~` expanded), else the current directory.
-pub(crate) fn suite_module(name: &str, suite: &suites::SuiteConfig) -> anyhow::Result<PathBuf> {
-    suites::resolve_module_dir(
-        suite
-            .path
-            .as_deref()
-            .map(crate::context::expand_home)
-            .as_deref(),
-    )
-    .with_context(|| format!("suite `{name}`"))
-}
+use crate::pipeline::{
+    Selection, SuitesRequest, durations, executor, print_results, run_suites, worst_exit,
+};
 
 /// Arguments of `harness test`. `-v/--verbose` (global) streams the tests' output.
 #[derive(Debug, clap::Args)]
@@ -86,136 +29,6 @@ pub struct TestArgs {
     /// Run on this Linux host instead of the VM (no VM needed; for trying a suite).
     #[arg(long)]
     pub local: bool,
-    /// Package durations that balance the shards, already read (`run --vms`); wins over
-    /// `shard_durations`.
-    #[arg(skip)]
-    pub durations: Option<std::collections::BTreeMap<String, f64>>,
-}
-
-/// The executor for this run: this host with `--local`, else the configured guest over SSH,
-/// with provenance from what harness installed there.
-pub fn executor(
-    ctx: &Context,
-    local: bool,
-) -> anyhow::Result<(Box<dyn Executor>, suites::Provenance)> {
-    let mut prov = suites::Provenance {
-        harness_version: env!("CARGO_PKG_VERSION").to_string(),
-        ..Default::default()
-    };
-    if local {
-        prov.guest_os = Some(format!("{} (local host)", std::env::consts::OS));
-        let dir = ctx.paths.state.join("local-target");
-        return Ok((Box::new(suites::LocalExecutor::new(dir)), prov));
-    }
-    let session = crate::guest::session(ctx, false, std::time::Duration::from_secs(60))?;
-    crate::guest::fill_provenance(ctx, &mut prov);
-    Ok((Box::new(crate::guest::SessionExecutor::new(session)), prov))
-}
-
-/// Draws the live progress line (a spinner on a terminal, a [`Ticker`] line every
-/// `progress_interval` seconds elsewhere) and, when verbose, streams test output.
-struct Progress {
-    bar: ProgressBar,
-    ticker: Option<Ticker>,
-    verbose: bool,
-    planned: Option<usize>,
-    phase: String,
-}
-
-impl Progress {
-    fn line(&self, ex: &Execution) -> String {
-        let t = ex.totals();
-        // Packages without test files count neither in the total nor as done.
-        let total = self.planned.map_or("?".to_string(), |n| {
-            (n - t.packages_no_tests.min(n)).to_string()
-        });
-        let running = ex
-            .running_test()
-            .map(|(p, t)| format!(" · running {t} ({p})"))
-            .unwrap_or_default();
-        format!(
-            "packages {}/{total} · {}{running}",
-            ex.packages_done() - t.packages_no_tests,
-            t.counts()
-        )
-    }
-
-    fn show(&self, msg: String) {
-        if let Some(t) = &self.ticker {
-            t.set(format!("{}: {msg}", self.phase));
-        }
-        self.bar.set_message(msg);
-    }
-}
-
-impl suites::Observer for Progress {
-    fn on_event(&mut self, e: &RunEvent<'_>, ex: &Execution) {
-        match e {
-            RunEvent::Phase(p) => {
-                self.phase = p.to_string();
-                self.show(if ex.packages.is_empty() {
-                    format!("{p}…")
-                } else {
-                    self.line(ex)
-                });
-            }
-            RunEvent::Planned { packages } => self.planned = Some(*packages),
-            RunEvent::Built {
-                done,
-                total,
-                package,
-                ok,
-            } => {
-                if !ok {
-                    self.bar.println(format!("build failed: {package}"));
-                }
-                self.show(format!(
-                    "built {done}/{total} test binaries (last: {package})"
-                ));
-            }
-            RunEvent::Rerun { round, targets } => {
-                let n: usize = targets
-                    .iter()
-                    .map(|t| t.tests.as_ref().map_or(1, Vec::len))
-                    .sum();
-                self.bar.println(format!(
-                    "rerun {round}: {n} failed test(s) in {} package(s)",
-                    targets.len()
-                ));
-            }
-            RunEvent::Event(ev) => {
-                if self.verbose
-                    && let Some(o) = &ev.output
-                {
-                    self.bar.suspend(|| eprint!("{o}"));
-                }
-                if ev.action.is_terminal() || ev.action == suites::event::Action::Run {
-                    self.show(self.line(ex));
-                }
-            }
-            RunEvent::Output(l) => {
-                if self.verbose {
-                    self.bar.suspend(|| eprintln!("{l}"));
-                }
-            }
-        }
-    }
-}
-
-fn durations(dir: &Path) -> anyhow::Result<std::collections::BTreeMap<String, f64>> {
-    let s = suites::results::read_summary(dir)?;
-    Ok(s.packages
-        .into_iter()
-        .map(|p| (p.name, p.elapsed))
-        .collect())
-}
-
-/// One suite's results, as written to its folder.
-pub struct SuiteResult {
-    pub name: String,
-    pub module_dir: PathBuf,
-    pub record: suites::RunRecord,
-    pub written: suites::Written,
 }
 
 pub fn run(ctx: &Context, args: &TestArgs) -> anyhow::Result<ExitCode> {
@@ -224,148 +37,19 @@ pub fn run(ctx: &Context, args: &TestArgs) -> anyhow::Result<ExitCode> {
     } else {
         crate::guest::hold_vm(ctx)?
     };
-    let (mut exec, base_prov) = executor(ctx, args.local)?;
-    let results = run_suites(ctx, exec.as_mut(), &base_prov, args)?;
-    print_results(ctx, &results)?;
-    Ok(ExitCode::from(worst_exit(&results)))
-}
-
-/// The run's exit code: the worst of the suites' (0 passed, 1 test failures, 2 infrastructure).
-pub fn worst_exit(results: &[SuiteResult]) -> u8 {
-    results
-        .iter()
-        .map(|r| r.written.summary.exit_code)
-        .max()
-        .unwrap_or(0)
-}
-
-/// Prints each suite's console summary (or one JSON document).
-pub fn print_results(ctx: &Context, results: &[SuiteResult]) -> anyhow::Result<()> {
-    if ctx.json {
-        let docs: Vec<_> = results
-            .iter()
-            .map(|r| serde_json::json!({"suite": r.name, "dir": r.written.dir, "summary": r.written.summary}))
-            .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({"exit_code": worst_exit(results), "suites": docs})
-            )?
-        );
-    } else {
-        for r in results {
-            print!(
-                "{}",
-                suites::render_console(&r.record.execution, &r.written.summary)
-            );
-            let s = &r.written.summary;
-            if !s.timings.is_empty() {
-                println!(
-                    "timings: {}",
-                    suites::timing::render(&s.timings, s.uploaded_bytes)
-                );
-            }
-            println!("results: {}", r.written.dir.display());
-            println!("report: {}", r.written.dir.join("index.html").display());
-        }
-    }
-    Ok(())
-}
-
-/// Runs the selected suites on `exec` and writes a results folder for each.
-pub fn run_suites(
-    ctx: &Context,
-    exec: &mut dyn Executor,
-    base_prov: &suites::Provenance,
-    args: &TestArgs,
-) -> anyhow::Result<Vec<SuiteResult>> {
-    let names: Vec<String> = if args.suites.is_empty() {
-        ctx.config.suites.keys().cloned().collect()
-    } else {
-        args.suites.clone()
-    };
-    if names.is_empty() {
-        anyhow::bail!("no suites configured; add a [suites.NAME] section to the config");
-    }
-    for n in &names {
-        if !ctx.config.suites.contains_key(n) {
-            let known: Vec<&String> = ctx.config.suites.keys().collect();
-            anyhow::bail!("no suite named `{n}`; configured suites: {known:?}");
-        }
-    }
-    let shard_durations = match &args.durations {
-        Some(d) => Some(d.clone()),
-        None => args
+    let req = SuitesRequest {
+        suites: args.suites.clone(),
+        sel: args.sel.clone(),
+        durations: args
             .shard_durations
             .as_deref()
             .map(durations)
             .transpose()
             .context("reading --shard-durations")?,
+        out: args.out.clone(),
     };
-    let mut results = Vec::new();
-    for name in &names {
-        let mut opts = suite_options(ctx, name, &args.sel)?;
-        opts.shard_durations = shard_durations.clone();
-        let module = opts.module_dir.clone();
-        if let Some(v) = &base_prov.efw_version
-            && !opts.suite.env.contains_key("CI_EFW_VERSION")
-        {
-            opts.extra_env.push(("CI_EFW_VERSION".into(), v.clone()));
-        }
-        let mut prov = base_prov.clone();
-        prov.library_commit = suites::gotool::git_commit(&module);
-        let host_go = suites::gotool::HostGo {
-            go: opts.host_go.clone(),
-            dir: module.clone(),
-            env: Vec::new(),
-            cancel: None,
-        };
-        if let Some(v) = host_go.version() {
-            prov.extra.insert("host_go".into(), v);
-        }
-
-        let bar = if ctx.progress() {
-            ProgressBar::new_spinner()
-        } else {
-            ProgressBar::hidden()
-        };
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} {prefix}: {wide_msg}").expect("template"),
-        );
-        bar.set_prefix(name.clone());
-        bar.enable_steady_tick(std::time::Duration::from_millis(200));
-        let ticker = (!ctx.progress() && !ctx.json && ctx.verbosity >= 0).then(|| {
-            Ticker::start(
-                format!("{}{name}", ctx.tag()),
-                std::time::Duration::from_secs(opts.suite.progress_interval.max(1)),
-            )
-        });
-        let mut progress = Progress {
-            bar,
-            ticker,
-            verbose: ctx.verbosity > 0 && !ctx.json,
-            planned: None,
-            phase: "starting".into(),
-        };
-        let record = suites::run(exec, &opts, &mut progress)
-            .with_context(|| format!("running suite `{name}`"))?;
-        progress.bar.finish_and_clear();
-        drop(progress.ticker.take());
-
-        let dir = match &args.out {
-            Some(d) if names.len() > 1 => d.join(name),
-            Some(d) => d.clone(),
-            None => suites::new_run_dir(&ctx.paths.results, name)?,
-        };
-        let written = suites::write(&dir, &record, &prov)
-            .with_context(|| format!("writing results to {}", dir.display()))?;
-        super::report::record_history(ctx, &written.dir);
-        results.push(SuiteResult {
-            name: name.clone(),
-            module_dir: module,
-            record,
-            written,
-        });
-    }
-    Ok(results)
+    let (mut exec, base_prov) = executor(ctx, args.local)?;
+    let results = run_suites(ctx, exec.as_mut(), &base_prov, &req)?;
+    print_results(ctx, &results)?;
+    Ok(ExitCode::from(worst_exit(&results)))
 }

@@ -152,7 +152,7 @@ fn iso_problems(vm: &provision::VmConfig) -> Vec<Problem> {
 /// The form of every build source (`[efw] source` may also be `none`).
 fn source_problems(cfg: &Config) -> Vec<Problem> {
     let efw = std::iter::once(("efw.source".to_string(), &cfg.efw.source))
-        .filter(|(_, source)| !crate::cmd::pipeline::efw_none(source));
+        .filter(|(_, source)| !crate::pipeline::efw_none(source));
     let extensions = cfg
         .extensions
         .iter()

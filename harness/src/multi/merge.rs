@@ -8,9 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 
 use super::VmRun;
-use crate::cmd::pipeline::RunArgs;
-use crate::cmd::test::SuiteResult;
 use crate::context::Context;
+use crate::pipeline::{RunRequest, SuiteResult};
 
 /// One suite's share of a VM (in `vms.json`).
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -52,12 +51,8 @@ pub fn recorded_durations(dir: &Path) -> anyhow::Result<BTreeMap<String, f64>> {
 }
 
 /// The suites of this run and where each one's folder goes (`tests` for a single suite).
-fn suite_layout(ctx: &Context, args: &RunArgs) -> Vec<(String, String)> {
-    let names: Vec<String> = if args.suites.is_empty() {
-        ctx.config.suites.keys().cloned().collect()
-    } else {
-        args.suites.clone()
-    };
+fn suite_layout(ctx: &Context, args: &RunRequest) -> Vec<(String, String)> {
+    let names = args.suites.names(ctx);
     let one = names.len() == 1;
     names
         .into_iter()
@@ -70,11 +65,11 @@ fn suite_layout(ctx: &Context, args: &RunArgs) -> Vec<(String, String)> {
 
 fn run_options(
     ctx: &Context,
-    args: &RunArgs,
+    args: &RunRequest,
     name: &str,
 ) -> anyhow::Result<(suites::RunOptions, PathBuf)> {
-    let mut opts = crate::cmd::test::suite_options(ctx, name, &args.sel)?;
-    opts.shard_durations = args.durations.clone();
+    let mut opts = crate::pipeline::suite_options(ctx, name, &args.suites.sel)?;
+    opts.shard_durations = args.suites.durations.clone();
     let module = opts.module_dir.clone();
     Ok((opts, module))
 }
@@ -82,7 +77,7 @@ fn run_options(
 /// Writes the folder of a shard its VM never ran: every package not run, saying why.
 fn record_not_run(
     ctx: &Context,
-    args: &RunArgs,
+    args: &RunRequest,
     suite: &str,
     vm: &str,
     why: &str,
@@ -126,7 +121,7 @@ fn record_not_run(
 /// Merges every suite's shards into `out`, recording first what a VM never ran.
 pub fn merge_all(
     ctx: &Context,
-    args: &RunArgs,
+    args: &RunRequest,
     runs: &mut [VmRun],
     out: &Path,
 ) -> anyhow::Result<Vec<SuiteResult>> {
@@ -142,7 +137,7 @@ pub fn merge_all(
                     .clone()
                     .unwrap_or_else(|| "it wrote no results for this suite".into());
                 let mut vargs = args.clone();
-                vargs.sel.shard = r.shard.parse().ok();
+                vargs.suites.sel.shard = r.shard.parse().ok();
                 record_not_run(ctx, &vargs, &suite, &r.name, &why, &dir)?;
             }
             let s = suites::results::read_summary(&dir)?;

@@ -24,10 +24,11 @@ use anyhow::Context as _;
 use provision::vm::capacity::{self, VmShape};
 use provision::vm::{UpOptions, Vm};
 
-use crate::cmd::pipeline::{self, RunArgs, vm_dirs};
+use crate::cmd::pipeline::vm_dirs;
 use crate::cmd::vm::EventPrinter;
 use crate::context::Context;
 use crate::phases::{PhaseTiming, Phases};
+use crate::pipeline::{self, RunRequest};
 
 pub use merge::recorded_durations;
 
@@ -71,13 +72,18 @@ fn check_capacity(ctx: &Context, n: u32) -> anyhow::Result<()> {
 }
 
 /// `harness run --vms N` (N ≠ 1).
-pub fn run(ctx: &Context, args: &RunArgs, n: u32) -> anyhow::Result<ExitCode> {
+pub fn run(
+    ctx: &Context,
+    args: &RunRequest,
+    shard_durations: Option<&Path>,
+    n: u32,
+) -> anyhow::Result<ExitCode> {
     if n == 0 {
         anyhow::bail!("--vms 0 runs nothing; ask for at least 1 VM");
     }
     check_capacity(ctx, n)?;
     // Before a new run folder becomes `latest`: the durations of the last run.
-    let durations = match &args.shard_durations {
+    let durations = match shard_durations {
         Some(d) => Some(recorded_durations(d).context("reading --shard-durations")?),
         None => {
             let latest = ctx.paths.results.join("latest");
@@ -127,12 +133,12 @@ pub fn run(ctx: &Context, args: &RunArgs, n: u32) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(code))
 }
 
-type Outcome = (u8, Vec<VmRun>, Vec<crate::cmd::test::SuiteResult>);
+type Outcome = (u8, Vec<VmRun>, Vec<crate::pipeline::SuiteResult>);
 
 /// prepare → vms (side by side) → merge → results.
 fn run_all(
     ctx: &Context,
-    args: &RunArgs,
+    args: &RunRequest,
     vctxs: &[Context],
     durations: Option<BTreeMap<String, f64>>,
     phases: &mut Phases,
@@ -154,8 +160,8 @@ fn run_all(
                         total: n,
                     };
                     let mut args = args.clone();
-                    args.sel.shard = Some(shard);
-                    args.durations = durations.clone();
+                    args.suites.sel.shard = Some(shard);
+                    args.suites.durations = durations.clone();
                     s.spawn(move || one_vm(v, &args, out))
                 })
                 .collect();
@@ -196,7 +202,7 @@ fn run_all(
         pipeline::report(ctx, &merged)?;
         Ok(((), format!("{}", out.display())))
     })?;
-    let mut code = crate::cmd::test::worst_exit(&merged);
+    let mut code = crate::pipeline::worst_exit(&merged);
     if runs.iter().any(|r| r.dumps > 0) {
         code = code.max(1);
     }
@@ -208,7 +214,7 @@ fn run_all(
 
 /// Makes the SSH key, the KVM verdict and the golden image once, so the VMs can boot side by
 /// side without racing to create them.
-fn prepare_shared(ctx: &Context, args: &RunArgs, first: &Context) -> anyhow::Result<PathBuf> {
+fn prepare_shared(ctx: &Context, args: &RunRequest, first: &Context) -> anyhow::Result<PathBuf> {
     let mut cfg = first.config.vm.clone();
     if args.up.iso.is_some() {
         cfg.iso = args.up.iso.clone();
@@ -228,10 +234,15 @@ fn prepare_shared(ctx: &Context, args: &RunArgs, first: &Context) -> anyhow::Res
 }
 
 /// One VM's whole run, in its own thread: its pipeline, then `down` (unless --keep).
-fn one_vm(v: &Context, args: &RunArgs, out: &Path) -> VmRun {
+fn one_vm(v: &Context, args: &RunRequest, out: &Path) -> VmRun {
     let name = v.config.vm.name.clone();
     let dir = out.join(&name);
-    let shard = args.sel.shard.map(|s| s.to_string()).unwrap_or_default();
+    let shard = args
+        .suites
+        .sel
+        .shard
+        .map(|s| s.to_string())
+        .unwrap_or_default();
     let mut phases = Phases::new(v);
     let result = std::fs::create_dir_all(&dir)
         .with_context(|| format!("creating {}", dir.display()))

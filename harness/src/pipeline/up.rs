@@ -1,0 +1,170 @@
+//! `up`: provision → artifacts → install → extensions.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use provision::GuestOs;
+use provision::install::{InstallOutcome, InstallReport};
+use provision::session::{Session, SessionOptions};
+use provision::vm::{UpOptions, UpOutcome, Vm};
+
+use super::install::{EfwRequest, enabled_extensions, install_extensions, install_runtime};
+use crate::context::Context;
+use crate::phases::Phases;
+
+/// What `up` is asked for.
+#[derive(Debug, Clone, Default)]
+pub struct UpRequest {
+    /// Windows 11 ISO to install from (overrides `[vm] iso`).
+    pub iso: Option<PathBuf>,
+    /// Which efW build, and how to install it.
+    pub efw: EfwRequest,
+    /// Boot even if the ready snapshot exists.
+    pub cold: bool,
+    /// Only bring the VM to SSH-ready: no build, no install.
+    pub vm_only: bool,
+    /// After a cold boot, save the ready snapshot (always for the full pipeline).
+    pub save_snapshot: bool,
+    /// Leave the VM running when the `Vm` handle is dropped.
+    pub detach: bool,
+    /// Accept a guest host key that differs from the pinned one.
+    pub accept_new_host_key: bool,
+}
+
+/// What `up` leaves behind for `run`.
+pub struct Ready {
+    /// Held for its lock; dropping it stops a VM started without `detach`.
+    pub _vm: Vm,
+    pub up: UpOutcome,
+    pub session: Option<Session>,
+    pub install: Option<InstallReport>,
+}
+
+/// Opens a session to the VM `up` just made ready.
+fn connect(ctx: &Context, up: &UpOutcome, accept_new: bool) -> anyhow::Result<Session> {
+    let mut opts = SessionOptions::new(up.known_hosts.clone());
+    opts.accept_new_host_key = accept_new;
+    let s = Session::connect_with_retry(&up.endpoint, &opts, Duration::from_secs(60))
+        .with_context(|| format!("connecting to the guest at {}", up.endpoint))?;
+    Ok(s.with_cancel(ctx.cancel.clone()))
+}
+
+/// provision → artifacts → install → extensions.
+pub fn up(
+    ctx: &Context,
+    req: &UpRequest,
+    phases: &mut Phases,
+    results_dir: Option<&Path>,
+) -> anyhow::Result<Ready> {
+    let (vm, up) = provision(ctx, req, phases)?;
+    let mut ready = Ready {
+        _vm: vm,
+        up,
+        session: None,
+        install: None,
+    };
+    if req.vm_only {
+        return Ok(ready);
+    }
+    let mut session = connect(ctx, &ready.up, req.accept_new_host_key)?;
+    if req.efw.none(ctx) {
+        // A Linux kernel as the target: nothing to fetch or install, CI_EFW_VERSION stays unset.
+        phases.run("install", |_| {
+            Ok(((), "skipped: [efw] source = \"none\"".to_string()))
+        })?;
+    } else {
+        let report = install_efw(ctx, &req.efw, &mut session, phases, results_dir)?;
+        ready.install = Some(report);
+    }
+    ready.session = Some(session);
+    Ok(ready)
+}
+
+/// The provision phase: the VM up and reachable over SSH.
+fn provision(
+    ctx: &Context,
+    req: &UpRequest,
+    phases: &mut Phases,
+) -> anyhow::Result<(Vm, UpOutcome)> {
+    let opts = UpOptions {
+        detach: req.detach,
+        cold: req.cold,
+        save_ready_snapshot: req.save_snapshot || !req.vm_only,
+        psexec: ctx.config.install.psexec.clone(),
+        ..Default::default()
+    };
+    phases.run("provision", |_| {
+        let (vm, up) = crate::cmd::vm::bring_up(ctx, req.iso.clone(), &opts, false)?;
+        let how = match (&up.restored_snapshot, up.already_running) {
+            (_, true) => "already running".to_string(),
+            (Some(s), _) => format!("restored snapshot '{s}'"),
+            (None, _) => "booted".to_string(),
+        };
+        let detail = format!("{how}, {}, ssh {}", up.accel.as_str(), up.endpoint);
+        Ok(((vm, up), detail))
+    })
+}
+
+/// The artifacts, install and extensions phases: the efW build fetched and installed, then the
+/// enabled extensions.
+fn install_efw(
+    ctx: &Context,
+    efw: &EfwRequest,
+    session: &mut Session,
+    phases: &mut Phases,
+    results_dir: Option<&Path>,
+) -> anyhow::Result<InstallReport> {
+    let build = phases.run("artifacts", |_| {
+        let b = efw.fetch(ctx)?;
+        let p = &b.provenance;
+        let detail = format!(
+            "{} ({}{})",
+            p.key,
+            p.source,
+            p.run_id.map(|r| format!(", run {r}")).unwrap_or_default()
+        );
+        Ok((b, detail))
+    })?;
+
+    let mut printer = crate::cmd::install::EventPrinter::new(ctx);
+    let report = phases.run("install", |_| {
+        let logs = results_dir.map(|d| d.join("install"));
+        let r = install_runtime(ctx, session, &build, efw.force, logs.as_deref(), &mut |e| {
+            printer.on_event(e)
+        })?;
+        let what = match &r.outcome {
+            InstallOutcome::AlreadyInstalled => "already installed".to_string(),
+            InstallOutcome::Installed { replaced: None } => "installed".to_string(),
+            InstallOutcome::Installed { replaced: Some(o) } => {
+                format!("installed, replaced {}", o.key)
+            }
+        };
+        let version = r
+            .record
+            .ci_efw_version()
+            .map(|v| format!(", version {v}"))
+            .unwrap_or_default();
+        Ok((r, format!("{what}: {}{version}", build.provenance.key)))
+    })?;
+
+    let names = enabled_extensions(ctx);
+    if !names.is_empty() {
+        phases.run("extensions", |_| {
+            if ctx.config.vm.os != GuestOs::Windows {
+                return Ok((
+                    (),
+                    "skipped: extensions are kernel drivers for Windows guests".into(),
+                ));
+            }
+            let states = install_extensions(ctx, session, &names, None, efw.offline, &mut |e| {
+                printer.on_event(e)
+            })?;
+            Ok((
+                (),
+                format!("{} installed: {}", states.len(), names.join(", ")),
+            ))
+        })?;
+    }
+    Ok(report)
+}
