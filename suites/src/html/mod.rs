@@ -195,11 +195,7 @@ fn failures(o: &mut String, ex: &Execution, s: &Summary) {
             failure(o, s, &p.name, t);
         }
     }
-    let pkg_fail: Vec<_> = ex
-        .packages
-        .iter()
-        .filter(|p| p.failed_without_test())
-        .collect();
+    let pkg_fail = ex.packages_failed_without_test();
     if !pkg_fail.is_empty() {
         let _ = writeln!(o, "<h2>Package failures</h2>\n<ul>");
         for p in pkg_fail {
@@ -221,7 +217,7 @@ fn failures(o: &mut String, ex: &Execution, s: &Summary) {
 }
 
 fn other_outcomes(o: &mut String, ex: &Execution, s: &Summary) {
-    let timed_out: Vec<_> = ex.packages.iter().filter(|p| p.timed_out).collect();
+    let timed_out = ex.timed_out_packages();
     if !timed_out.is_empty() {
         let _ = writeln!(o, "<h2>Timed out</h2>\n<ul>");
         for p in timed_out {
