@@ -8,7 +8,7 @@ use crate::event::{Action, ERROR_MARK, TestEvent};
 use crate::exec::TargetOs;
 use crate::model::Execution;
 use crate::results::RunRecord;
-use crate::runner::{RunOptions, SuiteError, flags_for, host_go, select};
+use crate::runner::{RunOptions, SuiteError, flags_for, host_go, run_meta, select};
 use crate::summary::RunMeta;
 
 /// Lists the packages `opts` selects (its shard included) with the host's Go for `os`/`arch`,
@@ -56,18 +56,8 @@ pub fn not_run_record(
     }
     let execution = Execution::from_events(&events);
     let meta = RunMeta {
-        suite: opts.suite_name.clone(),
-        mode: "host".into(),
-        shard: opts.shard.map(|s| s.to_string()),
-        started,
-        duration_secs: t0.elapsed().as_secs_f64(),
-        flags: flags
-            .go_test_args()
-            .into_iter()
-            .chain(flags.go_test_trailer())
-            .collect(),
         error: Some(why.to_string()),
-        ..Default::default()
+        ..run_meta(opts, &flags, "host", started, t0)
     };
     Ok(RunRecord {
         execution,
