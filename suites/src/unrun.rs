@@ -23,11 +23,7 @@ pub fn not_run_record(
     let t0 = Instant::now();
     let started = crate::event::now_rfc3339();
     let flags = flags_for(opts)?;
-    let env = vec![
-        ("GOOS".to_string(), os.goos().to_string()),
-        ("GOARCH".to_string(), arch.to_string()),
-        ("CGO_ENABLED".to_string(), "0".to_string()),
-    ];
+    let env = crate::debug::target_env(os, arch);
     let listed = host_go(opts, env).list(&opts.suite.packages, &flags.build_args())?;
     let listed = select(opts, listed);
     let mut events = Vec::new();

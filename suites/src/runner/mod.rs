@@ -20,12 +20,14 @@ use crate::results::RunRecord;
 use crate::summary::RunMeta;
 use crate::timing::Clock;
 
+mod build;
 mod guest;
 mod host;
 mod state;
 
+pub(crate) use build::{Built, build_all};
 use guest::run_guest;
-pub(crate) use host::{Built, build_all, host_go, select};
+pub(crate) use host::{host_go, select};
 use host::{rel_dir, run_host};
 pub(crate) use state::State;
 
@@ -203,6 +205,17 @@ pub fn resolve_mode(mode: RunMode, host_go: &str) -> RunMode {
         }
         m => m,
     }
+}
+
+/// A temporary folder on the host to stage files in (removed when dropped).
+pub(crate) fn staging_dir(prefix: &str) -> Result<tempfile::TempDir, SuiteError> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .map_err(|e| SuiteError::Staging {
+            path: std::env::temp_dir(),
+            source: e,
+        })
 }
 
 pub(crate) fn cancelled(opts: &RunOptions) -> bool {
@@ -429,7 +442,7 @@ pub(crate) fn stop_reason(opts: &RunOptions, st: &mut State<'_>) -> Option<Strin
 #[cfg(test)]
 mod tests {
 
-    use super::host::batch_by_name;
+    use super::build::batch_by_name;
 
     #[test]
     fn batches_keep_binary_names_distinct() {
