@@ -262,7 +262,8 @@ impl GuestRun<'_> {
     }
 
     /// The first run: all packages in one `go test`, or with repro targets one package at a
-    /// time, each with its target's `-run`.
+    /// time, each with its target's `-run`. Each run lists the tests first, so that the listed
+    /// tests it never reaches are recorded as not run.
     fn first_runs(
         &self,
         exec: &mut dyn Executor,
@@ -270,36 +271,33 @@ impl GuestRun<'_> {
         f: &GoTestFlags,
         patterns: &[String],
     ) {
-        if self.opts.targets.is_none() {
+        let one_by_one = self.opts.targets.is_some();
+        let runs: Vec<(GoTestFlags, &[String], Duration)> = if one_by_one {
+            let budget = self.timeout + GUEST_BUILD_ALLOWANCE;
+            patterns
+                .iter()
+                .map(|p| {
+                    (
+                        first_run_flags(self.opts, f, p),
+                        std::slice::from_ref(p),
+                        budget,
+                    )
+                })
+                .collect()
+        } else {
             let budget = self.timeout * (patterns.len().max(1) as u32) + GUEST_BUILD_ALLOWANCE;
-            self.listed_run(exec, st, f, patterns, budget);
-            return;
-        }
-        for p in patterns {
-            if stop_reason(self.opts, st).is_some() {
+            vec![(f.clone(), patterns, budget)]
+        };
+        let req = |argv| self.probe(argv);
+        for (run_flags, pkgs, budget) in runs {
+            if one_by_one && stop_reason(self.opts, st).is_some() {
                 break;
             }
-            let budget = self.timeout + GUEST_BUILD_ALLOWANCE;
-            let pf = first_run_flags(self.opts, f, p);
-            self.listed_run(exec, st, &pf, std::slice::from_ref(p), budget);
-        }
-    }
-
-    /// Lists the tests of `pkgs`, runs them, and records the listed tests the run never reached
-    /// as not run.
-    fn listed_run(
-        &self,
-        exec: &mut dyn Executor,
-        st: &mut State<'_>,
-        f: &GoTestFlags,
-        pkgs: &[String],
-        budget: Duration,
-    ) {
-        let req = |argv| self.probe(argv);
-        let listed = guest_list(exec, st, &req, &self.guest_go, f, pkgs);
-        self.go_test(exec, st, f, pkgs, budget);
-        for (pkg, tests) in listed {
-            st.not_run(&pkg, &tests);
+            let listed = guest_list(exec, st, &req, &self.guest_go, &run_flags, pkgs);
+            self.go_test(exec, st, &run_flags, pkgs, budget);
+            for (pkg, tests) in listed {
+                st.not_run(&pkg, &tests);
+            }
         }
     }
 
