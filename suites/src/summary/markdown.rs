@@ -32,18 +32,8 @@ fn markdown_explanations(o: &mut String, notes: &[Explanation], indent: &str) {
 fn markdown_provenance(o: &mut String, s: &Summary) {
     let pv = &s.provenance;
     let _ = writeln!(o, "### Provenance\n");
-    let rows = [
-        ("harness", Some(pv.harness_version.clone())),
-        ("efW source", pv.efw_source.clone()),
-        ("efW run", pv.efw_run_id.clone()),
-        ("efW commit", pv.efw_sha.clone()),
-        ("efW version", pv.efw_version.clone()),
-        ("guest OS", pv.guest_os.clone()),
-        ("guest build", pv.guest_build.clone()),
-        ("library commit", pv.library_commit.clone()),
-        ("mode", Some(s.run.mode.clone())),
-    ];
-    for (k, v) in rows {
+    let mode = ("mode", Some(s.run.mode.clone()));
+    for (k, v) in pv.labelled_facts().into_iter().chain([mode]) {
         if let Some(v) = v.filter(|v| !v.is_empty()) {
             let _ = writeln!(o, "- {k}: `{}`", html_escape(&v));
         }
@@ -166,12 +156,7 @@ fn flaky_and_slowest(o: &mut String, s: &Summary) {
         }
         o.push('\n');
     }
-    let slow: Vec<_> = s
-        .slowest
-        .iter()
-        .filter(|t| t.elapsed > 0.0)
-        .take(10)
-        .collect();
+    let slow: Vec<_> = s.timed_slowest().take(10).collect();
     if !slow.is_empty() {
         let _ = writeln!(
             o,

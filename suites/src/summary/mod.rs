@@ -37,6 +37,22 @@ pub struct Provenance {
     pub extra: BTreeMap<String, String>,
 }
 
+impl Provenance {
+    /// The named facts with the labels the reports give them (`None` or empty when unknown).
+    pub(crate) fn labelled_facts(&self) -> [(&str, Option<String>); 8] {
+        [
+            ("harness", Some(self.harness_version.clone())),
+            ("efW source", self.efw_source.clone()),
+            ("efW run", self.efw_run_id.clone()),
+            ("efW commit", self.efw_sha.clone()),
+            ("efW version", self.efw_version.clone()),
+            ("guest OS", self.guest_os.clone()),
+            ("guest build", self.guest_build.clone()),
+            ("library commit", self.library_commit.clone()),
+        ]
+    }
+}
+
 /// Facts about one run that are not in the event stream.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -153,6 +169,13 @@ pub struct Summary {
     /// Bytes of file content sent to the target (0 when everything was already there).
     #[serde(default)]
     pub uploaded_bytes: u64,
+}
+
+impl Summary {
+    /// The slowest tests that took any measurable time, slowest first.
+    pub(crate) fn timed_slowest(&self) -> impl Iterator<Item = &TestRef> {
+        self.slowest.iter().filter(|t| t.elapsed > 0.0)
+    }
 }
 
 fn test_ref(pkg: &str, t: &TestState) -> TestRef {
@@ -371,12 +394,7 @@ pub fn render_console(ex: &Execution, s: &Summary) -> String {
             );
         }
     }
-    let slow: Vec<_> = s
-        .slowest
-        .iter()
-        .filter(|t| t.elapsed > 0.0)
-        .take(5)
-        .collect();
+    let slow: Vec<_> = s.timed_slowest().take(5).collect();
     if !slow.is_empty() {
         let _ = writeln!(o, "Slowest:");
         for t in slow {
