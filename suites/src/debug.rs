@@ -65,18 +65,11 @@ pub fn build(
     command.extend(args.iter().cloned());
     let out = go.run(&args, DEBUG_BUILD_TIMEOUT)?;
     if out.code != Some(0) || !binary.is_file() {
-        let mut detail = out.stderr;
-        detail.extend(out.stdout);
-        if out.timed_out {
-            detail.push(format!(
-                "timed out after {} s",
-                DEBUG_BUILD_TIMEOUT.as_secs()
-            ));
-        }
+        let timed_out = format!("timed out after {} s", DEBUG_BUILD_TIMEOUT.as_secs());
         return Err(GoError::Command {
             cmd: command.join(" "),
             dir: go.dir.display().to_string(),
-            detail: detail.join("\n"),
+            detail: out.diagnostics(&timed_out).join("\n"),
         });
     }
     Ok(DebugBuild { binary, command })

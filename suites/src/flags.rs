@@ -1,36 +1,38 @@
 //! `go test` flags, split the way `go test` itself splits them: build flags go to `go test -c`,
 //! testing flags go to the test binary as `-test.NAME`, unknown flags pass through unchanged.
 
-/// Flags of the `testing` package (given to a test binary as `-test.NAME`).
+/// Flags of the `testing` package (given to a test binary as `-test.NAME`). In this table and
+/// [`BUILD_FLAGS`], a trailing `=` marks a flag that takes a value (the next argument when written
+/// without `=`).
 const TESTING_FLAGS: &[&str] = &[
-    "bench",
+    "bench=",
     "benchmem",
-    "benchtime",
-    "blockprofile",
-    "blockprofilerate",
-    "count",
-    "coverprofile",
-    "cpu",
-    "cpuprofile",
+    "benchtime=",
+    "blockprofile=",
+    "blockprofilerate=",
+    "count=",
+    "coverprofile=",
+    "cpu=",
+    "cpuprofile=",
     "failfast",
     "fullpath",
-    "fuzz",
-    "fuzzcachedir",
-    "fuzzminimizetime",
-    "fuzztime",
-    "list",
-    "memprofile",
-    "memprofilerate",
-    "mutexprofile",
-    "mutexprofilefraction",
-    "outputdir",
-    "parallel",
-    "run",
+    "fuzz=",
+    "fuzzcachedir=",
+    "fuzzminimizetime=",
+    "fuzztime=",
+    "list=",
+    "memprofile=",
+    "memprofilerate=",
+    "mutexprofile=",
+    "mutexprofilefraction=",
+    "outputdir=",
+    "parallel=",
+    "run=",
     "short",
-    "shuffle",
-    "skip",
-    "timeout",
-    "trace",
+    "shuffle=",
+    "skip=",
+    "timeout=",
+    "trace=",
     "v",
     "artifacts",
 ];
@@ -42,78 +44,31 @@ const BUILD_FLAGS: &[&str] = &[
     "msan",
     "asan",
     "cover",
-    "covermode",
-    "coverpkg",
-    "buildmode",
+    "covermode=",
+    "coverpkg=",
+    "buildmode=",
     "buildvcs",
-    "compiler",
-    "gccgoflags",
-    "gcflags",
-    "installsuffix",
-    "ldflags",
+    "compiler=",
+    "gccgoflags=",
+    "gcflags=",
+    "installsuffix=",
+    "ldflags=",
     "linkshared",
-    "mod",
+    "mod=",
     "modcacherw",
-    "modfile",
-    "overlay",
-    "pgo",
-    "pkgdir",
-    "tags",
+    "modfile=",
+    "overlay=",
+    "pgo=",
+    "pkgdir=",
+    "tags=",
     "trimpath",
-    "toolexec",
+    "toolexec=",
     "work",
     "x",
     "n",
-    "p",
-    "vet",
-    "C",
-];
-
-/// Flags that take a value as the next argument when written without `=`.
-const VALUE_FLAGS: &[&str] = &[
-    "bench",
-    "benchtime",
-    "blockprofile",
-    "blockprofilerate",
-    "count",
-    "coverprofile",
-    "cpu",
-    "cpuprofile",
-    "fuzz",
-    "fuzzcachedir",
-    "fuzzminimizetime",
-    "fuzztime",
-    "list",
-    "memprofile",
-    "memprofilerate",
-    "mutexprofile",
-    "mutexprofilefraction",
-    "outputdir",
-    "parallel",
-    "run",
-    "shuffle",
-    "skip",
-    "timeout",
-    "trace",
-    "covermode",
-    "coverpkg",
-    "buildmode",
-    "compiler",
-    "gccgoflags",
-    "gcflags",
-    "installsuffix",
-    "ldflags",
-    "mod",
-    "modfile",
-    "overlay",
-    "pgo",
-    "pkgdir",
-    "tags",
-    "toolexec",
-    "p",
-    "vet",
-    "C",
-    "exec",
+    "p=",
+    "vet=",
+    "C=",
 ];
 
 /// Flags the harness sets itself; a user's value is dropped.
@@ -143,6 +98,14 @@ pub struct GoTestFlags {
     pub passthrough: Vec<String>,
 }
 
+/// Looks `name` up in a flag table: whether it takes a value, when the table lists it.
+fn lookup(table: &[&str], name: &str) -> Option<bool> {
+    table.iter().find_map(|f| match f.strip_suffix('=') {
+        Some(n) => (n == name).then_some(true),
+        None => (*f == name).then_some(false),
+    })
+}
+
 fn name_and_value(arg: &str) -> Option<(String, Option<String>)> {
     let body = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-'))?;
     if body.is_empty() {
@@ -169,9 +132,9 @@ impl GoTestFlags {
                 out.passthrough.push(arg.clone());
                 continue;
             };
-            let known =
-                TESTING_FLAGS.contains(&name.as_str()) || BUILD_FLAGS.contains(&name.as_str());
-            if known && value.is_none() && VALUE_FLAGS.contains(&name.as_str()) {
+            let testing = lookup(TESTING_FLAGS, &name);
+            let build = lookup(BUILD_FLAGS, &name);
+            if value.is_none() && testing.or(build) == Some(true) {
                 value = Some(
                     it.next()
                         .ok_or_else(|| FlagError::MissingValue(name.clone()))?
@@ -181,10 +144,10 @@ impl GoTestFlags {
             if OWNED_FLAGS.contains(&name.as_str()) {
                 continue;
             }
-            if TESTING_FLAGS.contains(&name.as_str()) {
+            if testing.is_some() {
                 out.testing.retain(|(n, _)| *n != name);
                 out.testing.push((name, value));
-            } else if BUILD_FLAGS.contains(&name.as_str()) {
+            } else if build.is_some() {
                 out.build.push((name, value));
             } else {
                 out.passthrough.push(arg.clone());
@@ -351,6 +314,14 @@ mod tests {
         );
         f.unset("run");
         assert_eq!(f.get("run"), None);
+    }
+
+    #[test]
+    fn only_value_flags_take_the_next_argument() {
+        let f =
+            GoTestFlags::parse(&s(&["-tags", "x", "-race", "-benchmem", "-count", "2"])).unwrap();
+        assert_eq!(f.build_args(), s(&["-tags=x", "-race"]));
+        assert_eq!(f.binary_args(), s(&["-test.benchmem", "-test.count=2"]));
     }
 
     #[test]

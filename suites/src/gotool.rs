@@ -118,6 +118,19 @@ pub struct HostOutput {
     pub cancelled: bool,
 }
 
+impl HostOutput {
+    /// What a failed command said: its standard error, then its standard output, then
+    /// `timeout_note` when its timeout killed it.
+    pub fn diagnostics(self, timeout_note: &str) -> Vec<String> {
+        let mut lines = self.stderr;
+        lines.extend(self.stdout);
+        if self.timed_out {
+            lines.push(timeout_note.to_string());
+        }
+        lines
+    }
+}
+
 impl HostGo {
     /// Runs `go ARGS…`.
     pub fn run(&self, args: &[String], timeout: Duration) -> Result<HostOutput, GoError> {

@@ -70,6 +70,23 @@ impl TestState {
         self.attempts.iter().map(|a| a.elapsed).fold(0.0, f64::max)
     }
 
+    /// The running attempt, started when the last one has ended (or there is none).
+    fn open_attempt(&mut self) -> &mut Attempt {
+        if self
+            .attempts
+            .last()
+            .is_none_or(|a| a.outcome != Outcome::Running)
+        {
+            self.attempts.push(Attempt {
+                outcome: Outcome::Running,
+                elapsed: 0.0,
+                output: String::new(),
+                synthesized: None,
+            });
+        }
+        self.attempts.last_mut().expect("pushed above")
+    }
+
     /// The root test this (sub)test belongs to: what `-run` selects.
     pub fn root(&self) -> &str {
         self.name.split('/').next().unwrap_or(&self.name)
@@ -247,6 +264,77 @@ impl PackageState {
         }
     }
 
+    /// A new run of the package begins (`start`).
+    fn start_run(&mut self, at: Option<time::OffsetDateTime>) {
+        self.run_started = at;
+        self.seen_this_run.clear();
+        self.runs += 1;
+        self.status = PackageStatus::Running;
+        self.failed_tests_this_run = 0;
+        self.output.clear();
+    }
+
+    /// Notes that `test` started or ended in the current run.
+    fn saw(&mut self, test: &str) {
+        if !self.ran_this_run(test) {
+            self.seen_this_run.push(test.to_string());
+        }
+    }
+
+    /// Output of a test: its current attempt's, else the package's.
+    fn test_output(&mut self, test: &str, text: &str) {
+        let ts = self.test_mut(test);
+        match ts.attempts.last_mut() {
+            Some(a) => a.output.push_str(text),
+            None => self.output.push_str(text),
+        }
+        if text.starts_with("panic: test timed out after") {
+            self.timed_out = true;
+        }
+    }
+
+    /// Output outside any test, where the harness's error and timeout marks come.
+    fn package_output(&mut self, text: &str) {
+        if let Some(msg) = text.strip_prefix(ERROR_MARK) {
+            self.error.get_or_insert_with(|| msg.trim_end().to_string());
+        }
+        if text.starts_with(TIMEOUT_MARK) || text.starts_with("panic: test timed out after") {
+            self.timed_out = true;
+        }
+        self.output.push_str(text);
+    }
+
+    /// A test's `pass`, `fail` or `skip`: ends its current attempt.
+    fn test_ended(&mut self, action: &Action, test: &str, elapsed: Option<f64>) {
+        self.saw(test);
+        let ts = self.test_mut(test);
+        let not_run = ts
+            .attempts
+            .last()
+            .is_some_and(|a| a.outcome == Outcome::Running && a.output.starts_with(NOT_RUN_MARK));
+        // A rerun that did not reach a test is a failed attempt (the harness's), so
+        // that the attempt counts and the test stays failed; a first run's is "not run".
+        let rerun_missed = not_run && ts.attempts.len() > 1;
+        let outcome = match action {
+            Action::Pass => Outcome::Pass,
+            Action::Fail => Outcome::Fail,
+            _ if rerun_missed => Outcome::Fail,
+            _ if not_run => Outcome::NotRun,
+            _ => Outcome::Skip,
+        };
+        let a = ts.open_attempt();
+        if rerun_missed {
+            a.synthesized = Some(format!(
+                "{ERROR_MARK}this rerun attempt did not run the test (see the package output)"
+            ));
+        }
+        a.outcome = outcome;
+        a.elapsed = elapsed.unwrap_or(0.0);
+        if outcome == Outcome::Fail {
+            self.failed_tests_this_run += 1;
+        }
+    }
+
     fn finish(&mut self, action: &Action, elapsed: Option<f64>, failed_build: bool) {
         let why = if let Some(e) = &self.error {
             format!("the run was aborted ({e})")
@@ -326,13 +414,7 @@ impl Execution {
     /// Applies one event.
     pub fn apply(&mut self, e: &TestEvent) {
         if matches!(e.action, Action::BuildOutput | Action::BuildFail) {
-            let ip = e.import_path.clone().unwrap_or_default();
-            if let Some(o) = &e.output {
-                match self.build_output.iter_mut().find(|(p, _)| *p == ip) {
-                    Some((_, s)) => s.push_str(o),
-                    None => self.build_output.push((ip, o.clone())),
-                }
-            }
+            self.apply_build(e);
             return;
         }
         let Some(pkg_name) = e.package.as_deref() else {
@@ -343,101 +425,34 @@ impl Execution {
         if at.is_some() {
             pkg.last_seen = at;
         }
+        let text = || e.output.as_deref().unwrap_or("");
         match (&e.action, e.test.as_deref()) {
-            (Action::Start, _) => {
-                pkg.run_started = at;
-                pkg.seen_this_run.clear();
-                pkg.runs += 1;
-                pkg.status = PackageStatus::Running;
-                pkg.failed_tests_this_run = 0;
-                pkg.output.clear();
-            }
+            (Action::Start, _) => pkg.start_run(at),
             (Action::Run, Some(t)) => {
-                if !pkg.ran_this_run(t) {
-                    pkg.seen_this_run.push(t.to_string());
-                }
-                let t = pkg.test_mut(t);
-                if t.attempts
-                    .last()
-                    .is_none_or(|a| a.outcome != Outcome::Running)
-                {
-                    t.attempts.push(Attempt {
-                        outcome: Outcome::Running,
-                        elapsed: 0.0,
-                        output: String::new(),
-                        synthesized: None,
-                    });
-                }
+                pkg.saw(t);
+                pkg.test_mut(t).open_attempt();
             }
-            (Action::Output, Some(t)) => {
-                let text = e.output.as_deref().unwrap_or("");
-                let ts = pkg.test_mut(t);
-                match ts.attempts.last_mut() {
-                    Some(a) => a.output.push_str(text),
-                    None => pkg.output.push_str(text),
-                }
-                if text.starts_with("panic: test timed out after") {
-                    pkg.timed_out = true;
-                }
-            }
-            (Action::Output, None) => {
-                let text = e.output.as_deref().unwrap_or("");
-                if let Some(msg) = text.strip_prefix(ERROR_MARK) {
-                    pkg.error.get_or_insert_with(|| msg.trim_end().to_string());
-                }
-                if text.starts_with(TIMEOUT_MARK) || text.starts_with("panic: test timed out after")
-                {
-                    pkg.timed_out = true;
-                }
-                pkg.output.push_str(text);
-            }
+            (Action::Output, Some(t)) => pkg.test_output(t, text()),
+            (Action::Output, None) => pkg.package_output(text()),
             (action @ (Action::Pass | Action::Fail | Action::Skip), Some(t)) => {
-                if !pkg.ran_this_run(t) {
-                    pkg.seen_this_run.push(t.to_string());
-                }
-                let ts = pkg.test_mut(t);
-                let not_run = ts.attempts.last().is_some_and(|a| {
-                    a.outcome == Outcome::Running && a.output.starts_with(NOT_RUN_MARK)
-                });
-                // A rerun that did not reach a test is a failed attempt (the harness's), so
-                // that the attempt counts and the test stays failed; a first run's is "not run".
-                let rerun_missed = not_run && ts.attempts.len() > 1;
-                let outcome = match action {
-                    Action::Pass => Outcome::Pass,
-                    Action::Fail => Outcome::Fail,
-                    _ if rerun_missed => Outcome::Fail,
-                    _ if not_run => Outcome::NotRun,
-                    _ => Outcome::Skip,
-                };
-                if ts
-                    .attempts
-                    .last()
-                    .is_none_or(|a| a.outcome != Outcome::Running)
-                {
-                    ts.attempts.push(Attempt {
-                        outcome: Outcome::Running,
-                        elapsed: 0.0,
-                        output: String::new(),
-                        synthesized: None,
-                    });
-                }
-                let a = ts.attempts.last_mut().expect("pushed above");
-                if rerun_missed {
-                    a.synthesized = Some(format!(
-                        "{ERROR_MARK}this rerun attempt did not run the test (see the package output)"
-                    ));
-                }
-                a.outcome = outcome;
-                a.elapsed = e.elapsed.unwrap_or(0.0);
-                if outcome == Outcome::Fail {
-                    pkg.failed_tests_this_run += 1;
-                }
+                pkg.test_ended(action, t, e.elapsed);
             }
             (action @ (Action::Pass | Action::Fail | Action::Skip), None) => {
                 let action = action.clone();
                 pkg.finish(&action, e.elapsed, e.failed_build.is_some());
             }
             _ => {}
+        }
+    }
+
+    /// Compiler output (`build-output`, `build-fail`), gathered by import path.
+    fn apply_build(&mut self, e: &TestEvent) {
+        let ip = e.import_path.clone().unwrap_or_default();
+        if let Some(o) = &e.output {
+            match self.build_output.iter_mut().find(|(p, _)| *p == ip) {
+                Some((_, s)) => s.push_str(o),
+                None => self.build_output.push((ip, o.clone())),
+            }
         }
     }
 
@@ -476,6 +491,19 @@ impl Execution {
                     .map(move |t| (p, t))
             })
             .collect()
+    }
+
+    /// Packages whose final state is a failure no test is to blame for.
+    pub fn packages_failed_without_test(&self) -> Vec<&PackageState> {
+        self.packages
+            .iter()
+            .filter(|p| p.failed_without_test())
+            .collect()
+    }
+
+    /// Packages that hit their timeout in some run.
+    pub fn timed_out_packages(&self) -> Vec<&PackageState> {
+        self.packages.iter().filter(|p| p.timed_out).collect()
     }
 
     /// `(package, test)` pairs that failed and then passed.

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use crate::event::{TestEvent, parse_line};
 use crate::junit;
-use crate::model::Execution;
+use crate::model::{Execution, TestState};
 use crate::plan::FailedTests;
 use crate::summary::{Provenance, RunMeta, Summary, render_markdown, summarize};
 
@@ -153,59 +153,90 @@ pub fn write(
 ) -> Result<Written, ResultsError> {
     std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
     let ex = &rec.execution;
-
-    let mut files = BTreeMap::new();
-    let failed = ex.failed_tests();
-    if !failed.is_empty() {
-        let fdir = dir.join("failures");
-        std::fs::create_dir_all(&fdir).map_err(io("creating", &fdir))?;
-        for (i, (p, t)) in failed.iter().enumerate() {
-            let name = format!(
-                "{:03}-{}-{}.log",
-                i + 1,
-                file_name_part(&p.name),
-                file_name_part(&t.name)
-            );
-            let mut text = String::new();
-            for (n, a) in t.attempts.iter().enumerate() {
-                text.push_str(&format!(
-                    "=== attempt {} of {}: {:?}\n",
-                    n + 1,
-                    t.attempts.len(),
-                    a.outcome
-                ));
-                text.push_str(&a.output);
-                if let Some(s) = &a.synthesized {
-                    text.push_str(s);
-                    text.push('\n');
-                }
-            }
-            let path = fdir.join(&name);
-            std::fs::write(&path, text).map_err(io("writing", &path))?;
-            files.insert((p.name.clone(), t.name.clone()), format!("failures/{name}"));
-        }
-    }
-
+    let files = write_failure_logs(dir, ex)?;
     let mut meta = rec.meta.clone();
     if meta.id.is_empty() {
         meta.id = new_run_id(&meta);
     }
     let summary = summarize(ex, &meta, provenance, &files);
+    write_goroutine_dumps(dir, &rec.events)?;
+    keep_cores(dir, &rec.cores)?;
+    write_streams(dir, rec)?;
+    write_reports(dir, rec, &summary)?;
+    Ok(Written {
+        dir: dir.to_path_buf(),
+        summary,
+    })
+}
 
-    let dumps = crate::dumps::goroutine_dumps(&rec.events);
-    if !dumps.is_empty() {
-        let ddir = dir.join("dumps");
-        std::fs::create_dir_all(&ddir).map_err(io("creating", &ddir))?;
-        for (i, (pkg, text)) in dumps.iter().enumerate() {
-            let path = ddir.join(format!(
-                "{:03}-{}.goroutines.txt",
-                i + 1,
-                file_name_part(pkg)
-            ));
-            std::fs::write(&path, text).map_err(io("writing", &path))?;
+/// `failures/NNN-<package>-<test>.log`, every attempt of each failed test; returns the file of
+/// each `(package, test)`.
+fn write_failure_logs(
+    dir: &Path,
+    ex: &Execution,
+) -> Result<BTreeMap<(String, String), String>, ResultsError> {
+    let mut files = BTreeMap::new();
+    let failed = ex.failed_tests();
+    if failed.is_empty() {
+        return Ok(files);
+    }
+    let fdir = dir.join("failures");
+    std::fs::create_dir_all(&fdir).map_err(io("creating", &fdir))?;
+    for (i, (p, t)) in failed.iter().enumerate() {
+        let name = format!(
+            "{:03}-{}-{}.log",
+            i + 1,
+            file_name_part(&p.name),
+            file_name_part(&t.name)
+        );
+        let path = fdir.join(&name);
+        std::fs::write(&path, attempts_text(t)).map_err(io("writing", &path))?;
+        files.insert((p.name.clone(), t.name.clone()), format!("failures/{name}"));
+    }
+    Ok(files)
+}
+
+/// Every attempt's output, each under a `=== attempt N of M: OUTCOME` line.
+fn attempts_text(t: &TestState) -> String {
+    let mut text = String::new();
+    for (n, a) in t.attempts.iter().enumerate() {
+        text.push_str(&format!(
+            "=== attempt {} of {}: {:?}\n",
+            n + 1,
+            t.attempts.len(),
+            a.outcome
+        ));
+        text.push_str(&a.output);
+        if let Some(s) = &a.synthesized {
+            text.push_str(s);
+            text.push('\n');
         }
     }
-    for (pkg, core) in &rec.cores {
+    text
+}
+
+/// `dumps/NNN-<package>.goroutines.txt`: the goroutine dumps in the event stream.
+fn write_goroutine_dumps(dir: &Path, events: &[String]) -> Result<(), ResultsError> {
+    let dumps = crate::dumps::goroutine_dumps(events);
+    if dumps.is_empty() {
+        return Ok(());
+    }
+    let ddir = dir.join("dumps");
+    std::fs::create_dir_all(&ddir).map_err(io("creating", &ddir))?;
+    for (i, (pkg, text)) in dumps.iter().enumerate() {
+        let path = ddir.join(format!(
+            "{:03}-{}.goroutines.txt",
+            i + 1,
+            file_name_part(pkg)
+        ));
+        std::fs::write(&path, text).map_err(io("writing", &path))?;
+    }
+    Ok(())
+}
+
+/// Moves the core files into `dumps/`, and their temporary folders away.
+fn keep_cores(dir: &Path, cores: &[(String, PathBuf)]) -> Result<(), ResultsError> {
+    for (pkg, core) in cores {
         let ddir = dir.join("dumps");
         std::fs::create_dir_all(&ddir).map_err(io("creating", &ddir))?;
         let name = core.file_name().unwrap_or_default();
@@ -224,7 +255,11 @@ pub fn write(
             let _ = std::fs::remove_dir(parent);
         }
     }
+    Ok(())
+}
 
+/// `events.jsonl` and, when there were any, the other lines in `harness-output.log`.
+fn write_streams(dir: &Path, rec: &RunRecord) -> Result<(), ResultsError> {
     let path = dir.join("events.jsonl");
     let mut f =
         std::io::BufWriter::new(std::fs::File::create(&path).map_err(io("creating", &path))?);
@@ -239,7 +274,12 @@ pub fn write(
         let path = dir.join("harness-output.log");
         std::fs::write(&path, rec.other_output.join("\n") + "\n").map_err(io("writing", &path))?;
     }
+    Ok(())
+}
 
+/// `junit.xml`, `summary.json`, `summary.md` and `index.html`.
+fn write_reports(dir: &Path, rec: &RunRecord, summary: &Summary) -> Result<(), ResultsError> {
+    let ex = &rec.execution;
     let path = dir.join("junit.xml");
     let xml = junit::render(ex, &rec.meta.suite)
         .to_string()
@@ -253,17 +293,12 @@ pub fn write(
     let path = dir.join("summary.json");
     std::fs::write(
         &path,
-        serde_json::to_string_pretty(&summary).expect("summary serializes") + "\n",
+        serde_json::to_string_pretty(summary).expect("summary serializes") + "\n",
     )
     .map_err(io("writing", &path))?;
     let path = dir.join("summary.md");
-    std::fs::write(&path, render_markdown(ex, &summary)).map_err(io("writing", &path))?;
-    write_index(dir, ex, &summary, false)?;
-
-    Ok(Written {
-        dir: dir.to_path_buf(),
-        summary,
-    })
+    std::fs::write(&path, render_markdown(ex, summary)).map_err(io("writing", &path))?;
+    write_index(dir, ex, summary, false)
 }
 
 /// A new run id: the start time and a hash of what makes this run unique on this machine.

@@ -8,7 +8,7 @@ use crate::event::{Action, ERROR_MARK, TestEvent};
 use crate::exec::TargetOs;
 use crate::model::Execution;
 use crate::results::RunRecord;
-use crate::runner::{RunOptions, SuiteError, flags_for, host_go, select};
+use crate::runner::{RunOptions, SuiteError, flags_for, host_go, run_meta, select};
 use crate::summary::RunMeta;
 
 /// Lists the packages `opts` selects (its shard included) with the host's Go for `os`/`arch`,
@@ -23,11 +23,7 @@ pub fn not_run_record(
     let t0 = Instant::now();
     let started = crate::event::now_rfc3339();
     let flags = flags_for(opts)?;
-    let env = vec![
-        ("GOOS".to_string(), os.goos().to_string()),
-        ("GOARCH".to_string(), arch.to_string()),
-        ("CGO_ENABLED".to_string(), "0".to_string()),
-    ];
+    let env = crate::debug::target_env(os, arch);
     let listed = host_go(opts, env).list(&opts.suite.packages, &flags.build_args())?;
     let listed = select(opts, listed);
     let mut events = Vec::new();
@@ -56,18 +52,8 @@ pub fn not_run_record(
     }
     let execution = Execution::from_events(&events);
     let meta = RunMeta {
-        suite: opts.suite_name.clone(),
-        mode: "host".into(),
-        shard: opts.shard.map(|s| s.to_string()),
-        started,
-        duration_secs: t0.elapsed().as_secs_f64(),
-        flags: flags
-            .go_test_args()
-            .into_iter()
-            .chain(flags.go_test_trailer())
-            .collect(),
         error: Some(why.to_string()),
-        ..Default::default()
+        ..run_meta(opts, &flags, "host", started, t0)
     };
     Ok(RunRecord {
         execution,

@@ -103,6 +103,7 @@ pub const WINDOWS_ERRNO: &[(u32, &str)] = &[
 /// listed under both names (`EWOULDBLOCK` = `EAGAIN`, `ENOTSUP` = `EOPNOTSUPP`,
 /// `EDEADLOCK` = `EDEADLK`). Only names that share a name with Windows, or that a person may
 /// type, are here; Linux has no `EOTHER`.
+#[rustfmt::skip]
 pub const LINUX_ERRNO: &[(&str, u32, &str)] = &[
     ("EPERM", 1, "Operation not permitted"),
     ("ENOENT", 2, "No such file or directory"),
@@ -162,30 +163,14 @@ pub const LINUX_ERRNO: &[(&str, u32, &str)] = &[
     ("EPROTOTYPE", 91, "Protocol wrong type for socket"),
     ("ENOPROTOOPT", 92, "Protocol not available"),
     ("EPROTONOSUPPORT", 93, "Protocol not supported"),
-    (
-        "EOPNOTSUPP",
-        95,
-        "Operation not supported on transport endpoint",
-    ),
-    (
-        "ENOTSUP",
-        95,
-        "Operation not supported (glibc alias of EOPNOTSUPP)",
-    ),
-    (
-        "EAFNOSUPPORT",
-        97,
-        "Address family not supported by protocol",
-    ),
+    ("EOPNOTSUPP", 95, "Operation not supported on transport endpoint"),
+    ("ENOTSUP", 95, "Operation not supported (glibc alias of EOPNOTSUPP)"),
+    ("EAFNOSUPPORT", 97, "Address family not supported by protocol"),
     ("EADDRINUSE", 98, "Address already in use"),
     ("EADDRNOTAVAIL", 99, "Cannot assign requested address"),
     ("ENETDOWN", 100, "Network is down"),
     ("ENETUNREACH", 101, "Network is unreachable"),
-    (
-        "ENETRESET",
-        102,
-        "Network dropped connection because of reset",
-    ),
+    ("ENETRESET", 102, "Network dropped connection because of reset"),
     ("ECONNABORTED", 103, "Software caused connection abort"),
     ("ECONNRESET", 104, "Connection reset by peer"),
     ("ENOBUFS", 105, "No buffer space available"),
@@ -319,6 +304,7 @@ pub fn ebpf_result_errno(result: &str) -> &'static str {
 /// Win32 error codes efW translates (`win32_error_code_to_ebpf_result()`), plus a few a test
 /// run meets around efW (service and driver loading): (value, name, the `ebpf_result_t` efW
 /// makes of it, or "" when efW does not map it).
+#[rustfmt::skip]
 pub const WIN32_ERRORS: &[(u32, &str, &str)] = &[
     (1, "ERROR_INVALID_FUNCTION", "EBPF_INVALID_OBJECT"),
     (2, "ERROR_FILE_NOT_FOUND", "EBPF_FILE_NOT_FOUND"),
@@ -351,11 +337,7 @@ pub const WIN32_ERRORS: &[(u32, &str, &str)] = &[
     (1168, "ERROR_NOT_FOUND", "EBPF_KEY_NOT_FOUND"),
     (1237, "ERROR_RETRY", "EBPF_TRY_AGAIN"),
     (1242, "ERROR_ALREADY_REGISTERED", "EBPF_KEY_ALREADY_EXISTS"),
-    (
-        1247,
-        "ERROR_ALREADY_INITIALIZED",
-        "EBPF_ALREADY_INITIALIZED",
-    ),
+    (1247, "ERROR_ALREADY_INITIALIZED", "EBPF_ALREADY_INITIALIZED"),
     (1296, "ERROR_CONTENT_BLOCKED", "EBPF_BLOCKED_BY_POLICY"),
     (1332, "ERROR_NONE_MAPPED", "EBPF_JIT_COMPILATION_FAILED"),
     (1359, "ERROR_INTERNAL_ERROR", "EBPF_KEY_ALREADY_EXISTS"),
@@ -363,17 +345,9 @@ pub const WIN32_ERRORS: &[(u32, &str, &str)] = &[
     (1460, "ERROR_TIMEOUT", "EBPF_TIMEOUT"),
     (1726, "RPC_S_CALL_FAILED", "EBPF_RPC_EXCEPTION"),
     (2001, "ERROR_BAD_DRIVER", "EBPF_EXTENSION_FAILED_TO_LOAD"),
-    (
-        5010,
-        "ERROR_OBJECT_ALREADY_EXISTS",
-        "EBPF_OBJECT_ALREADY_EXISTS",
-    ),
+    (5010, "ERROR_OBJECT_ALREADY_EXISTS", "EBPF_OBJECT_ALREADY_EXISTS"),
     (5023, "ERROR_INVALID_STATE", "EBPF_INVALID_STATE"),
-    (
-        14109,
-        "ERROR_GENERIC_COMMAND_FAILED",
-        "EBPF_PROGRAM_LOAD_FAILED",
-    ),
+    (14109, "ERROR_GENERIC_COMMAND_FAILED", "EBPF_PROGRAM_LOAD_FAILED"),
 ];
 
 /// What a code usually means for a person running ebpf-go on efW, beyond the header's words:

@@ -195,11 +195,7 @@ fn failures(o: &mut String, ex: &Execution, s: &Summary) {
             failure(o, s, &p.name, t);
         }
     }
-    let pkg_fail: Vec<_> = ex
-        .packages
-        .iter()
-        .filter(|p| p.failed_without_test())
-        .collect();
+    let pkg_fail = ex.packages_failed_without_test();
     if !pkg_fail.is_empty() {
         let _ = writeln!(o, "<h2>Package failures</h2>\n<ul>");
         for p in pkg_fail {
@@ -221,7 +217,7 @@ fn failures(o: &mut String, ex: &Execution, s: &Summary) {
 }
 
 fn other_outcomes(o: &mut String, ex: &Execution, s: &Summary) {
-    let timed_out: Vec<_> = ex.packages.iter().filter(|p| p.timed_out).collect();
+    let timed_out = ex.timed_out_packages();
     if !timed_out.is_empty() {
         let _ = writeln!(o, "<h2>Timed out</h2>\n<ul>");
         for p in timed_out {
@@ -300,9 +296,7 @@ fn timings(o: &mut String, s: &Summary) {
         bar_table(o, &["sub-phase"], &rows);
     }
     let slow: Vec<_> = s
-        .slowest
-        .iter()
-        .filter(|t| t.elapsed > 0.0)
+        .timed_slowest()
         .map(|t| (t.test.clone(), t.package.clone(), t.elapsed))
         .collect();
     if !slow.is_empty() {
@@ -314,21 +308,17 @@ fn timings(o: &mut String, s: &Summary) {
 fn provenance(o: &mut String, s: &Summary) {
     let pv = &s.provenance;
     let _ = writeln!(o, "<h2 id=\"provenance\">Provenance</h2>\n<table>");
-    let rows = [
-        ("run id", Some(s.run.id.clone())),
-        ("harness", Some(pv.harness_version.clone())),
-        ("efW source", pv.efw_source.clone()),
-        ("efW run", pv.efw_run_id.clone()),
-        ("efW commit", pv.efw_sha.clone()),
-        ("efW version", pv.efw_version.clone()),
-        ("guest OS", pv.guest_os.clone()),
-        ("guest build", pv.guest_build.clone()),
-        ("library commit", pv.library_commit.clone()),
+    let run_id = ("run id", Some(s.run.id.clone()));
+    let run = [
         ("mode", Some(s.run.mode.clone())),
         ("go test flags", Some(s.run.flags.join(" "))),
     ];
     let extra = pv.extra.iter().map(|(k, v)| (k.as_str(), Some(v.clone())));
-    for (k, v) in rows.into_iter().chain(extra) {
+    let rows = std::iter::once(run_id)
+        .chain(pv.labelled_facts())
+        .chain(run)
+        .chain(extra);
+    for (k, v) in rows {
         if let Some(v) = v.filter(|v| !v.is_empty()) {
             let _ = writeln!(
                 o,

@@ -2,14 +2,12 @@
 //! testdata, and run them on the target (pipelined, see [`crate::pipeline`]).
 
 use super::*;
-use crate::event::HARNESS_MARK;
 use crate::exec::{Executor, TargetOs};
 use crate::flags::{FlagError, GoTestFlags};
 use crate::gotool::{HostGo, ListedPackage};
 use crate::plan::shard_packages;
 use crate::pool::{HostPool, Job};
 use crate::stage::{Stager, in_testdata};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -57,14 +55,6 @@ pub(crate) fn select(opts: &RunOptions, listed: Vec<ListedPackage>) -> Vec<Liste
     }
 }
 
-/// A built test binary, relative to the staging root.
-#[derive(Debug, Clone)]
-pub(crate) struct Built {
-    pub pkg: String,
-    pub rel_dir: String,
-    pub bin: String,
-}
-
 pub(crate) fn rel_dir(module: &Path, dir: &Path) -> String {
     let module = module
         .canonicalize()
@@ -85,52 +75,12 @@ pub(crate) fn run_host(
         return Err(FlagError::RaceInHostMode.into());
     }
     let os = exec.os();
-    let target_env = vec![
-        ("GOOS".to_string(), os.goos().to_string()),
-        ("GOARCH".to_string(), exec.arch()),
-        ("CGO_ENABLED".to_string(), "0".to_string()),
-    ];
-    let go = host_go(opts, target_env);
-    st.phase("listing");
-    // `go tool -n test2json` may build the tool: do it while `go list` runs.
-    let native_go = host_go(opts, Vec::new());
-    let list_start = Instant::now();
-    let (listed, test2json) = std::thread::scope(|s| {
-        let t2j = s.spawn(|| native_go.test2json_path());
-        let listed = go.list(&opts.suite.packages, &flags.build_args());
-        (listed, t2j.join().expect("test2json lookup does not panic"))
-    });
-    st.clock.span("list", list_start, Instant::now());
-    let listed = select(opts, listed?);
-    let test2json = test2json?;
-    st.planned = listed.iter().map(|p| p.import_path.clone()).collect();
-    st.obs.on_event(
-        &RunEvent::Planned {
-            packages: listed.len(),
-        },
-        &st.ex,
-    );
+    let go = host_go(opts, crate::debug::target_env(os, &exec.arch()));
+    let (listed, test2json) = list_packages(&go, opts, flags, st)?;
 
-    let staging = tempfile::Builder::new()
-        .prefix("harness-suite-")
-        .tempdir()
-        .map_err(|e| SuiteError::Staging {
-            path: std::env::temp_dir(),
-            source: e,
-        })?;
+    let staging = staging_dir("harness-suite-")?;
     let (with_tests, without): (Vec<_>, Vec<_>) = listed.iter().partition(|p| p.has_tests());
-
-    let mut stager = Stager::new(&opts.module_dir, os, &in_testdata);
-    stager
-        .testdata(staging.path())
-        .map_err(|e| SuiteError::Staging {
-            path: staging.path().to_path_buf(),
-            source: e,
-        })?;
-    for w in stager.warnings {
-        st.warn(&w);
-    }
-    let testdata = crate::pipeline::testdata_roots(staging.path());
+    let testdata = stage_testdata(opts, os, staging.path(), st)?;
     for p in &without {
         st.no_test_files(&p.import_path);
     }
@@ -175,182 +125,75 @@ pub(crate) fn run_host(
     };
 
     rerun_rounds(opts, os, st, &mut |st, targets, trace_log| {
-        let jobs: Vec<Job> = targets
-            .iter()
-            .filter_map(|t| {
-                let b = built.iter().find(|b| b.pkg == t.package)?;
-                Some(Job {
-                    built: b.clone(),
-                    flags: rerun_flags(flags, t, trace_log),
-                    expected: t.tests.clone(),
-                })
-            })
-            .collect();
+        let jobs = rerun_jobs(&built, flags, targets, trace_log);
         pool.run(&mut execs, jobs, "rerun", opts, st);
     });
     Ok(())
 }
 
-pub(crate) fn build_all(
+/// Lists the packages to run (after sharding) and finds test2json at the same time (`go tool
+/// -n test2json` may build the tool), then announces how many packages there are.
+fn list_packages(
     go: &HostGo,
     opts: &RunOptions,
     flags: &GoTestFlags,
-    pkgs: &[&ListedPackage],
-    staging: &Path,
-    exe: &str,
     st: &mut State<'_>,
-) -> Result<Vec<Built>, SuiteError> {
-    let jobs: Vec<(usize, String, String, String)> = pkgs
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let rel = rel_dir(&opts.module_dir, &p.dir);
-            let base = p
-                .import_path
-                .rsplit('/')
-                .next()
-                .unwrap_or("pkg")
-                .to_string();
-            (i, p.import_path.clone(), rel, format!("{base}.test{exe}"))
-        })
-        .collect();
-    for (_, _, rel, _) in &jobs {
-        let d = staging.join(rel);
-        std::fs::create_dir_all(&d).map_err(|e| SuiteError::Staging { path: d, source: e })?;
-    }
-    let build_args = flags.build_args();
-    let mut results: Vec<Option<Result<(), Vec<String>>>> = vec![None; jobs.len()];
-    // Built so far and to build, over all batches of the run.
-    let mut done = st.build_progress.0;
-    let total = st.build_progress.1.max(done + jobs.len());
-    // Fast path: one `go test -c -o DIR/ PKGS…` per batch of distinct binary names loads the
-    // module once and lets Go build in parallel (several times faster than one `go` per
-    // package). Whatever it does not produce is built one by one below, which also pins a
-    // compile error on the right package.
-    let names: Vec<String> = jobs.iter().map(|j| j.3.clone()).collect();
-    for (k, batch) in batch_by_name(&names).into_iter().enumerate() {
-        if batch.len() < 2 {
-            continue;
-        }
-        let outdir = staging.join(format!(".batch-{k}"));
-        let mut args = vec![
-            "test".to_string(),
-            "-c".into(),
-            "-o".into(),
-            format!("{}/", outdir.display()),
-        ];
-        args.extend(build_args.iter().cloned());
-        args.extend(batch.iter().map(|&i| jobs[i].1.clone()));
-        if !matches!(go.run(&args, BUILD_TIMEOUT), Ok(o) if o.code == Some(0)) {
-            let _ = std::fs::remove_dir_all(&outdir);
-            continue;
-        }
-        for &i in &batch {
-            let (_, pkg, rel, bin) = &jobs[i];
-            if std::fs::rename(outdir.join(bin), staging.join(rel).join(bin)).is_ok() {
-                done += 1;
-                results[i] = Some(Ok(()));
-                st.obs.on_event(
-                    &RunEvent::Built {
-                        done,
-                        total,
-                        package: pkg,
-                        ok: true,
-                    },
-                    &st.ex,
-                );
-            }
-        }
-        let _ = std::fs::remove_dir_all(&outdir);
-    }
-    let pending: Vec<&(usize, String, String, String)> =
-        jobs.iter().filter(|j| results[j.0].is_none()).collect();
-    let queue = std::sync::Mutex::new(pending.into_iter());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::scope(|s| {
-        for _ in 0..opts.build_jobs.max(1) {
-            let tx = tx.clone();
-            let queue = &queue;
-            let build_args = &build_args;
-            s.spawn(move || {
-                loop {
-                    let Some((i, pkg, rel, bin)) = queue.lock().expect("queue").next() else {
-                        break;
-                    };
-                    let out = staging.join(rel).join(bin);
-                    let mut args = vec![
-                        "test".to_string(),
-                        "-c".into(),
-                        "-o".into(),
-                        out.display().to_string(),
-                    ];
-                    args.extend(build_args.iter().cloned());
-                    args.push(pkg.clone());
-                    let r = match go.run(&args, BUILD_TIMEOUT) {
-                        Ok(o) if o.code == Some(0) && out.is_file() => Ok(()),
-                        Ok(o) => {
-                            let mut lines = o.stderr;
-                            lines.extend(o.stdout);
-                            if o.timed_out {
-                                lines.push(format!(
-                                    "{HARNESS_MARK}build timed out after {}s",
-                                    BUILD_TIMEOUT.as_secs()
-                                ));
-                            }
-                            Err(lines)
-                        }
-                        Err(e) => Err(vec![e.to_string()]),
-                    };
-                    if tx.send((*i, r)).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        drop(tx);
-        for (i, r) in rx {
-            done += 1;
-            let ok = r.is_ok();
-            st.obs.on_event(
-                &RunEvent::Built {
-                    done,
-                    total,
-                    package: &jobs[i].1,
-                    ok,
-                },
-                &st.ex,
-            );
-            results[i] = Some(r);
-        }
+) -> Result<(Vec<ListedPackage>, PathBuf), SuiteError> {
+    st.phase("listing");
+    let native_go = host_go(opts, Vec::new());
+    let list_start = Instant::now();
+    let (listed, test2json) = std::thread::scope(|s| {
+        let t2j = s.spawn(|| native_go.test2json_path());
+        let listed = go.list(&opts.suite.packages, &flags.build_args());
+        (listed, t2j.join().expect("test2json lookup does not panic"))
     });
-    st.build_progress.0 = done;
-    let mut built = Vec::new();
-    for ((_, pkg, rel, bin), r) in jobs.into_iter().zip(results) {
-        match r {
-            Some(Ok(())) => built.push(Built {
-                pkg,
-                rel_dir: rel,
-                bin,
-            }),
-            Some(Err(lines)) => st.build_failed(&pkg, &lines),
-            None => st.build_failed(&pkg, &["build did not run".to_string()]),
-        }
-    }
-    Ok(built)
+    st.clock.span("list", list_start, Instant::now());
+    let listed = select(opts, listed?);
+    let test2json = test2json?;
+    st.planned = listed.iter().map(|p| p.import_path.clone()).collect();
+    st.obs.on_event(
+        &RunEvent::Planned {
+            packages: listed.len(),
+        },
+        &st.ex,
+    );
+    Ok((listed, test2json))
 }
 
-/// Splits package indexes into batches whose binary names are distinct (the k-th package of each
-/// name goes to batch k), since `go test -c -o DIR/` names binaries after the last path element.
-pub(crate) fn batch_by_name(names: &[String]) -> Vec<Vec<usize>> {
-    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut batches: Vec<Vec<usize>> = Vec::new();
-    for (i, n) in names.iter().enumerate() {
-        let k = seen.entry(n.as_str()).or_insert(0);
-        if batches.len() <= *k {
-            batches.push(Vec::new());
-        }
-        batches[*k].push(i);
-        *k += 1;
+/// Copies the module's testdata trees into `staging`; returns where they are in it.
+fn stage_testdata(
+    opts: &RunOptions,
+    os: TargetOs,
+    staging: &Path,
+    st: &mut State<'_>,
+) -> Result<Vec<PathBuf>, SuiteError> {
+    let mut stager = Stager::new(&opts.module_dir, os, &in_testdata);
+    stager.testdata(staging).map_err(|e| SuiteError::Staging {
+        path: staging.to_path_buf(),
+        source: e,
+    })?;
+    for w in stager.warnings {
+        st.warn(&w);
     }
-    batches
+    Ok(crate::pipeline::testdata_roots(staging))
+}
+
+/// A rerun round's jobs: each target's binary from the first round, with the rerun's flags.
+fn rerun_jobs(
+    built: &[Built],
+    flags: &GoTestFlags,
+    targets: &[RerunTarget],
+    trace_log: bool,
+) -> Vec<Job> {
+    targets
+        .iter()
+        .filter_map(|t| {
+            let b = built.iter().find(|b| b.pkg == t.package)?;
+            Some(Job {
+                built: b.clone(),
+                flags: rerun_flags(flags, t, trace_log),
+                expected: t.tests.clone(),
+            })
+        })
+        .collect()
 }

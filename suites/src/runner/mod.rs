@@ -20,12 +20,14 @@ use crate::results::RunRecord;
 use crate::summary::RunMeta;
 use crate::timing::Clock;
 
+mod build;
 mod guest;
 mod host;
 mod state;
 
+pub(crate) use build::{Built, build_all};
 use guest::run_guest;
-pub(crate) use host::{Built, build_all, host_go, select};
+pub(crate) use host::{host_go, select};
 use host::{rel_dir, run_host};
 pub(crate) use state::State;
 
@@ -205,6 +207,17 @@ pub fn resolve_mode(mode: RunMode, host_go: &str) -> RunMode {
     }
 }
 
+/// A temporary folder on the host to stage files in (removed when dropped).
+pub(crate) fn staging_dir(prefix: &str) -> Result<tempfile::TempDir, SuiteError> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .map_err(|e| SuiteError::Staging {
+            path: std::env::temp_dir(),
+            source: e,
+        })
+}
+
 pub(crate) fn cancelled(opts: &RunOptions) -> bool {
     opts.cancel
         .as_ref()
@@ -319,28 +332,18 @@ pub fn run(
         }
     }
     st.ex.finalize("the run ended before the package finished");
+    let mode_name = if mode == RunMode::Guest {
+        "guest"
+    } else {
+        "host"
+    };
     let meta = RunMeta {
-        id: String::new(),
-        merged_from: Vec::new(),
-        suite: opts.suite_name.clone(),
-        mode: if mode == RunMode::Guest {
-            "guest".into()
-        } else {
-            "host".into()
-        },
-        shard: opts.shard.map(|s| s.to_string()),
-        started,
-        duration_secs: t0.elapsed().as_secs_f64(),
-        flags: flags
-            .go_test_args()
-            .into_iter()
-            .chain(flags.go_test_trailer())
-            .collect(),
         error: st.lost.clone().or(st.error.clone()),
         warnings: st.warnings.clone(),
         crashes: st.crashes.clone(),
         timings: st.clock.seconds(),
         uploaded_bytes: st.uploaded_bytes,
+        ..run_meta(opts, &flags, mode_name, started, t0)
     };
     Ok(RunRecord {
         execution: st.ex,
@@ -350,6 +353,30 @@ pub fn run(
         package_dirs: st.package_dirs,
         cores: st.cores,
     })
+}
+
+/// The run facts every record starts from (the suite, its shard, when it started and how long
+/// it took, the `go test` flags); the outcome's facts are the caller's to add.
+pub(crate) fn run_meta(
+    opts: &RunOptions,
+    flags: &GoTestFlags,
+    mode: &str,
+    started: String,
+    t0: Instant,
+) -> RunMeta {
+    RunMeta {
+        suite: opts.suite_name.clone(),
+        mode: mode.into(),
+        shard: opts.shard.map(|s| s.to_string()),
+        started,
+        duration_secs: t0.elapsed().as_secs_f64(),
+        flags: flags
+            .go_test_args()
+            .into_iter()
+            .chain(flags.go_test_trailer())
+            .collect(),
+        ..Default::default()
+    }
 }
 
 /// More failures than `rerun_max_failures` point at a broken setup, not flakes: reruns would
@@ -415,7 +442,7 @@ pub(crate) fn stop_reason(opts: &RunOptions, st: &mut State<'_>) -> Option<Strin
 #[cfg(test)]
 mod tests {
 
-    use super::host::batch_by_name;
+    use super::build::batch_by_name;
 
     #[test]
     fn batches_keep_binary_names_distinct() {

@@ -1,5 +1,7 @@
 //! `summary.json`, `summary.md` and the console summary: three renderers of the same model.
 
+mod markdown;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -7,6 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::explain::{self, Explanation};
 use crate::model::{Execution, PackageState, PackageStatus, TestState, Totals, Verdict};
+
+pub use markdown::render_markdown;
 
 /// Where the results came from. The caller (harness) fills it from the installed efW build and
 /// the guest; suites only records it.
@@ -31,6 +35,22 @@ pub struct Provenance {
     pub library_commit: Option<String>,
     /// Anything else worth recording.
     pub extra: BTreeMap<String, String>,
+}
+
+impl Provenance {
+    /// The named facts with the labels the reports give them (`None` or empty when unknown).
+    pub(crate) fn labelled_facts(&self) -> [(&str, Option<String>); 8] {
+        [
+            ("harness", Some(self.harness_version.clone())),
+            ("efW source", self.efw_source.clone()),
+            ("efW run", self.efw_run_id.clone()),
+            ("efW commit", self.efw_sha.clone()),
+            ("efW version", self.efw_version.clone()),
+            ("guest OS", self.guest_os.clone()),
+            ("guest build", self.guest_build.clone()),
+            ("library commit", self.library_commit.clone()),
+        ]
+    }
 }
 
 /// Facts about one run that are not in the event stream.
@@ -149,6 +169,13 @@ pub struct Summary {
     /// Bytes of file content sent to the target (0 when everything was already there).
     #[serde(default)]
     pub uploaded_bytes: u64,
+}
+
+impl Summary {
+    /// The slowest tests that took any measurable time, slowest first.
+    pub(crate) fn timed_slowest(&self) -> impl Iterator<Item = &TestRef> {
+        self.slowest.iter().filter(|t| t.elapsed > 0.0)
+    }
 }
 
 fn test_ref(pkg: &str, t: &TestState) -> TestRef {
@@ -329,7 +356,7 @@ pub fn render_console(ex: &Execution, s: &Summary) -> String {
             let _ = writeln!(o, "    explain: {}", printable(&e.text()));
         }
     }
-    for p in ex.packages.iter().filter(|p| p.failed_without_test()) {
+    for p in ex.packages_failed_without_test() {
         let why = p.error.clone().unwrap_or_else(|| {
             if p.build_failed {
                 "build failed".into()
@@ -342,7 +369,7 @@ pub fn render_console(ex: &Execution, s: &Summary) -> String {
             let _ = writeln!(o, "    explain: {}", printable(&e.text()));
         }
     }
-    for p in ex.packages.iter().filter(|p| p.timed_out) {
+    for p in ex.timed_out_packages() {
         let _ = writeln!(
             o,
             "--- TIMED OUT: package {} after {:.1}s (its process tree was killed)",
@@ -367,12 +394,7 @@ pub fn render_console(ex: &Execution, s: &Summary) -> String {
             );
         }
     }
-    let slow: Vec<_> = s
-        .slowest
-        .iter()
-        .filter(|t| t.elapsed > 0.0)
-        .take(5)
-        .collect();
+    let slow: Vec<_> = s.timed_slowest().take(5).collect();
     if !slow.is_empty() {
         let _ = writeln!(o, "Slowest:");
         for t in slow {
@@ -395,173 +417,6 @@ pub fn render_console(ex: &Execution, s: &Summary) -> String {
         totals_line(&s.totals),
         s.run.duration_secs
     );
-    o
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
-/// One list item per explained error code, indented by `indent`.
-fn markdown_explanations(o: &mut String, notes: &[Explanation], indent: &str) {
-    if notes.is_empty() {
-        return;
-    }
-    if indent.is_empty() {
-        let _ = writeln!(o, "Error codes in this output (`harness explain`):\n");
-    }
-    for e in notes {
-        let _ = writeln!(
-            o,
-            "{indent}- **explain** {}",
-            html_escape(&printable(&e.text()))
-        );
-    }
-    if indent.is_empty() {
-        o.push('\n');
-    }
-}
-
-/// The provenance section of `summary.md`.
-fn markdown_provenance(o: &mut String, s: &Summary) {
-    let pv = &s.provenance;
-    let _ = writeln!(o, "### Provenance\n");
-    let rows = [
-        ("harness", Some(pv.harness_version.clone())),
-        ("efW source", pv.efw_source.clone()),
-        ("efW run", pv.efw_run_id.clone()),
-        ("efW commit", pv.efw_sha.clone()),
-        ("efW version", pv.efw_version.clone()),
-        ("guest OS", pv.guest_os.clone()),
-        ("guest build", pv.guest_build.clone()),
-        ("library commit", pv.library_commit.clone()),
-        ("mode", Some(s.run.mode.clone())),
-    ];
-    for (k, v) in rows {
-        if let Some(v) = v.filter(|v| !v.is_empty()) {
-            let _ = writeln!(o, "- {k}: `{}`", html_escape(&v));
-        }
-    }
-    for (k, v) in &pv.extra {
-        let _ = writeln!(o, "- {}: `{}`", html_escape(k), html_escape(v));
-    }
-}
-
-/// `summary.md`, ready for `$GITHUB_STEP_SUMMARY`.
-pub fn render_markdown(ex: &Execution, s: &Summary) -> String {
-    let mut o = String::new();
-    let t = &s.totals;
-    let shard = s
-        .run
-        .shard
-        .as_deref()
-        .map(|x| format!(" (shard {x})"))
-        .unwrap_or_default();
-    let _ = writeln!(
-        o,
-        "## Go tests `{}`{shard}: {}\n",
-        s.run.suite,
-        verdict_word(s.verdict)
-    );
-    let _ = writeln!(
-        o,
-        "| packages | tests | passed | failed | skipped | not run | flaky | duration |"
-    );
-    let _ = writeln!(o, "|---:|---:|---:|---:|---:|---:|---:|---:|");
-    let _ = writeln!(
-        o,
-        "| {} | {} | {} | {} | {} | {} | {} | {:.1}s |\n",
-        t.packages, t.tests, t.passed, t.failed, t.skipped, t.not_run, t.flaky, s.run.duration_secs
-    );
-    if let Some(e) = &s.run.error {
-        let _ = writeln!(o, "**Error:** {}\n", html_escape(e));
-    }
-    for c in &s.run.crashes {
-        let _ = writeln!(o, "**Guest crashed:** {}\n", html_escape(c));
-    }
-    for w in &s.run.warnings {
-        let _ = writeln!(o, "**Warning:** {}\n", html_escape(w));
-    }
-    let timed_out: Vec<_> = ex.packages.iter().filter(|p| p.timed_out).collect();
-    if !timed_out.is_empty() {
-        let _ = writeln!(o, "### Timed out\n");
-        for p in timed_out {
-            let _ = writeln!(o, "- `{}` after {:.1}s", p.name, p.elapsed);
-        }
-        o.push('\n');
-    }
-    let not_run = not_run_groups(ex);
-    if !not_run.is_empty() {
-        let _ = writeln!(o, "### Not run\n");
-        for (pkg, why, tests) in not_run {
-            let _ = writeln!(
-                o,
-                "- `{pkg}`: {} test(s), {}: {}",
-                tests.len(),
-                html_escape(&why),
-                html_escape(&some_names(&tests, 20))
-            );
-        }
-        o.push('\n');
-    }
-    let failed = ex.failed_tests();
-    if !failed.is_empty() {
-        let _ = writeln!(o, "### Failed\n");
-        for (p, t) in failed {
-            let _ = writeln!(
-                o,
-                "<details><summary><code>{}</code> ({})</summary>\n",
-                html_escape(&t.name),
-                html_escape(&p.name)
-            );
-            let _ = writeln!(
-                o,
-                "<pre>{}</pre>\n</details>\n",
-                html_escape(&excerpt(t, 30))
-            );
-            markdown_explanations(&mut o, &explain::scan(&final_output(t)), "");
-        }
-    }
-    let pkg_fail: Vec<_> = ex
-        .packages
-        .iter()
-        .filter(|p| p.failed_without_test())
-        .collect();
-    if !pkg_fail.is_empty() {
-        let _ = writeln!(o, "### Package failures\n");
-        for p in pkg_fail {
-            let why = p.failure_reason();
-            let _ = writeln!(o, "- `{}`: {}", p.name, html_escape(&why));
-            markdown_explanations(&mut o, &package_explanations(p), "  ");
-        }
-        o.push('\n');
-    }
-    if !s.flaky.is_empty() {
-        let _ = writeln!(o, "### Flaky\n");
-        for f in &s.flaky {
-            let _ = writeln!(o, "- `{}` ({}), {} attempts", f.test, f.package, f.attempts);
-        }
-        o.push('\n');
-    }
-    let slow: Vec<_> = s
-        .slowest
-        .iter()
-        .filter(|t| t.elapsed > 0.0)
-        .take(10)
-        .collect();
-    if !slow.is_empty() {
-        let _ = writeln!(
-            o,
-            "### Slowest\n\n| test | package | seconds |\n|---|---|---:|"
-        );
-        for t in slow {
-            let _ = writeln!(o, "| `{}` | {} | {:.2} |", t.test, t.package, t.elapsed);
-        }
-        o.push('\n');
-    }
-    markdown_provenance(&mut o, s);
     o
 }
 
