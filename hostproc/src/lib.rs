@@ -26,6 +26,46 @@ impl Cancel {
     }
 }
 
+/// A background thread that is told to stop (its [`Cancel`] raised) and joined when dropped;
+/// its body polls the flag it is given.
+pub struct Worker {
+    stop: Cancel,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Worker {
+    /// Starts `body` on a thread named `name`.
+    pub fn spawn(
+        name: &str,
+        body: impl FnOnce(Cancel) + Send + 'static,
+    ) -> std::io::Result<Worker> {
+        let stop = Cancel::default();
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || body(flag))?;
+        Ok(Worker {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker").finish_non_exhaustive()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// Environment variables holding secrets (the GitHub token) that no child inherits unless a
 /// caller passes one on purpose.
 pub const SECRET_ENV: &[&str] = &["GITHUB_TOKEN", "GH_TOKEN"];
@@ -298,6 +338,22 @@ pub fn output(cmd: Command, timeout: Duration, cancel: Option<&Cancel>) -> std::
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_worker_is_stopped_and_joined_when_dropped() {
+        let done = std::sync::Arc::new(AtomicBool::new(false));
+        let d = done.clone();
+        let w = Worker::spawn("test-worker", move |stop| {
+            while !stop.is_cancelled() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            d.store(true, Ordering::SeqCst);
+        })
+        .unwrap();
+        assert!(!done.load(Ordering::SeqCst));
+        drop(w);
+        assert!(done.load(Ordering::SeqCst), "drop returns only after the body ended");
+    }
     use super::*;
 
     fn sh(script: &str) -> Command {

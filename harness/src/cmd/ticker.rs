@@ -2,15 +2,13 @@
 //! `progress_interval` seconds with what is done and what is running. Each line starts with the
 //! time since the suite began, so no two lines are the same.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Prints the latest status line every `interval` from its own thread until dropped.
 pub struct Ticker {
     status: Arc<Mutex<String>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _worker: hostproc::Worker,
 }
 
 /// `1h02m03s`, `2m05s`, `7s`.
@@ -27,13 +25,12 @@ impl Ticker {
     /// Starts printing `prefix: <status>` lines to stderr every `interval`.
     pub fn start(prefix: String, interval: Duration) -> Self {
         let status = Arc::new(Mutex::new("starting…".to_string()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (s, st) = (status.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
+        let s = status.clone();
+        let worker = hostproc::Worker::spawn("harness-ticker", move |st| {
             let t0 = Instant::now();
             let mut next = t0 + interval;
             let mut last = String::new();
-            while !st.load(Ordering::SeqCst) {
+            while !st.is_cancelled() {
                 std::thread::sleep(Duration::from_millis(100).min(interval));
                 if Instant::now() < next {
                     continue;
@@ -49,26 +46,17 @@ impl Ticker {
                     last = line;
                 }
             }
-        });
+        })
+        .expect("spawning the progress line thread");
         Ticker {
             status,
-            stop,
-            thread: Some(thread),
+            _worker: worker,
         }
     }
 
     /// Replaces the status the next line shows.
     pub fn set(&self, status: String) {
         *self.status.lock().expect("status") = status;
-    }
-}
-
-impl Drop for Ticker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

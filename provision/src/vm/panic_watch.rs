@@ -4,9 +4,6 @@
 //! so the guest goes on (Windows writes its dump, Linux with `panic=N` reboots).
 
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
@@ -47,15 +44,9 @@ pub fn reason(os: GuestOs, event: &Value) -> String {
 }
 
 /// The running watch; stops (and joins its thread) when dropped.
+#[derive(Debug)]
 pub struct PanicWatch {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl std::fmt::Debug for PanicWatch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PanicWatch").finish_non_exhaustive()
-    }
+    _worker: hostproc::Worker,
 }
 
 impl PanicWatch {
@@ -67,49 +58,33 @@ impl PanicWatch {
         on_panic: Box<dyn Fn(GuestPanic) + Send>,
     ) -> Result<PanicWatch, VmError> {
         let mut qmp = Qmp::connect(socket, Duration::from_secs(5))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("harness-panic-watch".into())
-            .spawn(move || {
-                while !flag.load(Ordering::SeqCst) {
-                    match qmp.next_event(Duration::from_millis(500)) {
-                        Ok(Some(ev)) if ev["event"] == "GUEST_PANICKED" => {
-                            let p = GuestPanic {
-                                reason: reason(os, &ev),
-                                at: SystemTime::now(),
-                                event: ev,
-                            };
-                            tracing::warn!("the guest panicked: {}", p.reason);
-                            on_panic(p);
-                        }
-                        Ok(Some(ev)) => tracing::debug!("QMP event: {ev}"),
-                        Ok(None) => {}
-                        Err(e) => {
-                            // QEMU went away (powered off); nothing more to hear.
-                            tracing::debug!("crash watch ends: {e}");
-                            return;
-                        }
+        let worker = hostproc::Worker::spawn("harness-panic-watch", move |stop| {
+            while !stop.is_cancelled() {
+                match qmp.next_event(Duration::from_millis(500)) {
+                    Ok(Some(ev)) if ev["event"] == "GUEST_PANICKED" => {
+                        let p = GuestPanic {
+                            reason: reason(os, &ev),
+                            at: SystemTime::now(),
+                            event: ev,
+                        };
+                        tracing::warn!("the guest panicked: {}", p.reason);
+                        on_panic(p);
+                    }
+                    Ok(Some(ev)) => tracing::debug!("QMP event: {ev}"),
+                    Ok(None) => {}
+                    Err(e) => {
+                        // QEMU went away (powered off); nothing more to hear.
+                        tracing::debug!("crash watch ends: {e}");
+                        return;
                     }
                 }
-            })
-            .map_err(|e| VmError::Qmp {
-                command: "crash watch".into(),
-                detail: format!("starting its thread: {e}"),
-            })?;
-        Ok(PanicWatch {
-            stop,
-            thread: Some(thread),
+            }
         })
-    }
-}
-
-impl Drop for PanicWatch {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        .map_err(|e| VmError::Qmp {
+            command: "crash watch".into(),
+            detail: format!("starting its thread: {e}"),
+        })?;
+        Ok(PanicWatch { _worker: worker })
     }
 }
 
