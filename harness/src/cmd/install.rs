@@ -239,16 +239,17 @@ fn print_report(report: &InstallReport) {
     println!("  version  {}", opt(&r.build.version));
     println!("  method   {}", install::plan::method_name(r.method));
     println!("  in guest {}", r.guest_dir);
-    for c in &report.checks {
-        println!(
-            "  {:<4} {:<28} {}",
-            if c.ok { "ok" } else { "FAIL" },
-            c.name,
-            c.detail
-        );
-    }
+    print_checks(&report.checks);
     if let Some(dir) = report.logs.first().and_then(|p| p.parent()) {
         println!("  logs     {}", dir.display());
+    }
+}
+
+/// The install's checks, one line each (`install`, `up`).
+pub fn print_checks(checks: &[install::Check]) {
+    for c in checks {
+        let mark = if c.ok { "ok" } else { "FAIL" };
+        println!("  {mark:<4} {:<28} {}", c.name, c.detail);
     }
 }
 

@@ -141,14 +141,7 @@ pub fn run_up(ctx: &Context, args: &UpArgs) -> anyhow::Result<ExitCode> {
                 .map(|v| format!(", version {v}"))
                 .unwrap_or_default()
         );
-        for c in &r.checks {
-            println!(
-                "  {} {:<28} {}",
-                if c.ok { "ok" } else { "!!" },
-                c.name,
-                c.detail
-            );
-        }
+        install::print_checks(&r.checks);
     }
     Ok(ExitCode::SUCCESS)
 }
