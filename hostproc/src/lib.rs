@@ -352,7 +352,10 @@ mod tests {
         .unwrap();
         assert!(!done.load(Ordering::SeqCst));
         drop(w);
-        assert!(done.load(Ordering::SeqCst), "drop returns only after the body ended");
+        assert!(
+            done.load(Ordering::SeqCst),
+            "drop returns only after the body ended"
+        );
     }
     use super::*;
 

@@ -71,8 +71,8 @@ const BUILD_FLAGS: &[&str] = &[
     "C=",
 ];
 
-/// Flags the harness sets itself; a user's value is dropped.
-const OWNED_FLAGS: &[&str] = &["json", "v", "c", "o", "exec"];
+/// Flags the harness sets itself; a user's is dropped, with its value (`=` as above).
+const OWNED_FLAGS: &[&str] = &["json", "v", "c", "o=", "exec="];
 
 /// A bad flag list.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -134,14 +134,15 @@ impl GoTestFlags {
             };
             let testing = lookup(TESTING_FLAGS, &name);
             let build = lookup(BUILD_FLAGS, &name);
-            if value.is_none() && testing.or(build) == Some(true) {
+            let owned = lookup(OWNED_FLAGS, &name);
+            if value.is_none() && testing.or(build).or(owned) == Some(true) {
                 value = Some(
                     it.next()
                         .ok_or_else(|| FlagError::MissingValue(name.clone()))?
                         .clone(),
                 );
             }
-            if OWNED_FLAGS.contains(&name.as_str()) {
+            if owned.is_some() {
                 continue;
             }
             if testing.is_some() {
@@ -263,6 +264,26 @@ pub fn parse_go_duration(s: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn owned_flags_are_dropped_with_their_values() {
+        let args: Vec<String> = [
+            "-exec",
+            "wrapper",
+            "-o",
+            "out.test",
+            "-json",
+            "-run=X",
+            "-trace-log",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let f = GoTestFlags::parse(&args).unwrap();
+        assert_eq!(f.get("run"), Some("X"));
+        assert_eq!(f.passthrough, ["-trace-log"], "{f:?}");
+        assert!(f.build.is_empty(), "{f:?}");
+    }
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()
