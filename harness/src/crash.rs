@@ -6,7 +6,7 @@
 //! with a new boot id, raises the crash generation. Every session then aborts its command and
 //! reports `TargetCrashed`; the suites runner errors the running packages "guest crashed (…)"
 //! and calls [`CrashGuard::recover`]: wait for the guest to come back (else restore the ready
-//! snapshot), run `[vm] setup` again, keep the serial console's tail and the guest's new dumps in
+//! snapshot), run `[vm] setup` again, put the efW runtime back if the reboot lost it, keep the serial console's tail and the guest's new dumps in
 //! `results/dumps/`, and go on with the remaining packages.
 
 use std::path::PathBuf;
@@ -17,6 +17,10 @@ use std::time::{Duration, Instant};
 use provision::session::{Endpoint, GuestOs, Session, SessionOptions};
 use provision::vm::panic_watch::GuestPanic;
 use provision::vm::{UpOptions, UpOutcome, Vm};
+
+/// Puts the efW runtime back after a crash when the reboot lost it (a guest whose disk is RAM);
+/// a no-op when it still verifies. Returns what it did.
+pub type Reinstall = Box<dyn Fn(&mut Session) -> Result<String, String> + Send + Sync>;
 
 /// Lines of the serial console kept per crash.
 const SERIAL_TAIL_LINES: usize = 200;
@@ -72,6 +76,7 @@ pub struct CrashGuard {
     up: UpOutcome,
     os: GuestOs,
     setup: bool,
+    reinstall: Option<Reinstall>,
     ready_snapshot: String,
     boot_timeout: Duration,
     /// `results/dumps`.
@@ -98,6 +103,8 @@ impl std::fmt::Debug for CrashGuard {
 pub struct GuardSettings {
     pub os: GuestOs,
     pub setup: bool,
+    /// The installed runtime, put back after each recovery.
+    pub reinstall: Option<Reinstall>,
     pub ready_snapshot: String,
     pub boot_timeout: Duration,
     pub dumps_dir: PathBuf,
@@ -118,6 +125,7 @@ impl CrashGuard {
             up,
             os: s.os,
             setup: s.setup,
+            reinstall: s.reinstall,
             ready_snapshot: s.ready_snapshot,
             boot_timeout: s.boot_timeout,
             dumps_dir: s.dumps_dir,
@@ -174,6 +182,15 @@ impl CrashGuard {
             format!("{how} (new boot id)")
         } else {
             how.to_string()
+        };
+        let how = match &self.reinstall {
+            Some(reinstall) => {
+                let did = reinstall(&mut session).map_err(|e| {
+                    format!("reinstalling the efW runtime after the crash failed: {e}")
+                })?;
+                format!("{how}; {did}")
+            }
+            None => how,
         };
         *self.boot_id.lock().expect("boot id") = boot;
         let (fetched, bugcheck) = self.fetch_new(&mut session);
@@ -298,6 +315,7 @@ pub fn watch(
     mut session: Session,
     out: &std::path::Path,
     since: String,
+    reinstall: Option<Reinstall>,
 ) -> (
     crate::guest::SessionExecutor,
     Option<Arc<CrashGuard>>,
@@ -331,6 +349,7 @@ pub fn watch(
     let settings = GuardSettings {
         os: cfg.os,
         setup: !cfg.setup.is_empty(),
+        reinstall,
         ready_snapshot: cfg.ready_snapshot.clone(),
         boot_timeout: Duration::from_secs(cfg.boot_timeout.max(1)),
         dumps_dir: out.join("dumps"),

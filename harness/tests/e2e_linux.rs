@@ -401,7 +401,8 @@ package_timeout = 300
 /// Crash forensics for real, in one boot: the fixture's `hang` hits its timeout and leaves its
 /// goroutine dump and its core file (`core_dumps`); `kpanic` panics the guest kernel (pvpanic → QMP GUEST_PANICKED), is reported
 /// "guest crashed (kernel panic)" well before its timeout, the guest reboots (`panic=-1`) and
-/// the run goes on: `pass` runs after the crash. The serial tail is kept; the run fails.
+/// the run goes on: `pass` runs after the crash, with the efW-shaped runtime of the Linux demo
+/// reinstalled (the guest's disk is RAM). The serial tail is kept; the run fails.
 #[test]
 fn kernel_panic_is_reported_and_the_run_continues_after_the_reboot() {
     let d = tempfile::tempdir().unwrap();
@@ -410,7 +411,11 @@ fn kernel_panic_is_reported_and_the_run_continues_after_the_reboot() {
         &cfg,
         format!(
             r#"[efw]
-source = "none"
+source = "file:{}"
+
+[install]
+method = "setup-sh"
+verify_command = 'test -f "$EFW_RUNTIME_DIR/bin/ebpfapi"'
 
 [vm]
 os = "linux"
@@ -434,6 +439,7 @@ core_dumps = true
 [suites.crash.env]
 {} = "1"
 "#,
+            demo_build().display(),
             testsupport::gomod::path().display(),
             testsupport::gomod::KPANIC_ENV,
         ),
@@ -487,6 +493,14 @@ core_dumps = true
     assert!(serial.contains("Kernel panic"), "{serial}");
     let rec = json(&out.join("dumps/crash-1.json"));
     assert_eq!(rec["reason"], "kernel panic", "{rec}");
+    // The guest's disk is RAM: the reboot lost the runtime, and the recovery put it back.
+    assert!(
+        rec["recovery"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("reinstalled the efW runtime (the reboot lost it)"),
+        "{rec}"
+    );
     // The hung test's goroutine dump and (core_dumps) its core file, fetched from the guest.
     let dumps: Vec<_> = std::fs::read_dir(out.join("tests/dumps"))
         .unwrap_or_else(|e| panic!("no tests/dumps: {e}\n{all}"))
@@ -507,4 +521,9 @@ core_dumps = true
         "{g}"
     );
     assert!(qemu_processes(&d.path().display().to_string()).is_empty());
+}
+
+/// The Linux demo's efW-shaped build (a `file:` source).
+fn demo_build() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/linux-demo/build")
 }

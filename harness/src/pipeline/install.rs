@@ -128,6 +128,36 @@ pub fn install_runtime(
     Ok(report)
 }
 
+/// After a crash: the runtime put back when the reboot lost it (a guest whose disk is RAM), as
+/// `install` would, a no-op when it still verifies. Install logs go to `results_dir`.
+pub fn reinstall_hook(
+    ctx: &Context,
+    build: BuildToInstall,
+    results_dir: &Path,
+) -> crate::crash::Reinstall {
+    let mut opts = InstallOptions::new(ctx.config.install.clone(), results_dir.to_path_buf());
+    opts.cancel = Some(ctx.cancel.clone());
+    opts.psexec_candidates = psexec_candidates(ctx);
+    let state = install::host_record_path(&ctx.paths.state, &ctx.config.vm.name);
+    Box::new(move |session: &mut Session| {
+        let r = install::install_runtime(session, &build, &opts, &mut |_| {})
+            .map_err(|e| e.to_string())?;
+        if let Err(e) = install::save_host_record(&state, &r.record) {
+            tracing::warn!(
+                "recording the reinstalled build in {}: {e}",
+                state.display()
+            );
+        }
+        Ok(match r.outcome {
+            install::InstallOutcome::AlreadyInstalled => "the efW runtime still verifies",
+            install::InstallOutcome::Installed { .. } => {
+                "reinstalled the efW runtime (the reboot lost it)"
+            }
+        }
+        .to_string())
+    })
+}
+
 fn tools_dir(ctx: &Context) -> PathBuf {
     ctx.paths.cache.join("tools")
 }

@@ -145,6 +145,7 @@ pub fn test_on_vm(
         _vm: vm,
         up: up_outcome,
         session,
+        build,
         ..
     } = ready;
     let mut session = session.expect("full up opens a session");
@@ -171,7 +172,9 @@ pub fn test_on_vm(
     }
     prov.guest_build = doctor.guest_build.clone();
     let since = suites::event::now_rfc3339();
-    let (mut exec, guard, _watch) = crate::crash::watch(ctx, vm, up_outcome, session, out, since);
+    let reinstall = build.map(|b| super::install::reinstall_hook(ctx, b, &out.join("install")));
+    let (mut exec, guard, _watch) =
+        crate::crash::watch(ctx, vm, up_outcome, session, out, since, reinstall);
     let suites_req = SuitesRequest {
         out: Some(if names.len() > 1 {
             out.to_path_buf()

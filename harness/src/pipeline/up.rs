@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use provision::GuestOs;
-use provision::install::{InstallOutcome, InstallReport};
+use provision::install::{BuildToInstall, InstallOutcome, InstallReport};
 use provision::session::{Session, SessionOptions};
 use provision::vm::{UpOptions, UpOutcome, Vm};
 
@@ -39,6 +39,8 @@ pub struct Ready {
     pub up: UpOutcome,
     pub session: Option<Session>,
     pub install: Option<InstallReport>,
+    /// The efW build `install` installed.
+    pub build: Option<BuildToInstall>,
 }
 
 /// Opens a session to the VM `up` just made ready.
@@ -63,6 +65,7 @@ pub fn up(
         up,
         session: None,
         install: None,
+        build: None,
     };
     if req.vm_only {
         return Ok(ready);
@@ -74,8 +77,9 @@ pub fn up(
             Ok(((), "skipped: [efw] source = \"none\"".to_string()))
         })?;
     } else {
-        let report = install_efw(ctx, &req.efw, &mut session, phases, results_dir)?;
+        let (report, build) = install_efw(ctx, &req.efw, &mut session, phases, results_dir)?;
         ready.install = Some(report);
+        ready.build = Some(build);
     }
     ready.session = Some(session);
     Ok(ready)
@@ -114,7 +118,7 @@ fn install_efw(
     session: &mut Session,
     phases: &mut Phases,
     results_dir: Option<&Path>,
-) -> anyhow::Result<InstallReport> {
+) -> anyhow::Result<(InstallReport, BuildToInstall)> {
     let build = phases.run("artifacts", |_| {
         let b = efw.fetch(ctx)?;
         let p = &b.provenance;
@@ -166,5 +170,5 @@ fn install_efw(
             ))
         })?;
     }
-    Ok(report)
+    Ok((report, build))
 }
