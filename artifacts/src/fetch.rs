@@ -343,33 +343,28 @@ fn parse_url(text: &str, what: &str) -> Result<Url> {
 fn manifest_hash(root: &Path) -> Result<(u64, String)> {
     let mut lines = Vec::new();
     let mut total = 0u64;
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let entries =
-            std::fs::read_dir(&dir).map_err(|e| ArtifactError::io("cannot read", &dir, e))?;
-        for entry in entries.filter_map(|e| e.ok()) {
-            let path = entry.path();
-            let Ok(md) = entry.metadata() else { continue };
-            if md.is_dir() {
-                stack.push(path);
-            } else {
-                total += md.len();
-                let mtime = md
-                    .modified()
-                    .ok()
-                    .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok());
-                let rel = path
-                    .strip_prefix(root)
-                    .unwrap_or(&path)
-                    .to_string_lossy()
-                    .into_owned();
-                lines.push(format!(
-                    "{rel}\t{}\t{}",
-                    md.len(),
-                    mtime.map_or(0, |d| d.as_nanos())
-                ));
-            }
+    for entry in hostproc::walk(root) {
+        let entry = entry.map_err(|e| crate::manifest::walk_error(root, e))?;
+        let Ok(md) = entry.metadata() else { continue };
+        if md.is_dir() {
+            continue;
         }
+        total += md.len();
+        let mtime = md
+            .modified()
+            .ok()
+            .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok());
+        let rel = entry
+            .path()
+            .strip_prefix(root)
+            .unwrap_or(entry.path())
+            .to_string_lossy()
+            .into_owned();
+        lines.push(format!(
+            "{rel}\t{}\t{}",
+            md.len(),
+            mtime.map_or(0, |d| d.as_nanos())
+        ));
     }
     lines.sort();
     Ok((

@@ -30,30 +30,21 @@ pub struct Manifest {
 /// notices them (an unpacked build never has any).
 fn walk(root: &Path) -> Result<Vec<(String, std::fs::Metadata)>> {
     let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let entries =
-            std::fs::read_dir(&dir).map_err(|e| ArtifactError::io("cannot read", &dir, e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| ArtifactError::io("cannot read", &dir, e))?;
-            let path = entry.path();
-            let md = std::fs::symlink_metadata(&path)
-                .map_err(|e| ArtifactError::io("cannot stat", &path, e))?;
-            if md.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            let rel = path
-                .strip_prefix(root)
-                .unwrap_or(&path)
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy())
-                .collect::<Vec<_>>()
-                .join("/");
-            out.push((rel, md));
+    for entry in hostproc::walk(root) {
+        let entry = entry.map_err(|e| walk_error(root, e))?;
+        if entry.file_type().is_dir() {
+            continue;
         }
+        let md = entry.metadata().map_err(|e| walk_error(root, e))?;
+        out.push((hostproc::rel_slash(root, entry.path()), md));
     }
     Ok(out)
+}
+
+/// A walk that could not read a directory or stat a file under `root`.
+pub(crate) fn walk_error(root: &Path, e: walkdir::Error) -> ArtifactError {
+    let path = e.path().unwrap_or(root).to_path_buf();
+    ArtifactError::io("cannot read", &path, e.into())
 }
 
 fn mtime_ns(md: &std::fs::Metadata) -> u128 {

@@ -66,6 +66,25 @@ impl Drop for Worker {
     }
 }
 
+/// The one directory walker: every entry under `root` (not `root` itself), symbolic links not
+/// followed, in file-name order so that what is built from it is stable.
+pub fn walk(root: &std::path::Path) -> walkdir::WalkDir {
+    walkdir::WalkDir::new(root)
+        .min_depth(1)
+        .follow_links(false)
+        .sort_by_file_name()
+}
+
+/// `path` relative to `root`, `/`-separated (how manifests and guests name files).
+pub fn rel_slash(root: &std::path::Path, path: &std::path::Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// Environment variables holding secrets (the GitHub token) that no child inherits unless a
 /// caller passes one on purpose.
 pub const SECRET_ENV: &[&str] = &["GITHUB_TOKEN", "GH_TOKEN"];
@@ -338,6 +357,24 @@ pub fn output(cmd: Command, timeout: Duration, cancel: Option<&Cancel>) -> std::
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn walk_lists_everything_below_the_root_in_name_order_without_following_links() {
+        let d = std::env::temp_dir().join(format!("hostproc-walk-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("b/c")).unwrap();
+        std::fs::create_dir_all(d.join("outside")).unwrap();
+        std::fs::write(d.join("b/c/f"), "x").unwrap();
+        std::fs::write(d.join("a"), "y").unwrap();
+        std::os::unix::fs::symlink(d.join("outside"), d.join("b/link")).unwrap();
+        let root = d.join("b");
+        let got: Vec<String> = walk(&root)
+            .into_iter()
+            .map(|e| rel_slash(&root, e.unwrap().path()))
+            .collect();
+        assert_eq!(got, ["c", "c/f", "link"]);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
 
     #[test]
     fn a_worker_is_stopped_and_joined_when_dropped() {

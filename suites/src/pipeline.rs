@@ -283,17 +283,19 @@ fn push(
 /// The testdata trees staged under `staging` (top-most `testdata` entries), relative to it.
 pub(crate) fn testdata_roots(staging: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let mut stack = vec![PathBuf::new()];
-    while let Some(rel) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(staging.join(&rel)) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let r = rel.join(e.file_name());
-            if e.file_name() == "testdata" {
-                out.push(r);
-            } else if e.file_type().is_ok_and(|t| t.is_dir()) {
-                stack.push(r);
+    let mut walk = hostproc::walk(staging).into_iter();
+    while let Some(e) = walk.next() {
+        // An unreadable directory holds no testdata we could send anyway.
+        let Ok(e) = e else { continue };
+        if e.file_name() == "testdata" {
+            out.push(
+                e.path()
+                    .strip_prefix(staging)
+                    .unwrap_or(e.path())
+                    .to_path_buf(),
+            );
+            if e.file_type().is_dir() {
+                walk.skip_current_dir();
             }
         }
     }

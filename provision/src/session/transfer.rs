@@ -35,27 +35,13 @@ pub struct TreeStats {
 /// `relative path ('/'-separated) → size` of every regular file under `root`.
 pub fn local_tree_sizes(root: &Path) -> io::Result<BTreeMap<String, u64>> {
     let mut out = BTreeMap::new();
-    let mut stack = vec![PathBuf::new()];
-    while let Some(rel) = stack.pop() {
-        for e in fs::read_dir(root.join(&rel))? {
-            let e = e?;
-            let ft = e.file_type()?;
-            let r = rel.join(e.file_name());
-            if ft.is_dir() {
-                stack.push(r);
-            } else if ft.is_file() {
-                out.insert(slash_path(&r), e.metadata()?.len());
-            }
+    for e in hostproc::walk(root) {
+        let e = e?;
+        if e.file_type().is_file() {
+            out.insert(hostproc::rel_slash(root, e.path()), e.metadata()?.len());
         }
     }
     Ok(out)
-}
-
-fn slash_path(p: &Path) -> String {
-    p.components()
-        .map(|c| c.as_os_str().to_string_lossy())
-        .collect::<Vec<_>>()
-        .join("/")
 }
 
 /// Compares what was sent with what arrived; `Err` names the first few differences.
