@@ -357,14 +357,7 @@ pub fn render_console(ex: &Execution, s: &Summary) -> String {
         }
     }
     for p in ex.packages_failed_without_test() {
-        let why = p.error.clone().unwrap_or_else(|| {
-            if p.build_failed {
-                "build failed".into()
-            } else {
-                "package failed outside any test".into()
-            }
-        });
-        let _ = writeln!(o, "--- FAIL: package {}: {why}", p.name);
+        let _ = writeln!(o, "--- FAIL: package {}: {}", p.name, p.failure_reason());
         for e in package_explanations(p) {
             let _ = writeln!(o, "    explain: {}", printable(&e.text()));
         }
