@@ -25,7 +25,6 @@ use provision::vm::capacity::{self, VmShape};
 use provision::vm::{UpOptions, Vm};
 
 use crate::cmd::pipeline::vm_dirs;
-use crate::cmd::vm::EventPrinter;
 use crate::context::Context;
 use crate::phases::{PhaseTiming, Phases};
 use crate::pipeline::{self, RunRequest};
@@ -223,13 +222,12 @@ fn prepare_shared(ctx: &Context, args: &RunRequest, first: &Context) -> anyhow::
         cfg.iso = crate::iso::resolve(ctx, cfg.iso.as_deref())?;
     }
     let mut vm = Vm::open(&cfg, &vm_dirs(ctx)).context("opening the first VM")?;
-    let mut printer = EventPrinter::new(ctx, false);
     let opts = UpOptions {
         cancel: Some(ctx.cancel.clone()),
         psexec: ctx.config.install.psexec.clone(),
         ..Default::default()
     };
-    vm.prepare_shared(&opts, &mut |e| printer.show(ctx, &e))
+    vm.prepare_shared(&opts, &mut |e| crate::cmd::vm::show(ctx, &e))
         .context("preparing the golden image the VMs share")
 }
 

@@ -12,6 +12,7 @@ use super::up::{Ready, UpRequest, up};
 use crate::context::Context;
 use crate::gha;
 use crate::phases::{PhaseTiming, Phases};
+use crate::render::Event;
 
 /// What `run` is asked for.
 #[derive(Debug, Clone, Default)]
@@ -47,11 +48,12 @@ pub fn run(ctx: &Context, req: &RunRequest, phases: &mut Phases) -> anyhow::Resu
         let stopped = vm
             .reset()
             .context("resetting the VM to its golden image (--fresh)")?;
-        if stopped && !ctx.json {
-            eprintln!(
+        if stopped {
+            let note = format!(
                 "VM '{}' was running: stopped it to reset it to its golden image (--fresh)",
                 ctx.config.vm.name
             );
+            ctx.output().emit(&Event::Notice(&note));
         }
     }
     let out = match &req.out {

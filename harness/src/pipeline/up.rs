@@ -99,7 +99,7 @@ fn provision(
         ..Default::default()
     };
     phases.run("provision", |_| {
-        let (vm, up) = crate::cmd::vm::bring_up(ctx, req.iso.clone(), &opts, false)?;
+        let (vm, up) = crate::cmd::vm::bring_up(ctx, req.iso.clone(), &opts)?;
         let how = match (&up.restored_snapshot, up.already_running) {
             (_, true) => "already running".to_string(),
             (Some(s), _) => format!("restored snapshot '{s}'"),
