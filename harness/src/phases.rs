@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use indicatif::ProgressBar;
 use serde::Serialize;
 
 use crate::context::Context;
@@ -45,12 +44,11 @@ impl<'a> Phases<'a> {
         }
     }
 
-    /// Runs one phase. `f` gets the spinner (hidden when not on a terminal) to report sub-steps
-    /// with `set_message`, and returns the phase's value plus a short detail line.
+    /// Runs one phase. `f` returns the phase's value plus a short detail line.
     pub fn run<T>(
         &mut self,
         name: &str,
-        f: impl FnOnce(&ProgressBar) -> anyhow::Result<(T, String)>,
+        f: impl FnOnce() -> anyhow::Result<(T, String)>,
     ) -> anyhow::Result<T> {
         if self.ctx.cancel.is_cancelled() {
             anyhow::bail!("interrupted before the {name} phase");
@@ -62,14 +60,13 @@ impl<'a> Phases<'a> {
     pub fn always<T>(
         &mut self,
         name: &str,
-        f: impl FnOnce(&ProgressBar) -> anyhow::Result<(T, String)>,
+        f: impl FnOnce() -> anyhow::Result<(T, String)>,
     ) -> anyhow::Result<T> {
         let out = self.ctx.output();
         out.emit(&Event::PhaseStarted { name });
-        let bar = out.phase_bar();
         let t0 = Instant::now();
         let cancelled_before = self.ctx.cancel.is_cancelled();
-        let result = f(&bar);
+        let result = f();
         let secs = t0.elapsed().as_secs_f64();
         // A phase that Ctrl-C cut short did not succeed, even when it returns what it had.
         let interrupted = !cancelled_before && self.ctx.cancel.is_cancelled();
@@ -112,9 +109,9 @@ mod tests {
         let plain = crate::render::Plain::new(String::new(), err, false);
         ctx.render.set(crate::render::Output::new(plain)).unwrap();
         let mut phases = Phases::new(&ctx);
-        phases.run("quick", |_| Ok(((), "done".into()))).unwrap();
+        phases.run("quick", || Ok(((), "done".into()))).unwrap();
         let v = phases
-            .run("suites", |_| {
+            .run("suites", || {
                 ctx.cancel.cancel();
                 Ok((7, "2 passed".into()))
             })
@@ -122,7 +119,7 @@ mod tests {
         assert_eq!(v, 7, "what the phase gathered is still returned");
         // A cleanup phase that starts after Ctrl-C and succeeds is ok.
         phases
-            .always("down", |_| Ok(((), "powered off".into())))
+            .always("down", || Ok(((), "powered off".into())))
             .unwrap();
         let ok: Vec<(&str, bool)> = phases
             .timings

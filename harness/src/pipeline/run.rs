@@ -65,7 +65,7 @@ pub fn run(ctx: &Context, req: &RunRequest, phases: &mut Phases) -> anyhow::Resu
     let result = run_pipeline(ctx, req, phases, &out);
     // Whatever happened, leave the VM in a known state and write what we have.
     let down = (!req.keep).then(|| {
-        phases.always("down", |_| {
+        phases.always("down", || {
             let mut vm = Vm::open(&ctx.config.vm, &crate::cmd::pipeline::vm_dirs(ctx))
                 .context("opening the VM")?;
             let was_up = vm.down(&mut |_| {})?;
@@ -114,7 +114,7 @@ fn run_pipeline(
     out: &Path,
 ) -> anyhow::Result<(u8, Vec<serde_json::Value>)> {
     let (results, dumps) = test_on_vm(ctx, req, phases, out)?;
-    phases.run("results", |_| {
+    phases.run("results", || {
         report(ctx, &results)?;
         Ok(((), format!("{}", out.display())))
     })?;
@@ -155,7 +155,7 @@ pub fn test_on_vm(
     // Before the suites: is the guest fit for them? Stops here, with the fixes, when not.
     let trace_log =
         crate::guest_doctor::wants_trace_log(&ctx.config, &names, &req.suites.sel.extra);
-    let doctor = phases.run("doctor", |_| {
+    let doctor = phases.run("doctor", || {
         let source = req.up.efw.source.as_deref();
         crate::guest_doctor::run_phase(ctx, &mut session, source, trace_log, out)
     })?;
@@ -185,7 +185,7 @@ pub fn test_on_vm(
         }),
         ..req.suites.clone()
     };
-    let results = phases.run("suites", |_| {
+    let results = phases.run("suites", || {
         let r = run_suites(ctx, &mut exec, &prov, &suites_req)?;
         let t: Vec<String> = r
             .iter()

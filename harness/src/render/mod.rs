@@ -22,7 +22,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use artifacts::FetchEvent;
-use indicatif::ProgressBar;
 use provision::install::InstallEvent;
 use provision::vm::VmEvent;
 
@@ -73,11 +72,6 @@ pub enum Event<'a> {
 /// Draws events for one output.
 pub trait Renderer: Send {
     fn event(&mut self, e: &Event<'_>);
-
-    /// The bar the running phase's work may report sub-steps on (hidden unless on a terminal).
-    fn phase_bar(&self) -> ProgressBar {
-        ProgressBar::hidden()
-    }
 
     /// Clears whatever is still drawn (a spinner of work an error cut short).
     fn finish(&mut self) {}
@@ -183,11 +177,6 @@ impl Output {
 
     pub fn emit(&self, e: &Event<'_>) {
         self.renderer().event(e);
-    }
-
-    /// See [`Renderer::phase_bar`].
-    pub fn phase_bar(&self) -> ProgressBar {
-        self.renderer().phase_bar()
     }
 
     /// See [`Renderer::finish`].

@@ -145,10 +145,6 @@ impl Renderer for Terminal {
         }
     }
 
-    fn phase_bar(&self) -> ProgressBar {
-        self.phase.clone().unwrap_or_else(ProgressBar::hidden)
-    }
-
     fn finish(&mut self) {
         clear(&mut self.vm);
         clear(&mut self.suite);
