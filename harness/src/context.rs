@@ -93,6 +93,8 @@ pub struct Context {
     /// Set for one VM of `harness run --vms N` (its name): progress lines start with `[name] `,
     /// and no spinners or GitHub Actions groups are drawn, since several VMs print at once.
     pub label: Option<String>,
+    /// Where progress is rendered, chosen on first use ([`Context::output`]).
+    pub render: std::sync::OnceLock<crate::render::Output>,
 }
 
 impl Context {
@@ -100,6 +102,20 @@ impl Context {
     pub fn progress(&self) -> bool {
         use std::io::IsTerminal;
         !self.json && self.verbosity >= 0 && self.label.is_none() && std::io::stderr().is_terminal()
+    }
+
+    /// The renderer everything reporting progress in this context goes through, chosen once
+    /// from its output mode ([`crate::render::Mode`]).
+    pub fn output(&self) -> &crate::render::Output {
+        self.render
+            .get_or_init(|| crate::render::Output::for_context(self))
+    }
+
+    /// Clears whatever the renderer still draws (a spinner an error cut short).
+    pub fn finish_output(&self) {
+        if let Some(o) = self.render.get() {
+            o.finish();
+        }
     }
 
     /// What progress lines start with: `[name] ` for one VM of many, else nothing.
@@ -124,6 +140,7 @@ impl Context {
             verbosity: self.verbosity,
             cancel: self.cancel.clone(),
             label: Some(name.to_string()),
+            render: Default::default(),
         }
     }
 }
@@ -150,6 +167,7 @@ impl Context {
             verbosity: 0,
             cancel: Cancel::default(),
             label: None,
+            render: Default::default(),
         }
     }
 }

@@ -328,14 +328,13 @@ pub fn watch(
     let state = Arc::new(CrashState::default());
     let vm = Arc::new(Mutex::new(vm));
     let last = Mutex::new(None);
-    let (st, quiet) = (state.clone(), ctx.json);
+    let (st, shown) = (state.clone(), ctx.output().clone());
     let on_panic = Box::new(move |p: GuestPanic| {
-        if !quiet {
-            eprintln!(
-                "harness: guest crashed ({}): the running packages fail, waiting for the guest to come back",
-                p.reason
-            );
-        }
+        let note = format!(
+            "harness: guest crashed ({}): the running packages fail, waiting for the guest to come back",
+            p.reason
+        );
+        shown.emit(&crate::render::Event::Notice(&note));
         st.record_panic(&p, &last);
     });
     let watch = match vm.lock().expect("vm").panic_watch(cfg.os, on_panic) {
@@ -373,12 +372,13 @@ pub fn final_dumps(
         eprintln!("warning: {n}");
     }
     let kept = g.kept.lock().expect("kept").len();
-    if kept > 0 && !ctx.json {
-        eprintln!(
+    if kept > 0 {
+        let note = format!(
             "harness: {kept} crash file(s) in {} ({} crash(es) during the run): failing the run",
             g.dumps_dir.display(),
             g.state.generation()
         );
+        ctx.output().emit(&crate::render::Event::Notice(&note));
     }
     kept
 }

@@ -15,6 +15,7 @@ mod iso;
 mod multi;
 mod phases;
 mod pipeline;
+mod render;
 
 use std::process::ExitCode;
 
@@ -88,8 +89,10 @@ fn main() -> ExitCode {
         verbosity,
         cancel,
         label: None,
+        render: Default::default(),
     };
     let result = cmd::dispatch(&ctx, &cli.command);
+    ctx.finish_output();
     // One rule for every command: interrupted by Ctrl-C is 130, whatever the partial results
     // say (they are written, but they are not a verdict).
     if ctx.cancel.is_cancelled() {

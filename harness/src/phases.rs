@@ -1,15 +1,15 @@
-//! Running the pipeline's phases with one rendering: a spinner with elapsed time on a terminal,
-//! plain lines otherwise, a collapsible group per phase under GitHub Actions, and the timings
-//! kept for `--json`, the summary and the benchmark.
+//! Running the pipeline's phases: each one's start and outcome go to the context's renderer
+//! ([`crate::render`]: a spinner with elapsed time on a terminal, plain lines otherwise, a
+//! collapsible group per phase under GitHub Actions), and the timings are kept for `--json`,
+//! the summary and the benchmark.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::context::Context;
-use crate::gha;
+use crate::render::Event;
 
 /// One phase's outcome and how long it took.
 #[derive(Debug, Clone, Serialize)]
@@ -31,7 +31,6 @@ pub struct PhaseTiming {
 /// Runs phases in order and remembers how each went.
 pub struct Phases<'a> {
     ctx: &'a Context,
-    gha: bool,
     pub timings: Vec<PhaseTiming>,
     started: Instant,
 }
@@ -40,19 +39,16 @@ impl<'a> Phases<'a> {
     pub fn new(ctx: &'a Context) -> Self {
         Phases {
             ctx,
-            // One VM of many prints beside the others: groups would interleave.
-            gha: gha::active() && ctx.label.is_none(),
             timings: Vec::new(),
             started: Instant::now(),
         }
     }
 
-    /// Runs one phase. `f` gets the spinner (hidden when not on a terminal) to report sub-steps
-    /// with `set_message`, and returns the phase's value plus a short detail line.
+    /// Runs one phase. `f` returns the phase's value plus a short detail line.
     pub fn run<T>(
         &mut self,
         name: &str,
-        f: impl FnOnce(&ProgressBar) -> anyhow::Result<(T, String)>,
+        f: impl FnOnce() -> anyhow::Result<(T, String)>,
     ) -> anyhow::Result<T> {
         if self.ctx.cancel.is_cancelled() {
             anyhow::bail!("interrupted before the {name} phase");
@@ -64,31 +60,14 @@ impl<'a> Phases<'a> {
     pub fn always<T>(
         &mut self,
         name: &str,
-        f: impl FnOnce(&ProgressBar) -> anyhow::Result<(T, String)>,
+        f: impl FnOnce() -> anyhow::Result<(T, String)>,
     ) -> anyhow::Result<T> {
-        if self.gha {
-            println!("{}", gha::group(name));
-        }
-        let bar = if self.ctx.progress() {
-            let b = ProgressBar::new_spinner();
-            b.set_style(
-                ProgressStyle::with_template("{spinner} {prefix:.bold} [{elapsed}] {wide_msg}")
-                    .expect("valid template"),
-            );
-            b.set_prefix(name.to_string());
-            b.enable_steady_tick(Duration::from_millis(120));
-            b
-        } else {
-            if self.ctx.verbosity >= 0 && !self.ctx.json {
-                eprintln!("{}==> {name}", self.ctx.tag());
-            }
-            ProgressBar::hidden()
-        };
+        let out = self.ctx.output();
+        out.emit(&Event::PhaseStarted { name });
         let t0 = Instant::now();
         let cancelled_before = self.ctx.cancel.is_cancelled();
-        let result = f(&bar);
+        let result = f();
         let secs = t0.elapsed().as_secs_f64();
-        bar.finish_and_clear();
         // A phase that Ctrl-C cut short did not succeed, even when it returns what it had.
         let interrupted = !cancelled_before && self.ctx.cancel.is_cancelled();
         let (ok, detail) = match &result {
@@ -96,29 +75,19 @@ impl<'a> Phases<'a> {
             Ok((_, d)) => (true, d.clone()),
             Err(e) => (false, format!("{e:#}")),
         };
-        if self.ctx.verbosity >= 0 && !self.ctx.json {
-            let mark = match (ok, interrupted) {
-                (true, _) => "ok",
-                (false, true) => "INTERRUPTED",
-                (false, false) => "FAILED",
-            };
-            eprintln!(
-                "{}{mark:>6} {name:<11} {secs:>7.1}s  {}",
-                self.ctx.tag(),
-                first_line(&detail)
-            );
-        }
-        if self.gha {
-            println!("{}", gha::endgroup());
-        }
-        self.timings.push(PhaseTiming {
+        let timing = PhaseTiming {
             phase: name.to_string(),
             seconds: secs,
             ok,
             detail,
             timings: None,
             uploaded_bytes: None,
+        };
+        out.emit(&Event::PhaseFinished {
+            timing: &timing,
+            interrupted,
         });
+        self.timings.push(timing);
         result.map(|(v, _)| v)
     }
 
@@ -126,10 +95,6 @@ impl<'a> Phases<'a> {
     pub fn total_seconds(&self) -> f64 {
         self.started.elapsed().as_secs_f64()
     }
-}
-
-fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or("")
 }
 
 #[cfg(test)]
@@ -140,10 +105,13 @@ mod tests {
     fn a_phase_cut_short_by_ctrl_c_is_not_ok() {
         let dir = tempfile::tempdir().unwrap();
         let ctx = Context::for_test(dir.path());
+        let (err, buf) = crate::render::buffer();
+        let plain = crate::render::Plain::new(String::new(), err, false);
+        ctx.render.set(crate::render::Output::new(plain)).unwrap();
         let mut phases = Phases::new(&ctx);
-        phases.run("quick", |_| Ok(((), "done".into()))).unwrap();
+        phases.run("quick", || Ok(((), "done".into()))).unwrap();
         let v = phases
-            .run("suites", |_| {
+            .run("suites", || {
                 ctx.cancel.cancel();
                 Ok((7, "2 passed".into()))
             })
@@ -151,7 +119,7 @@ mod tests {
         assert_eq!(v, 7, "what the phase gathered is still returned");
         // A cleanup phase that starts after Ctrl-C and succeeds is ok.
         phases
-            .always("down", |_| Ok(((), "powered off".into())))
+            .always("down", || Ok(((), "powered off".into())))
             .unwrap();
         let ok: Vec<(&str, bool)> = phases
             .timings
@@ -160,5 +128,21 @@ mod tests {
             .collect();
         assert_eq!(ok, [("quick", true), ("suites", false), ("down", true)]);
         assert!(phases.timings[1].detail.starts_with("interrupted (Ctrl-C)"));
+        let text = crate::render::text(&buf);
+        let want = [
+            "==> quick",
+            "    ok quick ",
+            "==> suites",
+            "INTERRUPTED suites ",
+            "==> down",
+            "    ok down ",
+        ];
+        assert_eq!(text.lines().count(), want.len(), "{text}");
+        for (line, want) in text.lines().zip(want) {
+            assert!(
+                line.starts_with(want),
+                "{line:?} does not start with {want:?}"
+            );
+        }
     }
 }

@@ -174,48 +174,24 @@ fn chosen(ctx: &Context, name: Option<&str>, only_enabled: bool) -> anyhow::Resu
     }
 }
 
-/// Renders install events as plain progress lines on stderr (text mode) and keeps them for
-/// `--json`.
+/// Sends install events to the context's renderer and keeps them for `--json`.
 pub struct EventPrinter {
-    json: bool,
-    quiet: bool,
+    out: crate::render::Output,
     /// Every event seen, for `--json`.
     pub events: Vec<InstallEvent>,
-    /// `[name] ` for one VM of many.
-    tag: String,
 }
 
 impl EventPrinter {
     pub fn new(ctx: &Context) -> Self {
         EventPrinter {
-            json: ctx.json,
-            quiet: ctx.verbosity < 0,
+            out: ctx.output().clone(),
             events: Vec::new(),
-            tag: ctx.tag(),
         }
     }
 
     pub fn on_event(&mut self, e: &InstallEvent) {
         self.events.push(e.clone());
-        if self.json || self.quiet {
-            return;
-        }
-        match e {
-            InstallEvent::StepStarted { .. } => {}
-            InstallEvent::StepFinished { step, elapsed, ok } => {
-                let mark = if *ok { "ok" } else { "FAILED" };
-                eprintln!(
-                    "{}  {mark:>6} {:<30} {:>6.1}s",
-                    self.tag,
-                    step.label(),
-                    elapsed.as_secs_f64()
-                );
-            }
-            InstallEvent::Skipped { reason } => eprintln!("{}  {:>6} {reason}", self.tag, "skip"),
-            InstallEvent::Notice { message } => {
-                eprintln!("{}  {:>6} {message}", self.tag, "note")
-            }
-        }
+        self.out.emit(&crate::render::Event::Install(e));
     }
 }
 

@@ -21,7 +21,6 @@ pub mod pipeline;
 pub mod report;
 pub mod repro;
 pub mod test;
-pub mod ticker;
 pub mod vm;
 
 /// Runs the chosen subcommand.

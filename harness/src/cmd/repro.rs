@@ -100,7 +100,7 @@ pub fn run(ctx: &Context, args: &ReproArgs) -> anyhow::Result<ExitCode> {
     let mut guest = bring_up(ctx, args, source, &mut phases)?;
     let module = crate::pipeline::suite_module(&suite_name, &suite)?;
     let opts = run_options(ctx, suite_name.clone(), suite, &module, plan, &guest.prov);
-    let record = phases.run("repro", |_| {
+    let record = phases.run("repro", || {
         let r = repro(&mut guest.exec, &opts, ctx.json)?;
         let t = r.execution.totals();
         Ok((r, format!("{} passed, {} failed", t.passed, t.failed)))
@@ -239,7 +239,7 @@ fn bring_up(
     let ready = pipeline::up(ctx, &up_req, phases, None)?;
     let mut session = ready.session.expect("full up opens a session");
     if args.trace_log && session.os() == provision::GuestOs::Windows {
-        phases.run("etw", |_| {
+        phases.run("etw", || {
             crate::guest_doctor::stop_etw_before_trace_log(&mut session)
         })?;
     }

@@ -1,17 +1,16 @@
 //! `harness up | down | destroy | reset | status | snapshot …`: thin wrappers over
-//! `provision::vm`. Progress comes from the library's typed events and is rendered here (text
-//! lines, a spinner on a terminal, GitHub Actions groups, or nothing with `--json`).
+//! `provision::vm`. Progress comes from the library's typed events, which go to the context's
+//! renderer ([`crate::render`]).
 
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use provision::vm::{Phase, UpOptions, UpOutcome, Vm, VmDirs, VmError, VmEvent, VmState, VmStatus};
+use provision::vm::{UpOptions, UpOutcome, Vm, VmDirs, VmError, VmEvent, VmState, VmStatus};
 
 use crate::context::Context;
+use crate::render::Event;
 
 /// `harness down`
 #[derive(Debug, Args)]
@@ -64,125 +63,9 @@ fn dirs(ctx: &Context) -> VmDirs {
     }
 }
 
-/// Renders [`VmEvent`]s on stderr: one line per phase, a spinner with elapsed time on a
-/// terminal, `::group::` lines on GitHub Actions. Silent in `--json` mode.
-pub struct EventPrinter {
-    quiet: bool,
-    /// Print `::group::` lines (off inside the pipeline, whose phases are the groups).
-    gha: bool,
-    spinner: Option<indicatif::ProgressBar>,
-    /// The last "still waiting" line printed on a non-terminal (phase, elapsed seconds).
-    last_waiting: Option<(Phase, u64)>,
-    /// `[name] ` for one VM of many ([`Context::tag`]).
-    tag: String,
-}
-
-/// The "still waiting" line for a non-terminal, at most one per 30 s of a phase (pure).
-pub fn waiting_line(phase: Phase, elapsed: Duration, last: Option<(Phase, u64)>) -> Option<String> {
-    let secs = elapsed.as_secs();
-    let bucket = secs / 30;
-    if bucket == 0 || last.is_some_and(|(p, s)| p == phase && s / 30 == bucket) {
-        return None;
-    }
-    Some(format!(
-        "    {phase}: {} …",
-        fmt_secs(Duration::from_secs(bucket * 30))
-    ))
-}
-
-impl EventPrinter {
-    pub fn new(ctx: &Context, groups: bool) -> Self {
-        EventPrinter {
-            quiet: ctx.json || ctx.verbosity < 0,
-            gha: groups && crate::gha::active() && ctx.label.is_none(),
-            spinner: None,
-            last_waiting: None,
-            tag: ctx.tag(),
-        }
-    }
-
-    fn spinner(&mut self, phase: Phase) {
-        if let Some(s) = self.spinner.take() {
-            s.finish_and_clear();
-        }
-        let s = indicatif::ProgressBar::new_spinner();
-        s.set_message(phase.label().to_string());
-        s.enable_steady_tick(Duration::from_millis(200));
-        self.spinner = Some(s);
-    }
-
-    pub fn show(&mut self, ctx: &Context, e: &VmEvent) {
-        if self.quiet {
-            return;
-        }
-        let mut err = std::io::stderr();
-        match e {
-            VmEvent::Started { phase, timeout } => {
-                if self.gha {
-                    println!("{}", crate::gha::group(&phase.to_string()));
-                }
-                if ctx.progress() {
-                    self.spinner(*phase);
-                } else {
-                    let _ = writeln!(
-                        err,
-                        "{}==> {phase} (limit {})",
-                        self.tag,
-                        fmt_secs(*timeout)
-                    );
-                }
-            }
-            VmEvent::Waiting { phase, elapsed } => {
-                if let Some(s) = &self.spinner {
-                    s.set_message(format!("{phase} {}", fmt_secs(*elapsed)));
-                } else if let Some(line) = waiting_line(*phase, *elapsed, self.last_waiting) {
-                    self.last_waiting = Some((*phase, elapsed.as_secs()));
-                    let _ = writeln!(err, "{}{line}", self.tag);
-                }
-            }
-            VmEvent::Finished { phase, elapsed } => {
-                if let Some(s) = self.spinner.take() {
-                    s.finish_and_clear();
-                }
-                let _ = writeln!(
-                    err,
-                    "{}✓ {phase} ({:.1} s)",
-                    self.tag,
-                    elapsed.as_secs_f64()
-                );
-                if self.gha {
-                    println!("{}", crate::gha::endgroup());
-                }
-            }
-            VmEvent::Warning { message } => {
-                let line = if self.gha {
-                    format!("::warning::{message}")
-                } else {
-                    format!("{}warning: {message}", self.tag)
-                };
-                match &self.spinner {
-                    Some(s) => s.println(line),
-                    None => drop(writeln!(err, "{line}")),
-                }
-            }
-            VmEvent::Note { message } => match &self.spinner {
-                Some(s) => s.println(message),
-                None => drop(writeln!(err, "{}{message}", self.tag)),
-            },
-        }
-    }
-}
-
-impl Drop for EventPrinter {
-    fn drop(&mut self) {
-        if let Some(s) = self.spinner.take() {
-            s.finish_and_clear();
-        }
-    }
-}
-
-fn fmt_secs(d: Duration) -> String {
-    format!("{} s", d.as_secs())
+/// Sends `e` to the context's renderer: the `on_event` of the VM's operations.
+pub fn show(ctx: &Context, e: &VmEvent) {
+    ctx.output().emit(&Event::Vm(e));
 }
 
 /// Bring the configured VM up (the building block `harness up` and pipelines use). The VM lock
@@ -191,7 +74,6 @@ pub fn bring_up(
     ctx: &Context,
     iso: Option<PathBuf>,
     opts: &UpOptions,
-    groups: bool,
 ) -> anyhow::Result<(Vm, UpOutcome)> {
     let mut cfg = ctx.config.vm.clone();
     if iso.is_some() {
@@ -201,13 +83,12 @@ pub fn bring_up(
         cfg.iso = crate::iso::resolve(ctx, cfg.iso.as_deref())?;
     }
     let mut vm = Vm::open(&cfg, &dirs(ctx)).context("opening the VM")?;
-    let mut printer = EventPrinter::new(ctx, groups);
     let opts = UpOptions {
         cancel: Some(ctx.cancel.clone()),
         ..opts.clone()
     };
     let up = vm
-        .up(&opts, &mut |e| printer.show(ctx, &e))
+        .up(&opts, &mut |e| show(ctx, &e))
         .with_context(|| format!("bringing VM '{}' up", cfg.name))?;
     Ok((vm, up))
 }
@@ -253,10 +134,7 @@ fn open_to_change(ctx: &Context, command: &str, force: bool) -> anyhow::Result<V
 
 pub fn run_down(ctx: &Context, args: &DownArgs) -> anyhow::Result<ExitCode> {
     let mut vm = open_to_change(ctx, "down", args.force)?;
-    let mut printer = EventPrinter::new(ctx, true);
-    let stopped = vm
-        .down(&mut |e| printer.show(ctx, &e))
-        .context("stopping the VM")?;
+    let stopped = vm.down(&mut |e| show(ctx, &e)).context("stopping the VM")?;
     if ctx.json {
         print_json(&serde_json::json!({ "stopped": stopped }));
     } else if stopped {
@@ -378,7 +256,6 @@ pub fn run_status(ctx: &Context, _args: &StatusArgs) -> anyhow::Result<ExitCode>
 
 pub fn run_snapshot(ctx: &Context, cmd: &SnapshotCmd) -> anyhow::Result<ExitCode> {
     let d = dirs(ctx);
-    let mut printer = EventPrinter::new(ctx, true);
     match cmd {
         SnapshotCmd::List => {
             let mut vm = Vm::inspect(&ctx.config.vm, &d)?;
@@ -395,7 +272,7 @@ pub fn run_snapshot(ctx: &Context, cmd: &SnapshotCmd) -> anyhow::Result<ExitCode
         }
         SnapshotCmd::Save { name } => {
             let mut vm = Vm::open(&ctx.config.vm, &d)?;
-            vm.snapshot_save(name, &mut |e| printer.show(ctx, &e))
+            vm.snapshot_save(name, &mut |e| show(ctx, &e))
                 .with_context(|| format!("saving snapshot '{name}'"))?;
             if ctx.json {
                 print_json(&serde_json::json!({ "saved": name }));
@@ -411,7 +288,7 @@ pub fn run_snapshot(ctx: &Context, cmd: &SnapshotCmd) -> anyhow::Result<ExitCode
                 ..Default::default()
             };
             let up = vm
-                .snapshot_restore(name, &opts, &mut |e| printer.show(ctx, &e))
+                .snapshot_restore(name, &opts, &mut |e| show(ctx, &e))
                 .with_context(|| format!("restoring snapshot '{name}'"))?;
             vm.detach();
             if ctx.json {
@@ -435,32 +312,4 @@ pub fn run_snapshot(ctx: &Context, cmd: &SnapshotCmd) -> anyhow::Result<ExitCode
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn each_waiting_line_is_printed_once_per_30_s() {
-        let mut last = None;
-        let mut printed = Vec::new();
-        // Events about four times a second, as a polling loop sends them.
-        for ms in (0..95_000).step_by(250) {
-            if let Some(l) = waiting_line(Phase::ShuttingDown, Duration::from_millis(ms), last) {
-                last = Some((Phase::ShuttingDown, ms / 1000));
-                printed.push(l);
-            }
-        }
-        assert_eq!(
-            printed,
-            [
-                "    shutting down: 30 s …",
-                "    shutting down: 60 s …",
-                "    shutting down: 90 s …"
-            ]
-        );
-        // A new phase starts its own count.
-        assert!(waiting_line(Phase::Booting, Duration::from_secs(30), last).is_some());
-    }
 }

@@ -25,7 +25,6 @@ use provision::vm::capacity::{self, VmShape};
 use provision::vm::{UpOptions, Vm};
 
 use crate::cmd::pipeline::vm_dirs;
-use crate::cmd::vm::EventPrinter;
 use crate::context::Context;
 use crate::phases::{PhaseTiming, Phases};
 use crate::pipeline::{self, RunRequest};
@@ -144,12 +143,12 @@ fn run_all(
     phases: &mut Phases,
     out: &Path,
 ) -> anyhow::Result<Outcome> {
-    phases.run("prepare", |_| {
+    phases.run("prepare", || {
         let golden = prepare_shared(ctx, args, &vctxs[0])?;
         Ok(((), format!("golden image {}", golden.display())))
     })?;
     let n = vctxs.len() as u32;
-    let runs = phases.run("vms", |_| {
+    let runs = phases.run("vms", || {
         let runs: Vec<VmRun> = std::thread::scope(|s| {
             let handles: Vec<_> = vctxs
                 .iter()
@@ -188,7 +187,7 @@ fn run_all(
         t.ok = false; // its results are merged below, but the phase did not do its job
     }
     let mut runs = runs;
-    let merged = phases.always("merge", |_| {
+    let merged = phases.always("merge", || {
         let m = merge::merge_all(ctx, args, &mut runs, out)?;
         let detail = m
             .iter()
@@ -198,7 +197,7 @@ fn run_all(
         Ok((m, detail))
     })?;
     merge::write_vms_json(out, &runs)?;
-    phases.run("results", |_| {
+    phases.run("results", || {
         pipeline::report(ctx, &merged)?;
         Ok(((), format!("{}", out.display())))
     })?;
@@ -223,13 +222,12 @@ fn prepare_shared(ctx: &Context, args: &RunRequest, first: &Context) -> anyhow::
         cfg.iso = crate::iso::resolve(ctx, cfg.iso.as_deref())?;
     }
     let mut vm = Vm::open(&cfg, &vm_dirs(ctx)).context("opening the first VM")?;
-    let mut printer = EventPrinter::new(ctx, false);
     let opts = UpOptions {
         cancel: Some(ctx.cancel.clone()),
         psexec: ctx.config.install.psexec.clone(),
         ..Default::default()
     };
-    vm.prepare_shared(&opts, &mut |e| printer.show(ctx, &e))
+    vm.prepare_shared(&opts, &mut |e| crate::cmd::vm::show(ctx, &e))
         .context("preparing the golden image the VMs share")
 }
 
@@ -250,7 +248,7 @@ fn one_vm(v: &Context, args: &RunRequest, out: &Path) -> VmRun {
     let dumps = result.as_ref().map_or(0, |(_, d)| *d);
     let mut error = result.err().map(|e| format!("{e:#}"));
     if !args.keep {
-        let down = phases.always("down", |_| {
+        let down = phases.always("down", || {
             let mut vm = Vm::open(&v.config.vm, &vm_dirs(v)).context("opening the VM")?;
             let was_up = vm.down(&mut |_| {})?;
             Ok((

@@ -13,6 +13,7 @@ use provision::session::Session;
 
 use crate::cmd::download::fetch_options;
 use crate::context::{Context, expand_home};
+use crate::render::Event;
 
 /// Which efW build to install, and how (`install`, `up`, `run`).
 #[derive(Debug, Clone, Default)]
@@ -218,9 +219,7 @@ fn fetch_build(
     opts.offline = offline;
     let build = Fetcher::new(opts)?.fetch(cfg, &spec)?;
     for w in &build.warnings {
-        if !ctx.json {
-            eprintln!("{}warning: {w}", ctx.tag());
-        }
+        ctx.output().emit(&Event::Warning(w));
     }
     Ok(BuildToInstall {
         local_dir: build.path.clone(),

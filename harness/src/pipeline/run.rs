@@ -12,6 +12,7 @@ use super::up::{Ready, UpRequest, up};
 use crate::context::Context;
 use crate::gha;
 use crate::phases::{PhaseTiming, Phases};
+use crate::render::Event;
 
 /// What `run` is asked for.
 #[derive(Debug, Clone, Default)]
@@ -47,11 +48,12 @@ pub fn run(ctx: &Context, req: &RunRequest, phases: &mut Phases) -> anyhow::Resu
         let stopped = vm
             .reset()
             .context("resetting the VM to its golden image (--fresh)")?;
-        if stopped && !ctx.json {
-            eprintln!(
+        if stopped {
+            let note = format!(
                 "VM '{}' was running: stopped it to reset it to its golden image (--fresh)",
                 ctx.config.vm.name
             );
+            ctx.output().emit(&Event::Notice(&note));
         }
     }
     let out = match &req.out {
@@ -63,7 +65,7 @@ pub fn run(ctx: &Context, req: &RunRequest, phases: &mut Phases) -> anyhow::Resu
     let result = run_pipeline(ctx, req, phases, &out);
     // Whatever happened, leave the VM in a known state and write what we have.
     let down = (!req.keep).then(|| {
-        phases.always("down", |_| {
+        phases.always("down", || {
             let mut vm = Vm::open(&ctx.config.vm, &crate::cmd::pipeline::vm_dirs(ctx))
                 .context("opening the VM")?;
             let was_up = vm.down(&mut |_| {})?;
@@ -112,7 +114,7 @@ fn run_pipeline(
     out: &Path,
 ) -> anyhow::Result<(u8, Vec<serde_json::Value>)> {
     let (results, dumps) = test_on_vm(ctx, req, phases, out)?;
-    phases.run("results", |_| {
+    phases.run("results", || {
         report(ctx, &results)?;
         Ok(((), format!("{}", out.display())))
     })?;
@@ -153,7 +155,7 @@ pub fn test_on_vm(
     // Before the suites: is the guest fit for them? Stops here, with the fixes, when not.
     let trace_log =
         crate::guest_doctor::wants_trace_log(&ctx.config, &names, &req.suites.sel.extra);
-    let doctor = phases.run("doctor", |_| {
+    let doctor = phases.run("doctor", || {
         let source = req.up.efw.source.as_deref();
         crate::guest_doctor::run_phase(ctx, &mut session, source, trace_log, out)
     })?;
@@ -183,7 +185,7 @@ pub fn test_on_vm(
         }),
         ..req.suites.clone()
     };
-    let results = phases.run("suites", |_| {
+    let results = phases.run("suites", || {
         let r = run_suites(ctx, &mut exec, &prov, &suites_req)?;
         let t: Vec<String> = r
             .iter()

@@ -5,12 +5,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use indicatif::{ProgressBar, ProgressStyle};
 use suites::model::Execution;
 use suites::{Executor, RunEvent, RunOptions, Shard};
 
-use crate::cmd::ticker::Ticker;
 use crate::context::Context;
+use crate::render::{Event, Output};
 
 /// Which suites to run, how, and where their results go.
 #[derive(Debug, Clone, Default)]
@@ -108,12 +107,11 @@ pub fn executor(
     Ok((Box::new(crate::guest::SessionExecutor::new(session)), prov))
 }
 
-/// Draws the live progress line (a spinner on a terminal, a [`Ticker`] line every
-/// `progress_interval` seconds elsewhere) and, when verbose, streams test output.
+/// Turns a suite's run events into its live status line and notes for the renderer (a
+/// spinner on a terminal, a ticker line every `progress_interval` seconds in a log), with the
+/// test output to stream when verbose.
 pub struct Progress {
-    bar: ProgressBar,
-    ticker: Option<Ticker>,
-    verbose: bool,
+    out: Output,
     planned: Option<usize>,
     phase: String,
 }
@@ -137,10 +135,17 @@ impl Progress {
     }
 
     fn show(&self, msg: String) {
-        if let Some(t) = &self.ticker {
-            t.set(format!("{}: {msg}", self.phase));
-        }
-        self.bar.set_message(msg);
+        self.out.emit(&Event::SuiteStatus {
+            phase: &self.phase,
+            status: &msg,
+        });
+    }
+}
+
+impl Drop for Progress {
+    /// The suite is over, also when it failed.
+    fn drop(&mut self) {
+        self.out.emit(&Event::SuiteFinished);
     }
 }
 
@@ -209,33 +214,19 @@ pub fn run_suites(
             prov.extra.insert("host_go".into(), v);
         }
 
-        let bar = if ctx.progress() {
-            ProgressBar::new_spinner()
-        } else {
-            ProgressBar::hidden()
-        };
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} {prefix}: {wide_msg}").expect("template"),
-        );
-        bar.set_prefix(name.clone());
-        bar.enable_steady_tick(std::time::Duration::from_millis(200));
-        let ticker = (!ctx.progress() && !ctx.json && ctx.verbosity >= 0).then(|| {
-            Ticker::start(
-                format!("{}{name}", ctx.tag()),
-                std::time::Duration::from_secs(opts.suite.progress_interval.max(1)),
-            )
+        let out = ctx.output().clone();
+        out.emit(&Event::SuiteStarted {
+            suite: name,
+            interval: std::time::Duration::from_secs(opts.suite.progress_interval.max(1)),
         });
         let mut progress = Progress {
-            bar,
-            ticker,
-            verbose: ctx.verbosity > 0 && !ctx.json,
+            out,
             planned: None,
             phase: "starting".into(),
         };
         let record = suites::run(exec, &opts, &mut progress)
             .with_context(|| format!("running suite `{name}`"))?;
-        progress.bar.finish_and_clear();
-        drop(progress.ticker.take());
+        drop(progress);
 
         let dir = match &req.out {
             Some(d) if names.len() > 1 => d.join(name),
@@ -274,7 +265,8 @@ impl suites::Observer for Progress {
                 ok,
             } => {
                 if !ok {
-                    self.bar.println(format!("build failed: {package}"));
+                    let note = format!("build failed: {package}");
+                    self.out.emit(&Event::SuiteNote(&note));
                 }
                 self.show(format!(
                     "built {done}/{total} test binaries (last: {package})"
@@ -285,26 +277,21 @@ impl suites::Observer for Progress {
                     .iter()
                     .map(|t| t.tests.as_ref().map_or(1, Vec::len))
                     .sum();
-                self.bar.println(format!(
+                let note = format!(
                     "rerun {round}: {n} failed test(s) in {} package(s)",
                     targets.len()
-                ));
+                );
+                self.out.emit(&Event::SuiteNote(&note));
             }
             RunEvent::Event(ev) => {
-                if self.verbose
-                    && let Some(o) = &ev.output
-                {
-                    self.bar.suspend(|| eprint!("{o}"));
+                if let Some(o) = &ev.output {
+                    self.out.emit(&Event::TestOutput(o));
                 }
                 if ev.action.is_terminal() || ev.action == suites::event::Action::Run {
                     self.show(self.line(ex));
                 }
             }
-            RunEvent::Output(l) => {
-                if self.verbose {
-                    self.bar.suspend(|| eprintln!("{l}"));
-                }
-            }
+            RunEvent::Output(l) => self.out.emit(&Event::TestOutput(&format!("{l}\n"))),
         }
     }
 }

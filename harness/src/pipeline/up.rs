@@ -73,7 +73,7 @@ pub fn up(
     let mut session = connect(ctx, &ready.up, req.accept_new_host_key)?;
     if req.efw.none(ctx) {
         // A Linux kernel as the target: nothing to fetch or install, CI_EFW_VERSION stays unset.
-        phases.run("install", |_| {
+        phases.run("install", || {
             Ok(((), "skipped: [efw] source = \"none\"".to_string()))
         })?;
     } else {
@@ -98,8 +98,8 @@ fn provision(
         psexec: ctx.config.install.psexec.clone(),
         ..Default::default()
     };
-    phases.run("provision", |_| {
-        let (vm, up) = crate::cmd::vm::bring_up(ctx, req.iso.clone(), &opts, false)?;
+    phases.run("provision", || {
+        let (vm, up) = crate::cmd::vm::bring_up(ctx, req.iso.clone(), &opts)?;
         let how = match (&up.restored_snapshot, up.already_running) {
             (_, true) => "already running".to_string(),
             (Some(s), _) => format!("restored snapshot '{s}'"),
@@ -119,7 +119,7 @@ fn install_efw(
     phases: &mut Phases,
     results_dir: Option<&Path>,
 ) -> anyhow::Result<(InstallReport, BuildToInstall)> {
-    let build = phases.run("artifacts", |_| {
+    let build = phases.run("artifacts", || {
         let b = efw.fetch(ctx)?;
         let p = &b.provenance;
         let detail = format!(
@@ -132,7 +132,7 @@ fn install_efw(
     })?;
 
     let mut printer = crate::cmd::install::EventPrinter::new(ctx);
-    let report = phases.run("install", |_| {
+    let report = phases.run("install", || {
         let logs = results_dir.map(|d| d.join("install"));
         let r = install_runtime(ctx, session, &build, efw.force, logs.as_deref(), &mut |e| {
             printer.on_event(e)
@@ -154,7 +154,7 @@ fn install_efw(
 
     let names = enabled_extensions(ctx);
     if !names.is_empty() {
-        phases.run("extensions", |_| {
+        phases.run("extensions", || {
             if ctx.config.vm.os != GuestOs::Windows {
                 return Ok((
                     (),

@@ -5,6 +5,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::Target;
+
 /// Prints the latest status line every `interval` from its own thread until dropped.
 pub struct Ticker {
     status: Arc<Mutex<String>>,
@@ -22,8 +24,8 @@ pub fn clock(d: Duration) -> String {
 }
 
 impl Ticker {
-    /// Starts printing `prefix: <status>` lines to stderr every `interval`.
-    pub fn start(prefix: String, interval: Duration) -> Self {
+    /// Starts printing `prefix: <status>` lines to `err` every `interval`.
+    pub fn start(prefix: String, interval: Duration, err: Target) -> Self {
         let status = Arc::new(Mutex::new("starting…".to_string()));
         let s = status.clone();
         let worker = hostproc::Worker::spawn("harness-ticker", move |st| {
@@ -42,7 +44,7 @@ impl Ticker {
                     s.lock().expect("status")
                 );
                 if line != last {
-                    eprintln!("{line}");
+                    err.line(&line);
                     last = line;
                 }
             }
@@ -69,5 +71,23 @@ mod tests {
         assert_eq!(clock(Duration::from_secs(7)), "7s");
         assert_eq!(clock(Duration::from_secs(125)), "2m05s");
         assert_eq!(clock(Duration::from_secs(3723)), "1h02m03s");
+    }
+
+    #[test]
+    fn a_line_per_interval_with_the_latest_status() {
+        let (err, buf) = crate::render::buffer();
+        let t = Ticker::start("[a] unit".into(), Duration::from_millis(300), err);
+        t.set("run: packages 1/2".into());
+        let t0 = Instant::now();
+        while buf.lock().unwrap().is_empty() && t0.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        drop(t);
+        let text = crate::render::text(&buf);
+        assert_eq!(
+            text.lines().next(),
+            Some("[0s] [a] unit: run: packages 1/2")
+        );
+        assert!(text.ends_with('\n'));
     }
 }
