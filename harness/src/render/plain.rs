@@ -136,8 +136,8 @@ impl Renderer for Plain {
                     t.set(format!("{phase}: {status}"));
                 }
             }
-            // The spinner's lines: there is no spinner in a log.
-            Event::SuiteNote(_) => {}
+            // What a log must show too: a build that failed, a rerun round.
+            Event::SuiteNote(n) => self.line(n),
             Event::TestOutput(o) if self.verbose => self.err.write(o),
             Event::TestOutput(_) => {}
             Event::SuiteFinished => self.ticker = None,
@@ -340,8 +340,11 @@ FAILED install         9.5s  install failed
     }
 
     #[test]
-    fn test_output_streams_only_when_verbose() {
-        for (verbose, want) in [(false, ""), (true, "=== RUN TestX\nok\n")] {
+    fn test_output_streams_only_when_verbose_and_notes_always_show() {
+        for (verbose, want) in [
+            (false, "[a] build failed: x\n"),
+            (true, "=== RUN TestX\nok\n[a] build failed: x\n"),
+        ] {
             let (err, buf) = buffer();
             let mut p = Plain::new("[a] ".into(), err, verbose);
             p.event(&Event::TestOutput("=== RUN TestX\n"));
