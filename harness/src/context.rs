@@ -98,6 +98,14 @@ pub struct Context {
 }
 
 impl Context {
+    /// Where the VM's disks, state and cache live.
+    pub fn vm_dirs(&self) -> provision::vm::VmDirs {
+        provision::vm::VmDirs {
+            state: self.paths.state.clone(),
+            cache: self.paths.cache.clone(),
+        }
+    }
+
     /// Whether to draw progress bars: on a terminal, not quiet, not JSON, not one of many VMs.
     pub fn progress(&self) -> bool {
         use std::io::IsTerminal;

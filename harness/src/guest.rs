@@ -355,10 +355,7 @@ fn stage(root: &Path, dir: &Path, out: &Path, skip: UploadFilter<'_>) -> std::io
 pub fn hold_vm(
     ctx: &crate::context::Context,
 ) -> anyhow::Result<Option<provision::vm::lock::VmLock>> {
-    let dirs = provision::vm::VmDirs {
-        state: ctx.paths.state.clone(),
-        cache: ctx.paths.cache.clone(),
-    };
+    let dirs = ctx.vm_dirs();
     match provision::vm::use_lock(&ctx.config.vm, &dirs) {
         Ok(l) => Ok(Some(l)),
         Err(e @ provision::vm::VmError::Busy { .. }) => {
@@ -379,10 +376,7 @@ pub fn session(
 ) -> anyhow::Result<Session> {
     use anyhow::Context as _;
     let cfg = &ctx.config.vm;
-    let dirs = provision::vm::VmDirs {
-        state: ctx.paths.state.clone(),
-        cache: ctx.paths.cache.clone(),
-    };
+    let dirs = ctx.vm_dirs();
     let mut vm = provision::vm::Vm::inspect(cfg, &dirs).context("looking up the VM")?;
     let ep = vm.endpoint().context("finding the VM's SSH endpoint")?;
     let Some(ep) = ep else {

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Args;
+use provision::vm::Vm;
 use provision::vm::console::Console;
-use provision::vm::{Vm, VmDirs};
 
 use crate::context::Context;
 
@@ -86,15 +86,8 @@ pub fn instructions(c: &Console) -> String {
     out
 }
 
-fn dirs(ctx: &Context) -> VmDirs {
-    VmDirs {
-        state: ctx.paths.state.clone(),
-        cache: ctx.paths.cache.clone(),
-    }
-}
-
 fn running_console(ctx: &Context) -> anyhow::Result<Console> {
-    let mut vm = Vm::inspect(&ctx.config.vm, &dirs(ctx))?;
+    let mut vm = Vm::inspect(&ctx.config.vm, &ctx.vm_dirs())?;
     vm.console().context("finding the VM's console")?.context(
         "the VM runs without a console ([vm] console = \"none\"); set console = \"unix\" \
              (or \"tcp\") and restart it with `harness down` and `harness up`",
@@ -189,7 +182,7 @@ pub fn run_screenshot(ctx: &Context, args: &ScreenshotArgs) -> anyhow::Result<Ex
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
     }
-    let mut vm = Vm::inspect(&ctx.config.vm, &dirs(ctx))?;
+    let mut vm = Vm::inspect(&ctx.config.vm, &ctx.vm_dirs())?;
     let written = vm
         .screendump(&file)
         .context("taking a screenshot of the VM")?;

@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use provision::vm::VmDirs;
 
 use crate::cmd::{install, vm};
 use crate::context::Context;
@@ -68,13 +67,6 @@ pub struct RunArgs {
     /// Results folder (default: a new folder under the results dir, linked as `latest`).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-}
-
-pub(crate) fn vm_dirs(ctx: &Context) -> VmDirs {
-    VmDirs {
-        state: ctx.paths.state.clone(),
-        cache: ctx.paths.cache.clone(),
-    }
 }
 
 impl UpArgs {

@@ -2,12 +2,11 @@
 //! `provision::vm`. Progress comes from the library's typed events, which go to the context's
 //! renderer ([`crate::render`]).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use provision::vm::{UpOptions, UpOutcome, Vm, VmDirs, VmError, VmEvent, VmState, VmStatus};
+use provision::vm::{UpOptions, UpOutcome, Vm, VmError, VmEvent, VmState, VmStatus};
 
 use crate::context::Context;
 use crate::render::Event;
@@ -56,41 +55,9 @@ pub enum SnapshotCmd {
     Delete { name: String },
 }
 
-fn dirs(ctx: &Context) -> VmDirs {
-    VmDirs {
-        state: ctx.paths.state.clone(),
-        cache: ctx.paths.cache.clone(),
-    }
-}
-
 /// Sends `e` to the context's renderer: the `on_event` of the VM's operations.
 pub fn show(ctx: &Context, e: &VmEvent) {
     ctx.output().emit(&Event::Vm(e));
-}
-
-/// Bring the configured VM up (the building block `harness up` and pipelines use). The VM lock
-/// is held while this runs; with `detach` the VM stays up after the returned [`Vm`] is dropped.
-pub fn bring_up(
-    ctx: &Context,
-    iso: Option<PathBuf>,
-    opts: &UpOptions,
-) -> anyhow::Result<(Vm, UpOutcome)> {
-    let mut cfg = ctx.config.vm.clone();
-    if iso.is_some() {
-        cfg.iso = iso;
-    }
-    if cfg.os == provision::GuestOs::Windows && cfg.backend == provision::BackendKind::Qemu {
-        cfg.iso = crate::iso::resolve(ctx, cfg.iso.as_deref())?;
-    }
-    let mut vm = Vm::open(&cfg, &dirs(ctx)).context("opening the VM")?;
-    let opts = UpOptions {
-        cancel: Some(ctx.cancel.clone()),
-        ..opts.clone()
-    };
-    let up = vm
-        .up(&opts, &mut |e| show(ctx, &e))
-        .with_context(|| format!("bringing VM '{}' up", cfg.name))?;
-    Ok((vm, up))
 }
 
 pub fn outcome_json(up: &UpOutcome) -> serde_json::Value {
@@ -112,7 +79,7 @@ fn print_json(v: &serde_json::Value) {
 /// lock held exclusively, so it never pulls the VM away from a command using it. While one is,
 /// this refuses and names it; `force` goes ahead anyway, with a warning.
 fn open_to_change(ctx: &Context, command: &str, force: bool) -> anyhow::Result<Vm> {
-    match Vm::open(&ctx.config.vm, &dirs(ctx)) {
+    match Vm::open(&ctx.config.vm, &ctx.vm_dirs()) {
         Ok(vm) => Ok(vm),
         Err(VmError::Busy { holders, lock, .. }) => {
             let who = provision::vm::lock::describe(&holders);
@@ -126,7 +93,7 @@ fn open_to_change(ctx: &Context, command: &str, force: bool) -> anyhow::Result<V
             eprintln!(
                 "warning: VM '{name}' is in use by {who}; --force: running `harness {command}` anyway"
             );
-            Ok(Vm::inspect(&ctx.config.vm, &dirs(ctx))?)
+            Ok(Vm::inspect(&ctx.config.vm, &ctx.vm_dirs())?)
         }
         Err(e) => Err(anyhow::Error::new(e).context("opening the VM")),
     }
@@ -244,7 +211,7 @@ pub fn status_text(s: &VmStatus) -> String {
 }
 
 pub fn run_status(ctx: &Context, _args: &StatusArgs) -> anyhow::Result<ExitCode> {
-    let mut vm = Vm::inspect(&ctx.config.vm, &dirs(ctx))?;
+    let mut vm = Vm::inspect(&ctx.config.vm, &ctx.vm_dirs())?;
     let s = vm.status().context("reading the VM status")?;
     if ctx.json {
         print_json(&serde_json::to_value(&s)?);
@@ -255,7 +222,7 @@ pub fn run_status(ctx: &Context, _args: &StatusArgs) -> anyhow::Result<ExitCode>
 }
 
 pub fn run_snapshot(ctx: &Context, cmd: &SnapshotCmd) -> anyhow::Result<ExitCode> {
-    let d = dirs(ctx);
+    let d = ctx.vm_dirs();
     match cmd {
         SnapshotCmd::List => {
             let mut vm = Vm::inspect(&ctx.config.vm, &d)?;

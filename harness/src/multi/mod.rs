@@ -24,7 +24,6 @@ use anyhow::Context as _;
 use provision::vm::capacity::{self, VmShape};
 use provision::vm::{UpOptions, Vm};
 
-use crate::cmd::pipeline::vm_dirs;
 use crate::context::Context;
 use crate::phases::{PhaseTiming, Phases};
 use crate::pipeline::{self, RunRequest};
@@ -94,7 +93,7 @@ pub fn run(
     let vctxs: Vec<Context> = names.iter().map(|name| ctx.for_vm(name)).collect();
     if args.fresh {
         for v in &vctxs {
-            let mut vm = Vm::open(&v.config.vm, &vm_dirs(v)).context("opening the VM")?;
+            let mut vm = Vm::open(&v.config.vm, &v.vm_dirs()).context("opening the VM")?;
             vm.reset()
                 .with_context(|| format!("resetting VM '{}' (--fresh)", v.config.vm.name))?;
         }
@@ -221,7 +220,7 @@ fn prepare_shared(ctx: &Context, args: &RunRequest, first: &Context) -> anyhow::
     if cfg.os == provision::GuestOs::Windows {
         cfg.iso = crate::iso::resolve(ctx, cfg.iso.as_deref())?;
     }
-    let mut vm = Vm::open(&cfg, &vm_dirs(ctx)).context("opening the first VM")?;
+    let mut vm = Vm::open(&cfg, &ctx.vm_dirs()).context("opening the first VM")?;
     let opts = UpOptions {
         cancel: Some(ctx.cancel.clone()),
         psexec: ctx.config.install.psexec.clone(),
@@ -249,7 +248,7 @@ fn one_vm(v: &Context, args: &RunRequest, out: &Path) -> VmRun {
     let mut error = result.err().map(|e| format!("{e:#}"));
     if !args.keep {
         let down = phases.always("down", || {
-            let mut vm = Vm::open(&v.config.vm, &vm_dirs(v)).context("opening the VM")?;
+            let mut vm = Vm::open(&v.config.vm, &v.vm_dirs()).context("opening the VM")?;
             let was_up = vm.down(&mut |_| {})?;
             Ok((
                 (),

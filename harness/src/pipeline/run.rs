@@ -43,8 +43,7 @@ pub struct RunOutcome {
 /// VM is stopped unless `keep`.
 pub fn run(ctx: &Context, req: &RunRequest, phases: &mut Phases) -> anyhow::Result<RunOutcome> {
     if req.fresh {
-        let mut vm = Vm::open(&ctx.config.vm, &crate::cmd::pipeline::vm_dirs(ctx))
-            .context("opening the VM")?;
+        let mut vm = Vm::open(&ctx.config.vm, &ctx.vm_dirs()).context("opening the VM")?;
         let stopped = vm
             .reset()
             .context("resetting the VM to its golden image (--fresh)")?;
@@ -66,8 +65,7 @@ pub fn run(ctx: &Context, req: &RunRequest, phases: &mut Phases) -> anyhow::Resu
     // Whatever happened, leave the VM in a known state and write what we have.
     let down = (!req.keep).then(|| {
         phases.always("down", || {
-            let mut vm = Vm::open(&ctx.config.vm, &crate::cmd::pipeline::vm_dirs(ctx))
-                .context("opening the VM")?;
+            let mut vm = Vm::open(&ctx.config.vm, &ctx.vm_dirs()).context("opening the VM")?;
             let was_up = vm.down(&mut |_| {})?;
             let how = if was_up {
                 "powered off"

@@ -99,7 +99,7 @@ fn provision(
         ..Default::default()
     };
     phases.run("provision", || {
-        let (vm, up) = crate::cmd::vm::bring_up(ctx, req.iso.clone(), &opts)?;
+        let (vm, up) = bring_up(ctx, req.iso.clone(), &opts)?;
         let how = match (&up.restored_snapshot, up.already_running) {
             (_, true) => "already running".to_string(),
             (Some(s), _) => format!("restored snapshot '{s}'"),
@@ -171,4 +171,31 @@ fn install_efw(
         })?;
     }
     Ok((report, build))
+}
+
+/// Bring the configured VM up (the provision phase). The VM lock
+/// is held while this runs; with `detach` the VM stays up after the returned [`Vm`] is dropped.
+fn bring_up(
+    ctx: &Context,
+    iso: Option<PathBuf>,
+    opts: &UpOptions,
+) -> anyhow::Result<(Vm, UpOutcome)> {
+    let mut cfg = ctx.config.vm.clone();
+    if iso.is_some() {
+        cfg.iso = iso;
+    }
+    if cfg.os == provision::GuestOs::Windows && cfg.backend == provision::BackendKind::Qemu {
+        cfg.iso = crate::iso::resolve(ctx, cfg.iso.as_deref())?;
+    }
+    let mut vm = Vm::open(&cfg, &ctx.vm_dirs()).context("opening the VM")?;
+    let opts = UpOptions {
+        cancel: Some(ctx.cancel.clone()),
+        ..opts.clone()
+    };
+    let up = vm
+        .up(&opts, &mut |e| {
+            ctx.output().emit(&crate::render::Event::Vm(&e))
+        })
+        .with_context(|| format!("bringing VM '{}' up", cfg.name))?;
+    Ok((vm, up))
 }
