@@ -91,6 +91,15 @@ pub fn enabled_extensions(ctx: &Context) -> Vec<String> {
         .collect()
 }
 
+/// The configured install options, Ctrl-C and the host's PsExec candidates, logs under
+/// `results_dir`.
+fn install_options(ctx: &Context, results_dir: PathBuf) -> InstallOptions {
+    let mut opts = InstallOptions::new(ctx.config.install.clone(), results_dir);
+    opts.cancel = Some(ctx.cancel.clone());
+    opts.psexec_candidates = psexec_candidates(ctx);
+    opts
+}
+
 /// Installs `build` with the configured options, keeps logs in `results_dir` (default: a new
 /// `<results>/install-<unix time>` folder) under `install-logs/`, and
 /// records what is installed in host state (`<state>/vms/<vm>/installed.json`).
@@ -105,10 +114,8 @@ pub fn install_runtime(
     let results_dir = results_dir
         .map(Path::to_path_buf)
         .unwrap_or_else(|| ctx.paths.results.join(format!("install-{}", unix_now())));
-    let mut opts = InstallOptions::new(ctx.config.install.clone(), results_dir);
+    let mut opts = install_options(ctx, results_dir);
     opts.force = force;
-    opts.cancel = Some(ctx.cancel.clone());
-    opts.psexec_candidates = psexec_candidates(ctx);
     if session.os() == provision::GuestOs::Windows
         && !build.local_dir.join("PsExec64.exe").is_file()
         && !opts.psexec_candidates.iter().any(|p| p.is_file())
@@ -136,9 +143,7 @@ pub fn reinstall_hook(
     build: BuildToInstall,
     results_dir: &Path,
 ) -> crate::crash::Reinstall {
-    let mut opts = InstallOptions::new(ctx.config.install.clone(), results_dir.to_path_buf());
-    opts.cancel = Some(ctx.cancel.clone());
-    opts.psexec_candidates = psexec_candidates(ctx);
+    let opts = install_options(ctx, results_dir.to_path_buf());
     let state = install::host_record_path(&ctx.paths.state, &ctx.config.vm.name);
     Box::new(move |session: &mut Session| {
         let r = install::install_runtime(session, &build, &opts, &mut |_| {})
