@@ -849,6 +849,11 @@ impl RunningGuest {
             "q35",
             "-accel",
             "tcg",
+            // As harness's own TCG guests: `max` has RDRAND, so the kernel's entropy pool is
+            // ready at once. The default model has none; sshd's getrandom() then waits on jitter
+            // entropy, which after a reboot under TCG was seen to spin (soft lockup) for minutes.
+            "-cpu",
+            "max",
             "-nodefaults",
             "-display",
             "none",
