@@ -227,6 +227,15 @@ fn test_over_ssh_twice_uploads_nothing_the_second_time() {
     let gocache = String::from_utf8(gocache.stdout).unwrap();
     // A suite name of its own: the guest's directories are shared by everything on this host.
     let suite = format!("cas{}", std::process::id());
+    // The "guest" is this host: its suite folder goes when the test ends (the store stays shared).
+    struct Tidy(String);
+    impl Drop for Tidy {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(format!("/tmp/harness/suite-{}", self.0));
+            let _ = std::fs::remove_file(format!("/tmp/harness/suite-{}.harness-tree", self.0));
+        }
+    }
+    let _tidy = Tidy(suite.clone());
     let run = |n: u32| {
         let out = d.path().join(format!("out{n}"));
         let mut c = harness(d.path());

@@ -44,6 +44,16 @@ pub(crate) struct HostPool<'a> {
     pub cores: Option<PathBuf>,
 }
 
+impl Drop for HostPool<'_> {
+    /// The core folder goes when no core file went into it (the results move those out later,
+    /// and their folder with them).
+    fn drop(&mut self) {
+        if let Some(dir) = &self.cores {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
 /// Runs a test binary (`$0`, its arguments after) with no core size limit and says which core
 /// files it left in its working directory (stale ones are removed first).
 const CORE_WRAPPER: &str = r#"rm -f core core.[0-9]*
