@@ -229,15 +229,16 @@ impl CrashGuard {
 
     fn restore(&self, why: &str) -> Result<Session, String> {
         let mut vm = self.vm.lock().expect("vm");
-        let opts = UpOptions::default();
-        let up = vm
-            .snapshot_restore(&self.ready_snapshot, &opts, &mut |_| {})
-            .map_err(|e| {
-                format!(
-                    "the guest did not come back ({why}) and restoring snapshot '{}' failed: {e}",
-                    self.ready_snapshot
-                )
-            })?;
+        let opts = UpOptions {
+            restore: Some(self.ready_snapshot.clone()),
+            ..Default::default()
+        };
+        let up = vm.up(&opts, &mut |_| {}).map_err(|e| {
+            format!(
+                "the guest did not come back ({why}) and restoring snapshot '{}' failed: {e}",
+                self.ready_snapshot
+            )
+        })?;
         let mut o = SessionOptions::new(up.known_hosts.clone());
         o.accept_new_host_key = false;
         self.connect(&up.endpoint, &o)

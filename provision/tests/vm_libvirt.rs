@@ -98,12 +98,10 @@ fn libvirt_domain_is_started_found_snapshotted_and_shut_down() {
             .collect::<Vec<_>>(),
         ["ready"]
     );
-    let r = vm
-        .snapshot_restore("ready", &UpOptions::default(), &mut |_| {})
-        .unwrap();
+    let r = vm.up(&restore("ready"), &mut |_| {}).unwrap();
     assert_eq!(r.restored_snapshot.as_deref(), Some("ready"));
     assert!(
-        vm.snapshot_restore("nope", &UpOptions::default(), &mut |_| {})
+        vm.up(&restore("nope"), &mut |_| {})
             .unwrap_err()
             .to_string()
             .contains("snapshot not found")
@@ -134,5 +132,13 @@ fn libvirt_domain_is_started_found_snapshotted_and_shut_down() {
         "shutdown win11",
     ] {
         assert!(calls.contains(want), "missing `{want}` in\n{calls}");
+    }
+}
+
+/// `up` options that go back to snapshot `name`.
+fn restore(name: &str) -> UpOptions {
+    UpOptions {
+        restore: Some(name.into()),
+        ..Default::default()
     }
 }

@@ -76,9 +76,7 @@ fn lifecycle_of_one_vm() {
         (0, "a\nb\nlost+found".into())
     );
     drop(s);
-    let restored = vm
-        .snapshot_restore("s1", &UpOptions::default(), &mut |_| {})
-        .unwrap();
+    let restored = vm.up(&restore("s1"), &mut |_| {}).unwrap();
     let mut s = session(&restored);
     assert_eq!(sh(&mut s, "ls /data"), (0, "a\nlost+found".into()));
     // The clock was re-synced after the restore.
@@ -158,4 +156,12 @@ fn lifecycle_of_one_vm() {
     assert!(!vm_dir.exists());
     assert_no_processes(&vm_dir);
     assert_eq!(vm.status().unwrap().state, VmState::Absent);
+}
+
+/// `up` options that go back to snapshot `name`.
+fn restore(name: &str) -> UpOptions {
+    UpOptions {
+        restore: Some(name.into()),
+        ..Default::default()
+    }
 }

@@ -251,11 +251,12 @@ pub fn run_snapshot(ctx: &Context, cmd: &SnapshotCmd) -> anyhow::Result<ExitCode
             let mut vm = Vm::open(&ctx.config.vm, &d)?;
             let opts = UpOptions {
                 detach: true,
+                restore: Some(name.clone()),
                 cancel: Some(ctx.cancel.clone()),
                 ..Default::default()
             };
             let up = vm
-                .snapshot_restore(name, &opts, &mut |e| show(ctx, &e))
+                .up(&opts, &mut |e| show(ctx, &e))
                 .with_context(|| format!("restoring snapshot '{name}'"))?;
             vm.detach();
             if ctx.json {

@@ -99,6 +99,10 @@ impl LibvirtVm {
         opts: &UpOptions,
         on_event: &mut dyn FnMut(VmEvent),
     ) -> Result<UpOutcome, VmError> {
+        if let Some(name) = &opts.restore {
+            validate_snapshot_name(name)?;
+            self.virsh(&["snapshot-revert", &self.cfg.domain, name, "--running"])?;
+        }
         let started = Instant::now();
         match self.state()? {
             VmState::Running => {}
@@ -126,12 +130,9 @@ impl LibvirtVm {
                 ),
             )
         })?;
-        Ok(unmanaged::up_outcome(
-            self.endpoint(ip),
-            started,
-            &self.dirs,
-            false,
-        ))
+        let mut o = unmanaged::up_outcome(self.endpoint(ip), started, &self.dirs, false);
+        o.restored_snapshot = opts.restore.clone();
+        Ok(o)
     }
 
     pub fn down(&mut self, on_event: &mut dyn FnMut(VmEvent)) -> Result<bool, VmError> {
@@ -187,19 +188,6 @@ impl LibvirtVm {
         validate_snapshot_name(name)?;
         self.virsh(&["snapshot-create-as", &self.cfg.domain, name])
             .map(drop)
-    }
-
-    pub fn snapshot_restore(
-        &mut self,
-        name: &str,
-        opts: &UpOptions,
-        on_event: &mut dyn FnMut(VmEvent),
-    ) -> Result<UpOutcome, VmError> {
-        validate_snapshot_name(name)?;
-        self.virsh(&["snapshot-revert", &self.cfg.domain, name, "--running"])?;
-        let mut o = self.up(opts, on_event)?;
-        o.restored_snapshot = Some(name.into());
-        Ok(o)
     }
 
     pub fn snapshot_list(&mut self) -> Result<Vec<SnapshotInfo>, VmError> {

@@ -59,7 +59,9 @@ pub struct UpOptions {
     pub detach: bool,
     /// Boot even if the ready snapshot exists.
     pub cold: bool,
-    /// Start from this snapshot instead of the configured ready snapshot (it must exist).
+    /// Go back to this snapshot (it must exist) instead of using the configured ready snapshot:
+    /// start from it, or set a running VM back to it (QEMU `loadvm`, `virsh snapshot-revert`);
+    /// `[vm] setup` then runs again. The ssh backend has no snapshots.
     pub restore: Option<String>,
     /// After a cold boot reached SSH, save the configured ready snapshot.
     pub save_ready_snapshot: bool,
@@ -200,7 +202,8 @@ impl Vm {
         })
     }
 
-    /// Bring the VM to SSH-ready: create/boot/restore as needed. Idempotent when running.
+    /// Bring the VM to SSH-ready: create/boot/restore as needed. Idempotent when running, unless
+    /// `opts.restore` asks for a snapshot.
     pub fn up(
         &mut self,
         opts: &UpOptions,
@@ -285,25 +288,6 @@ impl Vm {
             Backend::Libvirt(l) => l.snapshot_save(name),
             Backend::Ssh(_) => Err(ssh::unsupported("snapshots")),
         }
-    }
-
-    /// Go back to a snapshot (starting the VM from it if stopped); SSH-ready afterwards.
-    pub fn snapshot_restore(
-        &mut self,
-        name: &str,
-        opts: &UpOptions,
-        on_event: &mut dyn FnMut(VmEvent),
-    ) -> Result<UpOutcome, VmError> {
-        let mut up = match &mut self.backend {
-            Backend::Qemu(q) => q.snapshot_restore(name, opts, on_event),
-            Backend::Libvirt(l) => l.snapshot_restore(name, opts, on_event),
-            Backend::Ssh(_) => Err(ssh::unsupported("snapshots")),
-        }?;
-        // A restore inside a running VM reports it as already running; it was set back anyway.
-        let already = std::mem::replace(&mut up.already_running, false);
-        setup::run(&self.setup, &up, on_event)?;
-        up.already_running = already;
-        Ok(up)
     }
 
     pub fn snapshot_list(&mut self) -> Result<Vec<SnapshotInfo>, VmError> {

@@ -48,6 +48,9 @@ impl SshHost {
         opts: &UpOptions,
         on_event: &mut dyn FnMut(VmEvent),
     ) -> Result<UpOutcome, VmError> {
+        if opts.restore.is_some() {
+            return Err(unsupported("snapshots"));
+        }
         let started = Instant::now();
         let ep = self.endpoint();
         let addr = format!("{}:{}", ep.host, ep.port);

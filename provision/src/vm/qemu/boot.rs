@@ -215,6 +215,9 @@ impl QemuVm {
     ) -> Result<UpOutcome, VmError> {
         let key = keys::resolve(&self.cfg, &self.dirs.state)?;
         if let Some(rs) = self.running() {
+            if let Some(name) = &opts.restore {
+                return self.restore_running(rs, name, opts, on_event);
+            }
             on_event(VmEvent::Note {
                 message: format!("VM '{}' is already running (pid {})", self.cfg.name, rs.pid),
             });

@@ -103,21 +103,15 @@ impl QemuVm {
         Ok(())
     }
 
-    /// Go back to snapshot `name`: `loadvm` in a running VM, or start the VM from it.
-    pub fn snapshot_restore(
+    /// `up` with `restore` in a running VM: `loadvm` of snapshot `name`, then log in again.
+    pub(super) fn restore_running(
         &mut self,
+        rs: RunState,
         name: &str,
         opts: &UpOptions,
         on_event: &mut dyn FnMut(VmEvent),
     ) -> Result<UpOutcome, VmError> {
         image::validate_snapshot_name(name)?;
-        let Some(rs) = self.running() else {
-            let opts = UpOptions {
-                restore: Some(name.to_string()),
-                ..opts.clone()
-            };
-            return self.up(&opts, on_event);
-        };
         let started = Instant::now();
         let mut q = self.qmp()?;
         let limit = Duration::from_secs(self.cfg.snapshot_timeout);
@@ -148,7 +142,8 @@ impl QemuVm {
             },
             elapsed: started.elapsed(),
             known_hosts: self.session_options().known_hosts,
-            already_running: true,
+            // Set back, not left as it was: `[vm] setup` runs again.
+            already_running: false,
         })
     }
 
