@@ -247,11 +247,7 @@ impl Executor for SessionExecutor {
         remote: &str,
         skip: UploadFilter<'_>,
     ) -> Result<(), ExecError> {
-        let upload_err = |detail: String| ExecError::Upload {
-            local: local.display().to_string(),
-            remote: remote.to_string(),
-            detail,
-        };
+        let upload_err = |detail: String| ExecError::upload(local, remote, detail);
         // The session sends whole trees; stage the kept entries as hard links (copies across
         // filesystems) so the filter costs no data copy.
         let staged = tempfile::Builder::new()

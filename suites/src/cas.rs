@@ -195,11 +195,7 @@ impl TreeSync {
         prune: bool,
     ) -> Result<u64, ExecError> {
         let dest = self.dest.clone();
-        let upload_err = |detail: String| ExecError::Upload {
-            local: root.display().to_string(),
-            remote: dest.clone(),
-            detail,
-        };
+        let upload_err = |detail: String| ExecError::upload(root, &dest, detail);
         let entries = walk(root, rels, keep_mtime).map_err(|e| upload_err(e.to_string()))?;
         // New blobs travel as one tree into a fresh directory of the store.
         let staged = tempfile::Builder::new()

@@ -144,6 +144,15 @@ pub enum ExecError {
 }
 
 impl ExecError {
+    /// Uploading the tree `local` to `remote` failed, for `detail`.
+    pub fn upload(local: &Path, remote: &str, detail: impl std::fmt::Display) -> ExecError {
+        ExecError::Upload {
+            local: local.display().to_string(),
+            remote: remote.to_string(),
+            detail: detail.to_string(),
+        }
+    }
+
     /// Whether the target is gone, so that nothing else should be attempted on it.
     pub fn is_target_lost(&self) -> bool {
         matches!(self, ExecError::TargetLost { .. })

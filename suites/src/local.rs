@@ -102,11 +102,7 @@ impl Executor for LocalExecutor {
         remote: &str,
         skip: UploadFilter<'_>,
     ) -> Result<(), ExecError> {
-        let err = |detail: String| ExecError::Upload {
-            local: local.display().to_string(),
-            remote: remote.to_string(),
-            detail,
-        };
+        let err = |detail: String| ExecError::upload(local, remote, detail);
         copy_tree(local, Path::new(remote), Path::new(""), skip).map_err(|e| err(e.to_string()))
     }
 

@@ -162,11 +162,7 @@ impl Executor for SshCliExecutor {
         remote: &str,
         skip: UploadFilter<'_>,
     ) -> Result<(), ExecError> {
-        let err = |d: String| ExecError::Upload {
-            local: local.display().to_string(),
-            remote: remote.into(),
-            detail: d,
-        };
+        let err = |d: String| ExecError::upload(local, remote, d);
         let mut list = Vec::new();
         files(local, Path::new(""), skip, &mut list).map_err(|e| err(e.to_string()))?;
         let mut listfile = tempfile::NamedTempFile::new().map_err(|e| err(e.to_string()))?;
