@@ -119,6 +119,23 @@ impl Context {
             .get_or_init(|| crate::render::Output::for_context(self))
     }
 
+    /// Sends a VM event to this context's renderer.
+    pub fn show_vm(&self, e: &provision::vm::VmEvent) {
+        self.output().emit(&crate::render::Event::Vm(e));
+    }
+
+    /// Options for an artifacts client with this context's cache, Ctrl-C flag, stall allowance
+    /// and progress rendering (`artifacts` draws nothing: its [`artifacts::FetchEvent`]s go to
+    /// the renderer); callers add the API URL, token or offline mode where they need them.
+    pub fn fetch_options(&self) -> artifacts::FetchOptions {
+        let mut opts = artifacts::FetchOptions::new(self.paths.cache.clone());
+        opts.cancel = Some(self.cancel.clone());
+        opts.stall_timeout = self.config.github.stall();
+        let out = self.output().clone();
+        opts.events = artifacts::FetchSink::new(move |e| out.emit(&crate::render::Event::Fetch(e)));
+        opts
+    }
+
     /// Clears whatever the renderer still draws (a spinner an error cut short).
     pub fn finish_output(&self) {
         if let Some(o) = self.render.get() {

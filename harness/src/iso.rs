@@ -69,7 +69,7 @@ pub fn resolve(ctx: &Context, iso: Option<&Path>) -> anyhow::Result<Option<PathB
 
 /// Download `url` into the ISO cache unless a verified copy is there.
 pub fn download(ctx: &Context, url: &str, sha: &str) -> anyhow::Result<PathBuf> {
-    download_with(crate::cmd::download::fetch_options(ctx), url, sha)
+    download_with(ctx.fetch_options(), url, sha)
 }
 
 /// [`download`] with the client's options given (the cache directory is `opts`'s).

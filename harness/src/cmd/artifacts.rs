@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use artifacts::{Build, BuildSourceConfig, Cache, Fetcher, SourceSpec};
 
-use crate::cmd::download::fetch_options;
 use crate::context::Context;
 
 /// `harness artifacts` subcommands.
@@ -74,7 +73,7 @@ fn fetch(ctx: &Context, a: &FetchArgs) -> anyhow::Result<ExitCode> {
     let cfg = build_config(ctx, a.extension.as_deref())?;
     let spec_text = a.source.as_deref().unwrap_or(&cfg.source);
     let spec = SourceSpec::parse(spec_text)?;
-    let mut opts = fetch_options(ctx);
+    let mut opts = ctx.fetch_options();
     opts.api_url = a
         .api_url
         .clone()

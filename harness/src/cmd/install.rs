@@ -12,7 +12,9 @@ use provision::install::{self, ExtensionState, InstallEvent, InstallOutcome, Ins
 
 use crate::cmd::guest::{ConnectArgs, connect};
 use crate::context::Context;
-use crate::pipeline::{EfwRequest, enabled_extensions, install_extensions, install_runtime};
+use crate::pipeline::{
+    EfwRequest, EventPrinter, enabled_extensions, install_extensions, install_runtime,
+};
 
 /// Arguments of `harness install`.
 #[derive(Debug, Args)]
@@ -171,27 +173,6 @@ fn chosen(ctx: &Context, name: Option<&str>, only_enabled: bool) -> anyhow::Resu
         ),
         None if only_enabled => Ok(enabled_extensions(ctx)),
         None => Ok(ctx.config.extensions.keys().cloned().collect()),
-    }
-}
-
-/// Sends install events to the context's renderer and keeps them for `--json`.
-pub struct EventPrinter {
-    out: crate::render::Output,
-    /// Every event seen, for `--json`.
-    pub events: Vec<InstallEvent>,
-}
-
-impl EventPrinter {
-    pub fn new(ctx: &Context) -> Self {
-        EventPrinter {
-            out: ctx.output().clone(),
-            events: Vec::new(),
-        }
-    }
-
-    pub fn on_event(&mut self, e: &InstallEvent) {
-        self.events.push(e.clone());
-        self.out.emit(&crate::render::Event::Install(e));
     }
 }
 

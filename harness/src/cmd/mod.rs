@@ -13,7 +13,6 @@ pub mod config;
 pub mod console;
 pub mod debug;
 pub mod doctor;
-pub mod download;
 pub mod explain;
 pub mod guest;
 pub mod install;

@@ -1,12 +1,13 @@
 //! `harness report`: work on results folders after the fact, and on the history database.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use suites::history::{self, Filter, History};
 
 use crate::context::Context;
+use crate::pipeline::record_history;
 
 /// `harness report` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -60,28 +61,6 @@ pub struct ImportArgs {
     /// Results folders, or folders of results folders (e.g. the results base).
     #[arg(required = true, value_name = "DIR")]
     pub dirs: Vec<PathBuf>,
-}
-
-/// Records a results folder in the history database and writes its `history.html`, unless
-/// `[report] history = false`. A failure is a warning: the run's results stand without it.
-pub fn record_history(ctx: &Context, dir: &Path) {
-    if !ctx.config.report.history {
-        return;
-    }
-    let db = &ctx.paths.history;
-    match history::record_with_page(db, dir, ctx.config.report.history_runs) {
-        Ok(i) => {
-            tracing::info!(run = %i.run_id, db = %db.display(), "recorded in the history database")
-        }
-        Err(e) => {
-            tracing::warn!("not recorded in the history database: {e}");
-            if !ctx.json {
-                eprintln!(
-                    "warning: the run was not recorded in the history database ({e}); its results folder is complete; set [report] history = false to stop recording"
-                );
-            }
-        }
-    }
 }
 
 pub fn run(ctx: &Context, cmd: &ReportCmd) -> anyhow::Result<ExitCode> {

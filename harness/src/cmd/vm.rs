@@ -6,10 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use provision::vm::{UpOptions, UpOutcome, Vm, VmError, VmEvent, VmState, VmStatus};
+use provision::vm::{UpOptions, UpOutcome, Vm, VmError, VmState, VmStatus};
 
 use crate::context::Context;
-use crate::render::Event;
 
 /// `harness down`
 #[derive(Debug, Args)]
@@ -56,10 +55,6 @@ pub enum SnapshotCmd {
 }
 
 /// Sends `e` to the context's renderer: the `on_event` of the VM's operations.
-pub fn show(ctx: &Context, e: &VmEvent) {
-    ctx.output().emit(&Event::Vm(e));
-}
-
 pub fn outcome_json(up: &UpOutcome) -> serde_json::Value {
     serde_json::json!({
         "endpoint": provision::vm::EndpointInfo::from(up.endpoint.clone()),
@@ -101,7 +96,9 @@ fn open_to_change(ctx: &Context, command: &str, force: bool) -> anyhow::Result<V
 
 pub fn run_down(ctx: &Context, args: &DownArgs) -> anyhow::Result<ExitCode> {
     let mut vm = open_to_change(ctx, "down", args.force)?;
-    let stopped = vm.down(&mut |e| show(ctx, &e)).context("stopping the VM")?;
+    let stopped = vm
+        .down(&mut |e| ctx.show_vm(&e))
+        .context("stopping the VM")?;
     if ctx.json {
         print_json(&serde_json::json!({ "stopped": stopped }));
     } else if stopped {
@@ -239,7 +236,7 @@ pub fn run_snapshot(ctx: &Context, cmd: &SnapshotCmd) -> anyhow::Result<ExitCode
         }
         SnapshotCmd::Save { name } => {
             let mut vm = Vm::open(&ctx.config.vm, &d)?;
-            vm.snapshot_save(name, &mut |e| show(ctx, &e))
+            vm.snapshot_save(name, &mut |e| ctx.show_vm(&e))
                 .with_context(|| format!("saving snapshot '{name}'"))?;
             if ctx.json {
                 print_json(&serde_json::json!({ "saved": name }));
@@ -256,7 +253,7 @@ pub fn run_snapshot(ctx: &Context, cmd: &SnapshotCmd) -> anyhow::Result<ExitCode
                 ..Default::default()
             };
             let up = vm
-                .up(&opts, &mut |e| show(ctx, &e))
+                .up(&opts, &mut |e| ctx.show_vm(&e))
                 .with_context(|| format!("restoring snapshot '{name}'"))?;
             vm.detach();
             if ctx.json {

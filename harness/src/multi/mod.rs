@@ -226,7 +226,7 @@ fn prepare_shared(ctx: &Context, args: &RunRequest, first: &Context) -> anyhow::
         psexec: ctx.config.install.psexec.clone(),
         ..Default::default()
     };
-    vm.prepare_shared(&opts, &mut |e| crate::cmd::vm::show(ctx, &e))
+    vm.prepare_shared(&opts, &mut |e| ctx.show_vm(&e))
         .context("preparing the golden image the VMs share")
 }
 

@@ -11,7 +11,6 @@ use provision::install::{
 };
 use provision::session::Session;
 
-use crate::cmd::download::fetch_options;
 use crate::context::{Context, expand_home};
 use crate::render::Event;
 
@@ -171,7 +170,7 @@ fn tools_dir(ctx: &Context) -> PathBuf {
 /// Downloads Sysinternals PSTools from `url` and keeps its `PsExec64.exe` in `tools`.
 fn fetch_psexec(ctx: &Context, url: &str, tools: &Path) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(tools).with_context(|| format!("creating {}", tools.display()))?;
-    let fetcher = Fetcher::new(fetch_options(ctx))?;
+    let fetcher = Fetcher::new(ctx.fetch_options())?;
     let zip = tools.join("PSTools.zip");
     fetcher
         .download_to(url, &zip, None)
@@ -218,7 +217,7 @@ fn fetch_build(
 ) -> anyhow::Result<BuildToInstall> {
     let spec = SourceSpec::parse(source.unwrap_or(&cfg.source))
         .with_context(|| format!("reading the {what} source spec"))?;
-    let mut opts = fetch_options(ctx);
+    let mut opts = ctx.fetch_options();
     opts.api_url = ctx.config.github.api_url.clone();
     opts.token = artifacts::token_from_env();
     opts.offline = offline;
@@ -244,6 +243,27 @@ fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// Sends install events to the context's renderer and keeps them for `--json`.
+pub struct EventPrinter {
+    out: crate::render::Output,
+    /// Every event seen, for `--json`.
+    pub events: Vec<InstallEvent>,
+}
+
+impl EventPrinter {
+    pub fn new(ctx: &Context) -> Self {
+        EventPrinter {
+            out: ctx.output().clone(),
+            events: Vec::new(),
+        }
+    }
+
+    pub fn on_event(&mut self, e: &InstallEvent) {
+        self.events.push(e.clone());
+        self.out.emit(&crate::render::Event::Install(e));
+    }
 }
 
 #[cfg(test)]

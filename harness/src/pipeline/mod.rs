@@ -11,11 +11,13 @@ mod run;
 mod suites;
 mod up;
 
-pub use install::{EfwRequest, enabled_extensions, install_extensions, install_runtime};
+pub use install::{
+    EfwRequest, EventPrinter, enabled_extensions, install_extensions, install_runtime,
+};
 pub use run::{RunRequest, report, run, test_on_vm, write_timings};
 pub use suites::{
-    Selection, SuiteResult, SuitesRequest, durations, executor, print_results, run_suites,
-    suite_module, suite_options, worst_exit,
+    Selection, SuiteResult, SuitesRequest, durations, executor, print_results, record_history,
+    run_suites, suite_module, suite_options, worst_exit,
 };
 pub use up::{UpRequest, up};
 

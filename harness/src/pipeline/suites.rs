@@ -235,7 +235,7 @@ pub fn run_suites(
         };
         let written = suites::write(&dir, &record, &prov)
             .with_context(|| format!("writing results to {}", dir.display()))?;
-        crate::cmd::report::record_history(ctx, &written.dir);
+        record_history(ctx, &written.dir);
         results.push(SuiteResult {
             name: name.clone(),
             module_dir: module,
@@ -327,4 +327,26 @@ pub fn print_results(ctx: &Context, results: &[SuiteResult]) -> anyhow::Result<(
         }
     }
     Ok(())
+}
+
+/// Records a results folder in the history database and writes its `history.html`, unless
+/// `[report] history = false`. A failure is a warning: the run's results stand without it.
+pub fn record_history(ctx: &Context, dir: &Path) {
+    if !ctx.config.report.history {
+        return;
+    }
+    let db = &ctx.paths.history;
+    match suites::history::record_with_page(db, dir, ctx.config.report.history_runs) {
+        Ok(i) => {
+            tracing::info!(run = %i.run_id, db = %db.display(), "recorded in the history database")
+        }
+        Err(e) => {
+            tracing::warn!("not recorded in the history database: {e}");
+            if !ctx.json {
+                eprintln!(
+                    "warning: the run was not recorded in the history database ({e}); its results folder is complete; set [report] history = false to stop recording"
+                );
+            }
+        }
+    }
 }

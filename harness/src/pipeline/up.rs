@@ -131,7 +131,7 @@ fn install_efw(
         Ok((b, detail))
     })?;
 
-    let mut printer = crate::cmd::install::EventPrinter::new(ctx);
+    let mut printer = super::install::EventPrinter::new(ctx);
     let report = phases.run("install", || {
         let logs = results_dir.map(|d| d.join("install"));
         let r = install_runtime(ctx, session, &build, efw.force, logs.as_deref(), &mut |e| {
@@ -193,9 +193,7 @@ fn bring_up(
         ..opts.clone()
     };
     let up = vm
-        .up(&opts, &mut |e| {
-            ctx.output().emit(&crate::render::Event::Vm(&e))
-        })
+        .up(&opts, &mut |e| ctx.show_vm(&e))
         .with_context(|| format!("bringing VM '{}' up", cfg.name))?;
     Ok((vm, up))
 }
