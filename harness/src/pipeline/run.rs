@@ -232,23 +232,18 @@ pub fn report(ctx: &Context, results: &[SuiteResult]) -> anyhow::Result<()> {
     if !ctx.json {
         print_results(ctx, results)?;
     }
+    for r in results {
+        for (pkg, t) in r.record.execution.failed_tests() {
+            let output = t.attempts.last().map_or("", |a| a.output.as_str());
+            ctx.output().emit(&Event::TestFailed {
+                dir: &package_rel_dir(&r.module_dir, &pkg.name),
+                test: &t.name,
+                output,
+            });
+        }
+    }
     if gha::active() {
         for r in results {
-            for (pkg, t) in r.record.execution.failed_tests() {
-                let output: String = t
-                    .attempts
-                    .last()
-                    .map(|a| a.output.clone())
-                    .unwrap_or_default();
-                println!(
-                    "{}",
-                    gha::error_annotation(
-                        &package_rel_dir(&r.module_dir, &pkg.name),
-                        &t.name,
-                        &output
-                    )
-                );
-            }
             let md = std::fs::read_to_string(r.written.dir.join("summary.md")).unwrap_or_default();
             gha::append_step_summary(&md).context("appending to $GITHUB_STEP_SUMMARY")?;
         }

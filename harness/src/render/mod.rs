@@ -7,7 +7,8 @@
 //!
 //! - [`Terminal`]: spinners and bars (indicatif) on an interactive stderr;
 //! - [`Plain`]: the plain lines of a CI log (`==> name`, `    ok name  1.2s detail`, ticker lines);
-//! - [`Gha`]: plain, plus `::group::`/`::endgroup::` lines on stdout under GitHub Actions;
+//! - [`Gha`]: plain, plus `::group::`/`::endgroup::` lines and an `::error` annotation per
+//!   failed test on stdout under GitHub Actions;
 //! - [`Silent`]: `--json` (stdout is the JSON document) and `-q`.
 //!
 //! Renderers write into a [`Target`] (stderr, stdout, or a buffer in tests).
@@ -63,6 +64,15 @@ pub enum Event<'a> {
     TestOutput(&'a str),
     /// The suite is done (or abandoned).
     SuiteFinished,
+    /// A test failed (after the run, from its results): an error annotation under GitHub
+    /// Actions; the other outputs show failures in the results summary instead.
+    TestFailed {
+        /// The package's directory relative to the module (where the file names point).
+        dir: &'a str,
+        test: &'a str,
+        /// Its output, where Go's `file_test.go:N:` gives the annotation its file and line.
+        output: &'a str,
+    },
     /// A line for the user, printed in every output but `--json`.
     Notice(&'a str),
     /// `warning: …`, printed in every output but `--json`.

@@ -141,6 +141,7 @@ impl Renderer for Plain {
             Event::TestOutput(o) if self.verbose => self.err.write(o),
             Event::TestOutput(_) => {}
             Event::SuiteFinished => self.ticker = None,
+            Event::TestFailed { .. } => {}
             Event::Notice(n) => self.line(n),
             Event::Warning(w) => self.line(&format!("warning: {w}")),
         }
@@ -197,6 +198,9 @@ impl Renderer for Gha {
             }
             Event::Vm(VmEvent::Warning { message }) if top => {
                 self.err.line(&format!("::warning::{message}"))
+            }
+            Event::TestFailed { dir, test, output } => {
+                self.out.line(&gha::error_annotation(dir, test, output))
             }
             _ => self.plain.event(e),
         }
@@ -328,6 +332,27 @@ FAILED install         9.5s  install failed
         let want = expected_plain("")
             + "==> shutting down (limit 60 s)\n::warning::hung\n✓ shutting down (2.0 s)\n";
         assert_eq!(text(&err_buf), want);
+    }
+
+    #[test]
+    fn a_failed_test_is_an_annotation_under_github_actions_only() {
+        let failed = Event::TestFailed {
+            dir: "link",
+            test: "TestKprobe",
+            output: "    kprobe_test.go:42: attach: permission denied\n",
+        };
+        let (out, out_buf) = buffer();
+        let (err, err_buf) = buffer();
+        let mut g = Gha::new(Plain::new(String::new(), err.clone(), false), out, err);
+        g.event(&failed);
+        assert_eq!(
+            text(&out_buf),
+            "::error file=link/kprobe_test.go,line=42,title=TestKprobe failed::    kprobe_test.go:42: attach: permission denied\n"
+        );
+        assert_eq!(text(&err_buf), "");
+        let (err, err_buf) = buffer();
+        Plain::new(String::new(), err, false).event(&failed);
+        assert_eq!(text(&err_buf), "");
     }
 
     #[test]

@@ -140,6 +140,7 @@ impl Renderer for Terminal {
             | Event::SuiteNote(_)
             | Event::TestOutput(_)
             | Event::SuiteFinished => self.suite(e),
+            Event::TestFailed { .. } => {}
             Event::Notice(n) => self.line(n),
             Event::Warning(w) => self.line(&format!("warning: {w}")),
         }
