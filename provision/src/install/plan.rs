@@ -48,7 +48,7 @@ impl BuildLayout {
 /// Resolves `auto` and checks the method fits the guest and the build. Auto prefers
 /// `install_ebpf.psm1` (ebpf-go's CI path, which reports failures by throwing) over
 /// `setup-ebpf.ps1`.
-pub fn choose_method(
+pub(crate) fn choose_method(
     configured: InstallMethod,
     os: GuestOs,
     layout: BuildLayout,
@@ -122,7 +122,7 @@ fn method_file(m: InstallMethod) -> &'static str {
 
 /// A build key must be usable as one guest directory name without quoting: install_ebpf.psm1
 /// breaks on spaces, and a separator would escape the harness directory.
-pub fn validate_key(key: &str) -> Result<(), String> {
+pub(crate) fn validate_key(key: &str) -> Result<(), String> {
     if key.is_empty() {
         return Err("the build key is empty".into());
     }
@@ -173,7 +173,7 @@ pub struct GuestPaths {
 
 impl GuestPaths {
     /// Paths for `key` under `root`. The root must not contain whitespace (install_ebpf.psm1).
-    pub fn new(os: GuestOs, root: &str, key: &str) -> Result<Self, String> {
+    pub(crate) fn new(os: GuestOs, root: &str, key: &str) -> Result<Self, String> {
         validate_key(key)?;
         if root.trim().is_empty() {
             return Err("the guest install directory is empty (set [install] guest_dir)".into());

@@ -52,7 +52,7 @@ struct RawSnapshot {
 }
 
 /// Parse `qemu-img info --output=json`.
-pub fn parse_info(json: &str) -> Result<ImageInfo, String> {
+pub(crate) fn parse_info(json: &str) -> Result<ImageInfo, String> {
     let raw: RawInfo =
         serde_json::from_str(json).map_err(|e| format!("unexpected qemu-img info output: {e}"))?;
     Ok(ImageInfo {
