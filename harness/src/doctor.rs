@@ -337,17 +337,19 @@ fn ssh_key_check(cfg: &Config, p: &dyn Probes) -> Check {
     }
 }
 
-/// Where the GitHub token comes from (never the token); required when a build comes from CI.
+/// Where the GitHub token comes from (never the token); required when a build that will be
+/// installed comes from CI: efW's, unless its source is `none`, and the enabled extensions'
+/// (installed only with efW, into Windows guests).
 fn token_check(cfg: &Config, p: &dyn Probes) -> Check {
-    let needs_token = [cfg.efw.source.as_str()]
-        .into_iter()
-        .chain(
-            cfg.extensions
-                .values()
-                .filter(|e| e.install.enabled)
-                .map(|e| e.build.source.as_str()),
-        )
-        .any(|s| s == "main" || s.starts_with("run:"));
+    let from_ci = |s: &str| s == "main" || s.starts_with("run:");
+    let efw = !crate::pipeline::efw_none(&cfg.efw.source);
+    let needs_token = efw
+        && (from_ci(&cfg.efw.source)
+            || cfg.vm.os == GuestOs::Windows
+                && cfg
+                    .extensions
+                    .values()
+                    .any(|e| e.install.enabled && from_ci(&e.build.source)));
     let token_from = ["GITHUB_TOKEN", "GH_TOKEN"]
         .into_iter()
         .find(|v| p.env(v).is_some_and(|t| !t.trim().is_empty()))
@@ -670,6 +672,16 @@ mod tests {
         conf.efw.source = "file:/x.zip".into();
         conf.extensions.clear();
         assert!(!failed(&diagnose(&conf, Path::new("/c"), &f)));
+        // No efW runtime: nothing is downloaded, extensions included.
+        let mut conf = cfg();
+        conf.efw.source = "none".into();
+        assert!(!conf.extensions.is_empty());
+        assert!(!get(&diagnose(&conf, Path::new("/c"), &f), "github-token").required);
+        // A Linux guest gets no extensions: only efW's own source counts.
+        let mut conf = cfg();
+        conf.vm.os = GuestOs::Linux;
+        conf.efw.source = "file:/x.zip".into();
+        assert!(!get(&diagnose(&conf, Path::new("/c"), &f), "github-token").required);
         f.gh = true;
         assert_eq!(
             get(&diagnose(&cfg(), Path::new("/c"), &f), "github-token").detail,
