@@ -60,7 +60,7 @@ fn doctor_guest_reports_each_check_and_exits_2_when_one_fails() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["kernel", "bpffs", "btf", "memlock", "disk"]);
+    assert_eq!(names, ["kernel", "bpffs", "btf", "memlock", "disk", "bash"]);
     let kernel = String::from_utf8(
         std::process::Command::new("uname")
             .arg("-r")

@@ -77,6 +77,9 @@ fn the_doctor_reports_this_machine_as_it_is() {
     let d = get("disk");
     assert_eq!(d.status, Status::Ok, "{d:?}");
     assert!(d.detail.contains("free in /tmp"), "{d:?}");
+
+    let bash = Path::new("/bin/bash").exists();
+    assert_eq!(get("bash").status == Status::Ok, bash, "{:?}", get("bash"));
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! Linux guest checks: bpffs, BTF, memlock, free space, and the kernel release for provenance.
+//! Linux guest checks: bpffs, BTF, memlock, free space, /bin/bash, and the kernel release for
+//! provenance.
 //! `facts.sh` reports what the SSH session sees; the verdicts are pure functions of [`LinuxFacts`].
 
 use serde::Deserialize;
@@ -26,6 +27,13 @@ pub struct LinuxFacts {
     pub free_kib: Option<u64>,
     /// Where that was measured.
     pub free_path: String,
+    /// /bin/bash exists (older scripts did not say: taken as present).
+    #[serde(default = "present")]
+    pub bash: bool,
+}
+
+fn present() -> bool {
+    true
 }
 
 pub(super) fn doctor(
@@ -45,6 +53,7 @@ pub fn judge(f: &LinuxFacts, opts: &DoctorOptions) -> GuestReport {
         judge_btf(f.btf, kernel),
         judge_memlock(&f.memlock, kernel),
         judge_disk(f.free_kib, &f.free_path, opts.min_free_mib),
+        judge_bash(f.bash),
     ];
     GuestReport {
         os: GuestOs::Linux,
@@ -62,7 +71,7 @@ pub fn judge_bpffs(mounted: bool) -> GuestCheck {
     GuestCheck::fail(
         "bpffs",
         "no bpf filesystem on /sys/fs/bpf: ebpf-go's pinning tests fail",
-        "mount it after every boot: add \"mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf\" to [vm] setup (or to the guest's init)",
+        "mount it after every boot: add \"grep -qs ' /sys/fs/bpf ' /proc/mounts || mount -t bpf bpf /sys/fs/bpf\" to [vm] setup (or to the guest's init)",
     )
 }
 
@@ -77,6 +86,18 @@ pub fn judge_btf(present: bool, kernel: &str) -> GuestCheck {
             "no /sys/kernel/btf/vmlinux in kernel {kernel}: ebpf-go's CO-RE and btf tests fail"
         ),
         "boot a kernel built with CONFIG_DEBUG_INFO_BTF=y (Debian and Ubuntu kernels are), with sysfs mounted on /sys",
+    )
+}
+
+/// /bin/bash: ebpf-go's uprobe tests exec it. Only a warning: the rest of the suite runs.
+pub fn judge_bash(present: bool) -> GuestCheck {
+    if present {
+        return GuestCheck::ok("bash", "/bin/bash present");
+    }
+    GuestCheck::warn(
+        "bash",
+        "no /bin/bash: ebpf-go's uprobe tests exec it, TestDetachLinkFail panics and the link package's remaining tests do not run",
+        "put bash in the guest (Debian: apt-get install bash; an initramfs: /bin/bash and the libraries `ldd /bin/bash` lists)",
     )
 }
 
@@ -166,6 +187,7 @@ mod tests {
             kernel: "6.1.0-28-amd64".into(),
             free_kib: Some(10 << 20),
             free_path: "/tmp".into(),
+            bash: true,
         }
     }
 
@@ -176,7 +198,7 @@ mod tests {
         assert!(!r.failed());
         assert_eq!(r.guest_build.as_deref(), Some("6.1.0-28-amd64"));
         let names: Vec<&str> = r.checks.iter().map(|c| c.name.as_str()).collect();
-        assert_eq!(names, ["kernel", "bpffs", "btf", "memlock", "disk"]);
+        assert_eq!(names, ["kernel", "bpffs", "btf", "memlock", "disk", "bash"]);
     }
 
     #[test]
@@ -235,5 +257,24 @@ mod tests {
         assert!(c.detail.contains("0.1 GiB free in /tmp"), "{}", c.detail);
         assert_eq!(judge_disk(Some(3 << 20), "/tmp", 2048).status, Status::Ok);
         assert_eq!(judge_disk(None, "/tmp", 2048).status, Status::Warn);
+    }
+
+    #[test]
+    fn no_bash_warns_with_what_it_costs() {
+        let f = LinuxFacts {
+            bash: false,
+            ..healthy()
+        };
+        let r = judge(&f, &opts());
+        let b = r.checks.iter().find(|c| c.name == "bash").unwrap();
+        assert_eq!(b.status, Status::Warn);
+        assert!(b.detail.contains("TestDetachLinkFail"), "{b:?}");
+        assert!(!r.failed());
+        // Facts from an older script, without the field: taken as present.
+        let old: LinuxFacts = serde_json::from_str(
+            r#"{"bpffs":true,"btf":true,"memlock":"unlimited","kernel":"6.1","free_kib":1,"free_path":"/tmp"}"#,
+        )
+        .unwrap();
+        assert!(old.bash);
     }
 }
