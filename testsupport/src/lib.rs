@@ -18,3 +18,4 @@ pub mod guest;
 pub mod ps1;
 pub mod sshd;
 pub mod standin;
+pub mod wiremod;
