@@ -437,3 +437,84 @@ fn a_silently_dead_connection_is_detected_within_the_keepalive_bound() {
     assert!(took < Duration::from_secs(15), "detected after {took:?}");
     assert!(!s.is_connected());
 }
+
+/// A stand-in for the system `ssh`: logs its arguments to `log`, then runs `then` (`ssh "$@"`
+/// passes through to the real client; anything else replaces it).
+fn ssh_wrapper(dir: &Path, log: &Path, then: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join("ssh-wrapper");
+    std::fs::write(
+        &p,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = -V ] && exec ssh -V\nprintf '%s\\n' \"$*\" >> '{}'\n{then}\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+fn small_tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    make_tree(root, 20, 2 * 1024 * 1024)
+}
+
+/// Uploads through `opts`; checks every file arrived.
+fn upload_with(opts: &SessionOptions, dir: &Path, name: &str) {
+    let f = fixture();
+    let mut s = Session::connect(&endpoint(f), opts).unwrap();
+    let src = dir.join(format!("{name}-src"));
+    let want = small_tree(&src);
+    let remote = dir.join(format!("{name}-remote"));
+    let up = s.upload_tree(&src, remote.to_str().unwrap()).unwrap();
+    assert_eq!(up.files, 20);
+    for (rel, data) in &want {
+        assert_eq!(&std::fs::read(remote.join(rel)).unwrap(), data, "{rel}");
+    }
+}
+
+#[test]
+fn tree_uploads_go_through_the_system_ssh_client_with_the_pinned_key() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("calls.log");
+    let mut opts = SessionOptions::new(f.state.path().join("known_hosts"));
+    let then = format!(
+        "ssh \"$@\"; rc=$?; echo \"rc=$rc\" >> '{}'; exit $rc",
+        log.display()
+    );
+    opts.system_ssh = Some(ssh_wrapper(dir.path(), &log, &then));
+    upload_with(&opts, dir.path(), "cli");
+    let calls = std::fs::read_to_string(&log).unwrap();
+    // Called once, and the real client succeeded (a failure would have gone to libssh2).
+    assert_eq!(calls.lines().count(), 2, "{calls}");
+    assert_eq!(calls.lines().last(), Some("rc=0"), "{calls}");
+    for want in [
+        "BatchMode=yes",
+        "StrictHostKeyChecking=yes",
+        "-F /dev/null",
+        "tar -x",
+    ] {
+        assert!(calls.contains(want), "{want}: {calls}");
+    }
+}
+
+#[test]
+fn a_failing_system_client_hands_the_upload_to_libssh2() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("calls.log");
+    let mut opts = SessionOptions::new(f.state.path().join("known_hosts"));
+    opts.system_ssh = Some(ssh_wrapper(
+        dir.path(),
+        &log,
+        "cat >/dev/null; echo 'ssh: connect to host: refused' >&2; exit 255",
+    ));
+    upload_with(&opts, dir.path(), "fallback");
+    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 1);
+    // Without the system client (None, or a program that is not there): libssh2 alone.
+    opts.system_ssh = None;
+    upload_with(&opts, dir.path(), "none");
+    opts.system_ssh = Some(dir.path().join("no-such-ssh"));
+    upload_with(&opts, dir.path(), "missing");
+}
