@@ -9,8 +9,8 @@
 //! - per iteration, in turn into fresh guest dirs: by hand `tar c | ssh tar x` (the system
 //!   client with its default cipher, as `harness ssh --print` builds it); the same with the
 //!   cipher harness prefers (`-c aes128-gcm@openssh.com`); by hand with stream compression
-//!   (`tar c | gzip -1 | ssh 'gunzip | tar x'`); `harness cp` of the same tree (the path every
-//!   harness tree upload takes: the system ssh client, libssh2 when it is missing or fails);
+//!   (`tar c | gzip -1 | ssh 'gunzip | tar x'`); `harness cp` of the same tree (libssh2, the
+//!   transport every harness upload uses);
 //! - then `harness test` of the module in host mode, cold (the guest's upload store emptied)
 //!   and warm (the same again), with summary.json's sub-phase `timings` and `uploaded_bytes`.
 //!
@@ -239,7 +239,7 @@ fn main() {
             a,
         ),
         ("by hand: tar c | gzip -1 | ssh 'gunzip | tar x'", g),
-        ("harness cp (system ssh client, libssh2 as fallback)", c),
+        ("harness cp (libssh2)", c),
     ] {
         println!("| {name} | {s:.1} | {:.1} | {:.2}× |", mb / s, h / s);
     }

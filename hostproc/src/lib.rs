@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -205,20 +205,8 @@ pub struct Running {
 impl Running {
     /// Spawns `cmd` as [`run_lines`] does; the error is the spawn's.
     pub fn start(mut cmd: Command) -> std::io::Result<Running> {
-        cmd.stdin(Stdio::null());
-        Running::spawn(cmd)
-    }
-
-    /// [`Running::start`] with a pipe to the process's stdin (closed when the handle drops).
-    pub fn start_with_stdin(mut cmd: Command) -> std::io::Result<(Running, ChildStdin)> {
-        cmd.stdin(Stdio::piped());
-        let mut r = Running::spawn(cmd)?;
-        let stdin = r.child.stdin.take().expect("piped");
-        Ok((r, stdin))
-    }
-
-    fn spawn(mut cmd: Command) -> std::io::Result<Running> {
         scrub_inherited(&mut cmd)
+            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
-use provision::session::{GuestOs, PathKind, RemoteCommand, Session, Stream, openssh};
+use provision::session::{Endpoint, GuestOs, PathKind, RemoteCommand, Session, Stream, hostkey};
 
 use crate::context::Context;
 
@@ -227,6 +227,49 @@ pub fn run_cp(ctx: &Context, args: &CpArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `HostKeyAlgorithms` for a pinned key type, so the system client asks for the pinned key.
+pub fn host_key_algorithms(key_type: &str) -> String {
+    match key_type {
+        "ssh-rsa" => "rsa-sha2-512,rsa-sha2-256,ssh-rsa".into(),
+        t => t.into(),
+    }
+}
+
+/// The system `ssh` argv for an endpoint with pinned keys in `known_hosts`.
+pub fn ssh_argv(
+    ep: &Endpoint,
+    known_hosts: &Path,
+    pinned_type: Option<&str>,
+    extra: &[String],
+) -> Vec<String> {
+    let mut v = vec![
+        "ssh".to_string(),
+        "-p".into(),
+        ep.port.to_string(),
+        "-o".into(),
+        format!("UserKnownHostsFile={}", known_hosts.display()),
+        "-o".into(),
+        "StrictHostKeyChecking=yes".into(),
+        "-o".into(),
+        "ServerAliveInterval=15".into(),
+    ];
+    if let Some(t) = pinned_type {
+        v.push("-o".into());
+        v.push(format!("HostKeyAlgorithms={}", host_key_algorithms(t)));
+    }
+    if let Some(id) = &ep.identity {
+        v.extend([
+            "-i".into(),
+            id.display().to_string(),
+            "-o".into(),
+            "IdentitiesOnly=yes".into(),
+        ]);
+    }
+    v.push(format!("{}@{}", ep.user, ep.host));
+    v.extend(extra.iter().cloned());
+    v
+}
+
 pub fn run_ssh(ctx: &Context, args: &SshArgs) -> anyhow::Result<ExitCode> {
     let _vm_in_use = crate::guest::hold_vm(ctx)?;
     // Connecting once pins the host key (or refuses a changed one) before ssh sees it.
@@ -234,8 +277,14 @@ pub fn run_ssh(ctx: &Context, args: &SshArgs) -> anyhow::Result<ExitCode> {
     let ep = session.endpoint().clone();
     let kh = session.options().known_hosts.clone();
     drop(session);
-    let pinned_type = openssh::pinned_type(&kh, &ep);
-    let argv = openssh::argv(&ep, &kh, pinned_type.as_deref(), &args.args);
+    let text = std::fs::read_to_string(&kh).unwrap_or_default();
+    let pattern = hostkey::host_pattern(&ep.host, ep.port);
+    let pinned_type = text
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(pattern.as_str()))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .map(str::to_string);
+    let argv = ssh_argv(&ep, &kh, pinned_type.as_deref(), &args.args);
     if args.print {
         println!(
             "{}",
@@ -276,6 +325,31 @@ mod tests {
         for (s, d) in [("guest:a", "guest:b"), ("a", "b"), ("guest:", "x")] {
             assert!(copy_direction(s, d).is_err(), "{s} {d}");
         }
+    }
+
+    #[test]
+    fn ssh_command_line() {
+        let ep = Endpoint {
+            host: "127.0.0.1".into(),
+            port: 2222,
+            user: "u".into(),
+            identity: Some("/k".into()),
+            os: GuestOs::Windows,
+        };
+        let v = ssh_argv(
+            &ep,
+            Path::new("/s/known_hosts"),
+            Some("ssh-ed25519"),
+            &["whoami".into()],
+        );
+        assert_eq!(
+            v.join(" "),
+            "ssh -p 2222 -o UserKnownHostsFile=/s/known_hosts -o StrictHostKeyChecking=yes -o ServerAliveInterval=15 -o HostKeyAlgorithms=ssh-ed25519 -i /k -o IdentitiesOnly=yes u@127.0.0.1 whoami"
+        );
+        assert_eq!(
+            host_key_algorithms("ssh-rsa"),
+            "rsa-sha2-512,rsa-sha2-256,ssh-rsa"
+        );
     }
 
     #[test]

@@ -383,7 +383,7 @@ fn open_shell(
         ),
     };
     let argv =
-        provision::session::openssh::argv(endpoint, known_hosts, None, &["-t".to_string(), remote]);
+        crate::cmd::guest::ssh_argv(endpoint, known_hosts, None, &["-t".to_string(), remote]);
     let status = std::process::Command::new(&argv[0])
         .args(&argv[1..])
         .status()

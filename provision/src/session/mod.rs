@@ -17,11 +17,9 @@ mod error;
 mod hang;
 pub mod hostkey;
 mod lifecycle;
-pub mod openssh;
 pub mod script;
 mod ssh;
 mod stream;
-mod tarstream;
 mod transfer;
 pub mod wrap;
 
@@ -75,10 +73,6 @@ pub struct SessionOptions {
     pub default_command_timeout: Option<Duration>,
     /// Linux guests: how `restart_sshd` makes sshd restart or re-read its configuration.
     pub linux_restart_command: String,
-    /// Linux guests: the system OpenSSH client that carries tree uploads (faster than libssh2
-    /// into an emulated guest; libssh2 takes over when it is missing or fails); `None`: libssh2
-    /// only.
-    pub system_ssh: Option<PathBuf>,
 }
 
 impl SessionOptions {
@@ -91,7 +85,6 @@ impl SessionOptions {
             accept_new_host_key: false,
             default_command_timeout: Some(Duration::from_secs(3600)),
             linux_restart_command: DEFAULT_LINUX_RESTART.into(),
-            system_ssh: Some("ssh".into()),
         }
     }
 }

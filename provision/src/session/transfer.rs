@@ -12,11 +12,10 @@ use std::path::{Path, PathBuf};
 
 use super::script::builtin;
 use super::ssh::BLOCKING_TIMEOUT;
-use super::tarstream::{ChunkSender, write_tar};
 use super::{GuestOs, RemoteCommand, Session, SessionError, Stream};
 
 /// 1 MiB: libssh2 needs large writes to reach full speed (crates.md §2).
-pub(super) const CHUNK: usize = 1 << 20;
+const CHUNK: usize = 1 << 20;
 
 /// What a guest path is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -299,24 +298,54 @@ impl Session {
                         .default_command_timeout
                         .unwrap_or(BLOCKING_TIMEOUT * 60),
                 );
-                let line = super::wrap::command_line(GuestOs::Linux, &cmd)?;
-                // Connected first: the connection pins the host key the system client checks.
-                self.ssh()?;
-                let limit = cmd.timeout.unwrap_or(BLOCKING_TIMEOUT * 60);
-                match self.upload_tar_openssh(local_dir, &line, limit) {
-                    Ok(true) => {}
-                    Ok(false) => self.upload_tar_ssh2(local_dir, &cmd, &what)?,
-                    Err(e) if super::openssh::is_cancel(&e) => {
-                        return Err(SessionError::Cancelled {
-                            what: format!("upload {what}"),
-                        });
+                let mut stderr = String::new();
+                let cancel = self.cancel_handle();
+                // A producer thread reads the files and builds the tar stream while this thread
+                // encrypts and sends: file I/O overlaps with SSH.
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+                let status = std::thread::scope(|scope| {
+                    let producer = scope.spawn(move || {
+                        let mut w = ChunkSender {
+                            tx,
+                            buf: Vec::with_capacity(CHUNK),
+                        };
+                        write_tar(local_dir, &mut w).and_then(|_| w.flush())
+                    });
+                    let mut feed = move |ch: &mut ssh2::Channel| -> io::Result<()> {
+                        for chunk in rx.iter() {
+                            if cancel.is_cancelled() {
+                                return Err(io::Error::other("cancelled"));
+                            }
+                            ch.write_all(&chunk)?;
+                        }
+                        Ok(())
+                    };
+                    let status = self.exec_with_stdin(&cmd, &mut feed, &mut |s, l| {
+                        if s == Stream::Stderr {
+                            stderr.push_str(l);
+                            stderr.push('\n');
+                        }
+                    });
+                    // Dropping the feed drops the receiver, so a producer still sending stops.
+                    drop(feed);
+                    let produced = producer
+                        .join()
+                        .unwrap_or_else(|_| Err(io::Error::other("tar producer panicked")));
+                    match (status, produced) {
+                        (Ok(st), Ok(())) => Ok(st),
+                        (Err(e), _) => Err(e),
+                        (Ok(_), Err(e)) => Err(SessionError::io(
+                            format!("packing {}", local_dir.display()),
+                            e,
+                        )),
                     }
-                    Err(e) => {
-                        tracing::warn!(
-                            "the system ssh client did not upload {what} ({e}): sending it with libssh2"
-                        );
-                        self.upload_tar_ssh2(local_dir, &cmd, &what)?;
-                    }
+                })?;
+                if !status.success() {
+                    return Err(self.transfer_err(
+                        &what,
+                        format!("tar -x exited with {}: {}", status.code, stderr.trim()),
+                        false,
+                    ));
                 }
             }
             GuestOs::Windows => {
@@ -340,65 +369,6 @@ impl Session {
         }
         let arrived = self.remote_tree_sizes(remote_dir)?;
         compare_trees(&sent, &arrived).map_err(|e| self.transfer_err(&what, e, false))
-    }
-
-    /// The tar stream of `local_dir` over a libssh2 channel into `cmd` (which unpacks stdin).
-    fn upload_tar_ssh2(
-        &mut self,
-        local_dir: &Path,
-        cmd: &RemoteCommand,
-        what: &str,
-    ) -> Result<(), SessionError> {
-        let mut stderr = String::new();
-        let cancel = self.cancel_handle();
-        // A producer thread reads the files and builds the tar stream while this thread
-        // encrypts and sends: file I/O overlaps with SSH.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
-        let status = std::thread::scope(|scope| {
-            let producer = scope.spawn(move || {
-                let mut w = ChunkSender {
-                    tx,
-                    buf: Vec::with_capacity(CHUNK),
-                };
-                write_tar(local_dir, &mut w).and_then(|_| w.flush())
-            });
-            let mut feed = move |ch: &mut ssh2::Channel| -> io::Result<()> {
-                for chunk in rx.iter() {
-                    if cancel.is_cancelled() {
-                        return Err(io::Error::other("cancelled"));
-                    }
-                    ch.write_all(&chunk)?;
-                }
-                Ok(())
-            };
-            let status = self.exec_with_stdin(cmd, &mut feed, &mut |s, l| {
-                if s == Stream::Stderr {
-                    stderr.push_str(l);
-                    stderr.push('\n');
-                }
-            });
-            // Dropping the feed drops the receiver, so a producer still sending stops.
-            drop(feed);
-            let produced = producer
-                .join()
-                .unwrap_or_else(|_| Err(io::Error::other("tar producer panicked")));
-            match (status, produced) {
-                (Ok(st), Ok(())) => Ok(st),
-                (Err(e), _) => Err(e),
-                (Ok(_), Err(e)) => Err(SessionError::io(
-                    format!("packing {}", local_dir.display()),
-                    e,
-                )),
-            }
-        })?;
-        if !status.success() {
-            return Err(self.transfer_err(
-                what,
-                format!("tar -x exited with {}: {}", status.code, stderr.trim()),
-                false,
-            ));
-        }
-        Ok(())
     }
 
     /// Downloads the contents of `remote_dir` into `local_dir` as one tar stream and checks
@@ -541,6 +511,72 @@ impl Session {
             }
         }
     }
+}
+
+/// Sends the tar stream to the sending thread in `CHUNK`-sized pieces.
+struct ChunkSender {
+    tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl Write for ChunkSender {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        self.tx
+            .send(full)
+            .map_err(|_| io::Error::other("the upload stopped"))
+    }
+}
+
+fn mtime_secs(meta: &fs::Metadata) -> u64 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Writes `dir`'s contents as a tar stream (paths relative to `dir`, symlinks kept as links).
+fn write_tar(dir: &Path, w: &mut dyn Write) -> io::Result<()> {
+    let mut b = tar::Builder::new(w);
+    b.follow_symlinks(false);
+    b.mode(tar::HeaderMode::Deterministic);
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let mut entries: Vec<_> = fs::read_dir(dir.join(&rel))?.collect::<Result<_, _>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let r = rel.join(e.file_name());
+            let ft = e.file_type()?;
+            if ft.is_dir() {
+                b.append_dir(&r, e.path())?;
+                stack.push(r);
+            } else {
+                // Deterministic headers (no owner), but the file's own modification time:
+                // tests and tools in the guest see the dates the files have on the host.
+                let meta = fs::symlink_metadata(e.path())?;
+                let mut h = tar::Header::new_gnu();
+                h.set_metadata_in_mode(&meta, tar::HeaderMode::Deterministic);
+                h.set_mtime(mtime_secs(&meta));
+                if ft.is_symlink() {
+                    b.append_link(&mut h, &r, fs::read_link(e.path())?)?;
+                } else {
+                    b.append_data(&mut h, &r, fs::File::open(e.path())?)?;
+                }
+            }
+        }
+    }
+    let w = b.into_inner()?;
+    w.flush()
 }
 
 #[cfg(test)]
