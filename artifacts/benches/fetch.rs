@@ -65,15 +65,8 @@ fn build_files(target_mb: usize) -> Vec<(String, Vec<u8>)> {
 }
 
 fn main() {
-    let target_mb: usize = std::env::var("BENCH_MB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200);
-    let runs: usize = std::env::var("BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3)
-        .max(1);
+    let target_mb = testsupport::bench::env_count("BENCH_MB", 200);
+    let runs = testsupport::bench::env_count("BENCH_RUNS", 3).max(1);
     let work = tempfile::tempdir().expect("temp dir");
     let w = work.path();
 

@@ -68,16 +68,8 @@ const PHASES: &[&str] = &[
 
 fn main() {
     // cargo bench passes --bench; nothing else to parse.
-    let runs: usize = std::env::var("BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
-    let status = Command::new("cargo")
-        .current_dir(repo_root())
-        .args(["build", "-q", "--release", "-p", "harness"])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let runs = testsupport::bench::env_count("BENCH_RUNS", 3);
+    testsupport::bench::release_harness();
     let env = DemoEnv::start().expect("demo environment");
     let dir = tempfile::tempdir().unwrap();
     let (cold, cold_p) = run(&env, dir.path(), &dir.path().join("r0"));

@@ -117,20 +117,9 @@ fn suite(env: &DemoEnv, dir: &Path, out: &Path) -> Suite {
 }
 
 fn main() {
-    let iterations: usize = std::env::var("ITERATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
-    let packages: usize = std::env::var("PACKAGES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
-    let status = Command::new("cargo")
-        .current_dir(repo_root())
-        .args(["build", "-q", "--release", "-p", "harness"])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let iterations = testsupport::bench::env_count("ITERATIONS", 3);
+    let packages = testsupport::bench::env_count("PACKAGES", 20);
+    testsupport::bench::release_harness();
     let env = DemoEnv::start().expect("demo environment");
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

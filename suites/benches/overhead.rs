@@ -49,10 +49,7 @@ struct Case {
 }
 
 fn main() {
-    let iterations: usize = std::env::var("ITERATIONS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+    let iterations = testsupport::bench::env_count("ITERATIONS", 3);
     let module: PathBuf = std::env::var("BENCH_MODULE")
         .map(PathBuf::from)
         .unwrap_or_else(|_| gomod::path());

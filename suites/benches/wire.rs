@@ -148,15 +148,8 @@ fn median(mut v: Vec<Phases>) -> Phases {
 }
 
 fn main() {
-    let iterations: usize = std::env::var("ITERATIONS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2)
-        .max(1);
-    let packages: usize = std::env::var("PACKAGES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
+    let iterations = testsupport::bench::env_count("ITERATIONS", 2).max(1);
+    let packages = testsupport::bench::env_count("PACKAGES", 20);
     let work = tempfile::tempdir().unwrap();
     let module = work.path().join("module");
     std::fs::create_dir_all(&module).unwrap();

@@ -8,6 +8,7 @@
 //! - `bounded`: runs a tool in its own process group with a deadline; `chromium`: headless
 //!   Chromium for the HTML report's tests.
 
+pub mod bench;
 pub mod bounded;
 pub mod chromium;
 pub mod demo;
